@@ -1,0 +1,14 @@
+"""BrainScale: online learning for spiking neural networks in JAX.
+
+    learner = brainscale.online(model, algorithm="es_d_rtrl", optimizer=optax.adam(1e-3))
+"""
+from brainscale import losses
+from brainscale.learner import ALGORITHMS, Learner, LearnerState, online
+from brainscale.model import StepModel, from_nnx, to_nnx
+from brainscale.state import HiddenState
+from transforms.errors import CompileError
+
+__version__ = "0.1.0"
+
+__all__ = ["ALGORITHMS", "CompileError", "HiddenState", "Learner", "LearnerState",
+           "StepModel", "from_nnx", "losses", "online", "to_nnx"]

@@ -1,0 +1,263 @@
+"""The online learner: ``bs.online(model, algorithm, optimizer)``.
+
+A ``Learner`` holds only static configuration; all state is a ``LearnerState``
+pytree, and every method is a pure, jitted function of it, so learners work
+under ``jax.jit``, ``jax.vmap`` and sharding like optax transforms do.
+
+    learner = bs.online(model, algorithm="es_d_rtrl", optimizer=optax.adam(1e-3))
+    state = learner.init(rng, x_batch)                  # x_batch: (B, ...)
+    state, out, metrics = learner.step(state, x_t, y_t)  # online: learn every step
+    grads, losses = learner.sequence_grad(state, xs, ys) # (T, B, ...) via lax.scan
+    state, metrics = learner.train_sequence(state, xs, ys)
+
+Objective of a sequence: the mean over time of the batch-mean per-step loss.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from brainscale.losses import cross_entropy
+from brainscale.model import as_step_model
+from transforms import d_rtrl, es_d_rtrl
+from transforms.analysis import analyse, check_algorithm_supported
+from transforms.errors import ShapeMismatchError
+from transforms.online import group_signal, jacobians, param_grads, step_signals
+from transforms.trace import evaluate, trace_step
+
+ALGORITHMS = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "bptt": None}
+
+
+class LearnerState(NamedTuple):
+    params: Any
+    opt_state: Any
+    hidden: Any          # batched hidden state, leaves (B, ...)
+    traces: Any          # the algorithm's eligibility traces (empty for BPTT)
+    hidden0: Any         # per-sample initial hidden state, used by reset
+
+
+def _leaves(tree):
+    return jax.tree_util.tree_leaves(tree)
+
+
+class Learner:
+    """Static configuration of an online learner; see module docstring."""
+
+    def __init__(self, model, algorithm: str = "es_d_rtrl",
+                 optimizer: optax.GradientTransformation | None = None,
+                 loss: Callable = cross_entropy, decay: float = 0.9):
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {algorithm!r}; choose one of "
+                             f"{sorted(ALGORITHMS)}")
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.model = as_step_model(model)
+        self.algorithm = algorithm
+        self.optimizer = optimizer if optimizer is not None else optax.sgd(1e-2)
+        self.loss = loss
+        self.decay = float(decay)
+        self.num_traces = 0           # how often a jitted method was traced
+        self._graphs: dict = {}
+        self._last_graph = None
+        self.step = jax.jit(self._step)
+        self.sequence_grad = jax.jit(self._sequence_grad)
+        self.train_sequence = jax.jit(self._train_sequence)
+        self.predict = jax.jit(self._predict)
+        self.reset = jax.jit(self._reset)
+
+    # -- compilation -------------------------------------------------------------
+    @property
+    def graph(self):
+        """The graph IR of the most recently compiled shapes."""
+        if self._last_graph is None:
+            raise RuntimeError("call learner.init(rng, example_x) first")
+        return self._last_graph
+
+    def compile(self, params, hidden, x):
+        """Graph IR for per-sample ``hidden`` and ``x`` (cached by shape)."""
+        spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+        p, h, xx = (jax.tree.map(spec, t) for t in (params, hidden, x))
+        key = tuple((jax.tree_util.tree_structure(t), tuple(_leaves(t))) for t in (p, h, xx))
+        if key not in self._graphs:
+            graph = analyse(trace_step(self.model.apply, p, h, xx))
+            check_algorithm_supported(graph, self.algorithm)
+            self._graphs[key] = graph
+        self._last_graph = self._graphs[key]
+        return self._graphs[key]
+
+    def _graph_of(self, state, x, time_axis=False):
+        B = _batch_size(state.hidden)
+        lead = 1 if time_axis else 0
+        for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
+            if jnp.ndim(leaf) <= lead or jnp.shape(leaf)[lead] != B:
+                want = "(T, B, ...)" if time_axis else "(B, ...)"
+                raise ShapeMismatchError(
+                    f"input leaf has shape {jnp.shape(leaf)}, expected {want} with B = {B} "
+                    "(the batch size the state was initialised with)",
+                    path="x" + jax.tree_util.keystr(path),
+                    hint="re-initialise the learner with a batch of this size, or pad the batch")
+        per = lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[lead + 1:], jnp.result_type(a))
+        return self.compile(state.params, state.hidden0, jax.tree.map(per, x))
+
+    # -- state ---------------------------------------------------------------------
+    def init(self, rng, example_x) -> LearnerState:
+        """Parameters, optimizer state, batched hidden state and zero traces;
+        ``example_x`` carries the batch axis first."""
+        x0 = jax.tree.map(lambda a: jnp.asarray(a)[0], example_x)
+        params, hidden0 = self.model.init(rng, x0)
+        B = _batch_size(example_x)
+        graph = self.compile(params, hidden0, x0)
+        hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), hidden0)
+        return LearnerState(params, self.optimizer.init(params), hidden,
+                            self._zero_traces(graph, B, hidden0), hidden0)
+
+    def _zero_traces(self, graph, batch, hidden0):
+        algo = ALGORITHMS[self.algorithm]
+        if algo is None:
+            return {}
+        dtype = jnp.result_type(*_leaves(hidden0)) if _leaves(hidden0) else jnp.float32
+        return algo.init(graph, batch, dtype, self.decay)
+
+    def _reset(self, state: LearnerState) -> LearnerState:
+        """Hidden state back to its initial value, traces to zero."""
+        B = _batch_size(state.hidden)
+        hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), state.hidden0)
+        return state._replace(hidden=hidden, traces=jax.tree.map(jnp.zeros_like, state.traces))
+
+    # -- one online step -----------------------------------------------------------
+    def _online_terms(self, graph, params, hidden, traces, x, y):
+        """Signals, gradient terms and advanced traces of one step."""
+        algo = ALGORITHMS[self.algorithm]
+        p, h, xx = _leaves(params), _leaves(hidden), _leaves(x)
+        sig = step_signals(graph, self.loss, p, h, xx, y)
+        g_weff = algo.contract(graph, traces, group_signal(graph, sig.signal), self.decay)
+        D, Df = jax.vmap(lambda hh, xv, ys: jacobians(graph, p, hh, xv, ys))(h, xx, sig.y)
+        traces = algo.advance(graph, traces, D, Df, sig.x, self.decay)
+        return sig, g_weff, traces
+
+    def _step(self, state: LearnerState, x, y):
+        self.num_traces += 1
+        if self.algorithm == "bptt":
+            raise ValueError("BPTT needs the whole sequence: use sequence_grad or "
+                             "train_sequence, or an online algorithm for step()")
+        graph = self._graph_of(state, x)
+        sig, g_weff, traces = self._online_terms(graph, state.params, state.hidden,
+                                                 state.traces, x, y)
+        p = _leaves(state.params)
+        grads = _unflatten_like(state.params, param_grads(graph, p, sig.g_immediate, g_weff))
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        hidden = _unflatten_like(state.hidden, sig.hidden)
+        metrics = {"loss": sig.loss, "grad_norm": optax.global_norm(grads)}
+        return state._replace(params=params, opt_state=opt_state, hidden=hidden,
+                              traces=traces), sig.out, metrics
+
+    # -- sequences -----------------------------------------------------------------
+    def _scan_online(self, state, xs, ys):
+        graph = self._graph_of(state, xs, time_axis=True)
+        p = _leaves(state.params)
+
+        def body(carry, inp):
+            hidden, traces, acc_imm, acc_w = carry
+            sig, g_weff, traces = self._online_terms(graph, state.params, hidden, traces, *inp)
+            acc_imm = [a + g for a, g in zip(acc_imm, sig.g_immediate)]
+            acc_w = [a + g for a, g in zip(acc_w, g_weff)]
+            return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w), sig.loss
+
+        zeros_imm = [jnp.zeros_like(a) for a in p]
+        zeros_w = [jnp.zeros(op.weff_shape, a.dtype)
+                   for op, a in ((op, p[op.param]) for op in graph.trained_ops())]
+        (hidden, traces, acc_imm, acc_w), losses = jax.lax.scan(
+            body, (state.hidden, state.traces, zeros_imm, zeros_w), (xs, ys))
+        T = losses.shape[0]
+        grads = [g / T for g in param_grads(graph, p, acc_imm, acc_w)]
+        return _unflatten_like(state.params, grads), losses, hidden, traces
+
+    def _scan_bptt(self, state, xs, ys):
+        graph = self._graph_of(state, xs, time_axis=True)
+        t = graph.traced
+
+        def total(params):
+            p = _leaves(params)
+
+            def body(hidden, inp):
+                x, y = inp
+
+                def one(h, xx, yy):
+                    outs = evaluate(t.jaxpr, t.consts, p + _leaves(h) + _leaves(xx))
+                    out = jax.tree_util.tree_unflatten(t.out_tree, outs[t.n_hidden:])
+                    return self.loss(out, yy), _unflatten_like(h, outs[:t.n_hidden])
+
+                ls, hidden = jax.vmap(one)(hidden, x, y)
+                return hidden, jnp.mean(ls)
+
+            hidden, losses = jax.lax.scan(body, state.hidden, (xs, ys))
+            return jnp.mean(losses), (losses, hidden)
+
+        grads, (losses, hidden) = jax.grad(total, has_aux=True)(state.params)
+        return grads, losses, hidden, state.traces
+
+    def _sequence(self, state, xs, ys):
+        if self.algorithm == "bptt":
+            return self._scan_bptt(state, xs, ys)
+        return self._scan_online(state, xs, ys)
+
+    def _sequence_grad(self, state: LearnerState, xs, ys):
+        """Gradient of the mean per-step loss over ``xs`` (T, B, ...), starting
+        from the hidden state and traces in ``state``; returns (grads, losses)."""
+        self.num_traces += 1
+        grads, losses, _, _ = self._sequence(state, xs, ys)
+        return grads, losses
+
+    def _train_sequence(self, state: LearnerState, xs, ys):
+        """Reset, gradient over the sequence, one optimizer update."""
+        self.num_traces += 1
+        state = self._reset(state)
+        grads, losses, hidden, traces = self._sequence(state, xs, ys)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": jnp.mean(losses), "grad_norm": optax.global_norm(grads)}
+        return state._replace(params=params, opt_state=opt_state, hidden=hidden,
+                              traces=traces), metrics
+
+    def _predict(self, state: LearnerState, xs):
+        """Outputs (T, B, ...) from a reset hidden state; no learning."""
+        self.num_traces += 1
+        graph = self._graph_of(state, xs, time_axis=True)
+        t = graph.traced
+        p = _leaves(state.params)
+        hidden = self._reset(state).hidden
+
+        def body(hidden, x):
+            def one(h, xx):
+                outs = evaluate(t.jaxpr, t.consts, p + _leaves(h) + _leaves(xx))
+                return (_unflatten_like(h, outs[:t.n_hidden]),
+                        jax.tree_util.tree_unflatten(t.out_tree, outs[t.n_hidden:]))
+            return jax.vmap(one)(hidden, x)
+
+        return jax.lax.scan(body, hidden, xs)[1]
+
+
+def _batch_size(tree) -> int:
+    leaves = _leaves(tree)
+    if not leaves:
+        raise ShapeMismatchError("no batched leaf to read the batch size from",
+                                 hint="give example inputs with a leading batch axis")
+    return int(jnp.shape(leaves[0])[0])
+
+
+def _unflatten_like(tree, leaves):
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(tree), list(leaves))
+
+
+def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entropy,
+           decay: float = 0.9) -> Learner:
+    """Compile ``model`` (an nnx module or ``StepModel``) into an online learner.
+
+    algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), or "bptt"
+    (exact reference, memory grows with T). ``decay`` is ES-D-RTRL's alpha.
+    """
+    return Learner(model, algorithm, optimizer, loss, decay)

@@ -1,0 +1,70 @@
+"""What a learner trains: one time step over pytrees.
+
+``StepModel(init, apply)``:
+    init(rng, x) -> (params, hidden)          x is one sample
+    apply(params, hidden, x) -> (hidden', out)
+
+``from_nnx(module)`` adapts a flax.nnx module whose weights are ``nnx.Param``
+and whose carried state is ``brainscale.HiddenState``: ``module(x)`` is one
+time step for one sample. Other variables (constants, masks, sparse indices)
+are closed over.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+from flax import nnx
+
+from brainscale.state import HiddenState
+
+
+class StepModel(NamedTuple):
+    init: Callable[[jax.Array, Any], tuple[Any, Any]]
+    apply: Callable[[Any, Any, Any], tuple[Any, Any]]
+
+
+def _copy_state(template, pure):
+    state = jax.tree.map(lambda a: a, template)
+    nnx.replace_by_pure_dict(state, pure)
+    return state
+
+
+def from_nnx(module: nnx.Module) -> StepModel:
+    """Split an nnx module into (params, hidden) pure dicts and a pure step."""
+    graphdef, params, hidden, rest = nnx.split(module, nnx.Param, HiddenState, ...)
+    p0, h0 = params.to_pure_dict(), hidden.to_pure_dict()
+
+    def init(rng, x):
+        del rng, x
+        return p0, h0
+
+    def apply(p, h, x):
+        m = nnx.merge(graphdef, _copy_state(params, p), _copy_state(hidden, h), rest)
+        out = m(x)
+        return nnx.state(m, HiddenState).to_pure_dict(), out
+
+    return StepModel(init, apply)
+
+
+def to_nnx(module: nnx.Module, params, hidden=None) -> nnx.Module:
+    """Write trained params (and optionally a per-sample hidden state) back
+    into ``module`` in place and return it."""
+    graphdef, p_state, h_state, rest = nnx.split(module, nnx.Param, HiddenState, ...)
+    p_state = _copy_state(p_state, params)
+    if hidden is not None:
+        h_state = _copy_state(h_state, hidden)
+    nnx.update(module, p_state, h_state)
+    return module
+
+
+def as_step_model(model) -> StepModel:
+    if isinstance(model, StepModel):
+        return model
+    if isinstance(model, nnx.Module):
+        return from_nnx(model)
+    if isinstance(model, tuple) and len(model) == 2 and all(callable(f) for f in model):
+        return StepModel(*model)
+    raise TypeError(
+        f"cannot learn a {type(model).__name__}: pass a flax.nnx.Module or "
+        "brainscale.StepModel(init, apply)")

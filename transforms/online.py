@@ -1,0 +1,126 @@
+"""One online learning step on the graph IR, shared by the trace algorithms.
+
+Per time step t (batched over samples, parameters shared):
+
+    g_t = d l_t/d theta |_{h_{t-1} fixed}  +  sum_g L_t^g . E^g_{t-1}
+
+where L_t^g = d l_t / d h^g_{t-1} comes from one VJP through the *current*
+step only (all spatial paths across layers within the step included), and
+E^g_{t-1} ~ d h^g_{t-1} / d W is the eligibility trace of the algorithm
+(D-RTRL, ES-D-RTRL). This is exact when E is exact (a feed-forward layer of
+elementwise neurons), and it never misses a within-step path, whichever
+variable the model derives its spikes from. The traces are then advanced
+with the per-neuron Jacobians of the step with every mixing weight op cut:
+
+    D_t  = d h_t / d h_{t-1}   (per group, K x K per neuron)
+    Df_t = d h_t / d y_t       (per op and driven group, K per neuron)
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from transforms.graph import Graph
+from transforms.trace import _bind, evaluate
+
+
+class StepSignals(NamedTuple):
+    loss: jax.Array          # scalar: batch mean of the per-sample losses
+    losses: jax.Array        # (B,)
+    hidden: list             # new hidden leaves, each (B, ...)
+    out: object              # output pytree, leaves (B, ...)
+    g_immediate: list        # d l / d params with h_{t-1} fixed, per param leaf
+    signal: list             # d l / d h_{t-1}, per hidden leaf (B, ...)
+    x: list                  # per trained op: its input x_t (B, ...) (ones for a bias)
+    y: list                  # per trained op: its output y_t (B, ...)
+
+
+def run_step(graph: Graph, params, hidden, x):
+    """Per-sample forward: new hidden leaves, output leaves, and the x and y
+    values of every trained op."""
+    t = graph.traced
+    ops = graph.trained_ops()
+    rec = [op.x_var for op in ops if op.x_var is not None] + [op.y_var for op in ops]
+    outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x), record=rec)
+    dtype = outs[0].dtype if outs else jnp.float32
+    xs = [env[op.x_var] if op.x_var is not None else jnp.ones((), dtype) for op in ops]
+    ys = [env[op.y_var] for op in ops]
+    return outs[:t.n_hidden], outs[t.n_hidden:], xs, ys
+
+
+def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target) -> StepSignals:
+    """Forward over the batch plus one VJP for the immediate parameter
+    gradient and the learning signal d l_t / d h_{t-1}."""
+    t = graph.traced
+
+    def batch_loss(params, hidden):
+        def one(h, xx, y):
+            h_new, out, xs, ys = run_step(graph, params, h, xx)
+            out = jax.tree_util.tree_unflatten(t.out_tree, out)
+            return loss_fn(out, y), (h_new, out, xs, ys)
+        ls, aux = jax.vmap(one)(hidden, x, target)
+        return jnp.mean(ls), (ls, aux)
+
+    loss, vjp, (ls, (h_new, out, xs, ys)) = jax.vjp(batch_loss, list(params), list(hidden),
+                                                    has_aux=True)
+    g_params, signal = vjp(jnp.ones_like(loss))
+    return StepSignals(loss, ls, h_new, out, g_params, signal, xs, ys)
+
+
+def jacobians(graph: Graph, params, hidden, x, ys):
+    """Per-sample D (per group: (K, K, *shape)) and Df (per trained op, per
+    driven group: (K, *shape)) of the step with mixing weight ops cut."""
+    t = graph.traced
+    ops = graph.trained_ops()
+
+    def cut(h, dys):
+        replace = {}
+        for op, y, dy in zip(ops, ys, dys):
+            if op.mixing:
+                replace[op.core[-1]] = lambda read, eqn, y=y, dy=dy: [jax.lax.stop_gradient(y) + dy]
+            else:
+                replace[op.core[-1]] = lambda read, eqn, dy=dy: [
+                    _bind(eqn, [read(v) for v in eqn.invars])[0] + dy]
+        outs = evaluate(t.jaxpr, t.consts, list(params) + list(h) + list(x), replace=replace)
+        return outs[:t.n_hidden]
+
+    dys0 = [jnp.zeros(op.y_shape, y.dtype) for op, y in zip(ops, ys)]
+    _, lin = jax.linearize(cut, list(hidden), dys0)
+    pos = {}
+    for g in graph.groups:
+        for k, j in enumerate(g.leaves):
+            pos[j] = k
+    needed = sorted({g for op in ops for g in op.groups})
+    kmax = max((graph.groups[g].k for g in needed), default=0)
+    zeros_h = [jnp.zeros_like(h) for h in hidden]
+    cols = []
+    for k in range(kmax):
+        th = [jnp.ones_like(h) if pos[j] == k else z for j, (h, z) in enumerate(zip(hidden, zeros_h))]
+        cols.append(lin(th, [jnp.zeros_like(d) for d in dys0]))
+    D = {}
+    for g in needed:
+        grp = graph.groups[g]
+        D[g] = jnp.stack([jnp.stack([cols[kk][j] for kk in range(grp.k)]) for j in grp.leaves])
+    Df = []
+    for i, op in enumerate(ops):
+        td = [jnp.ones_like(d) if n == i else jnp.zeros_like(d) for n, d in enumerate(dys0)]
+        out = lin(zeros_h, td)
+        Df.append([jnp.stack([out[j] for j in graph.groups[g].leaves]) for g in op.groups])
+    return D, Df
+
+
+def group_signal(graph: Graph, signal):
+    """Learning signal per group: (B, K, *shape)."""
+    return {g.index: jnp.stack([signal[j] for j in g.leaves], axis=1) for g in graph.groups}
+
+
+def param_grads(graph: Graph, params, g_immediate, g_weff):
+    """Total gradient per parameter leaf: the immediate part plus each trained
+    op's W_eff gradient pulled back through the op's parameter chain."""
+    grads = list(g_immediate)
+    for op, gw in zip(graph.trained_ops(), g_weff):
+        _, pull = jax.vjp(lambda w, op=op: graph.weff(op, w), params[op.param])
+        grads[op.param] = grads[op.param] + pull(gw.astype(params[op.param].dtype))[0]
+    return grads

@@ -1,0 +1,191 @@
+"""Trace one time step to a flat, labelled JAXPR and evaluate it with hooks.
+
+A step is ``apply(params, hidden, x) -> (hidden', out)`` over pytrees, written
+for ONE sample (the learners vmap over the batch). Tracing gives a jaxpr whose
+inputs and outputs are labelled by pytree path; nested ``jax.jit`` calls are
+inlined (re-tracing through ``evaluate``) so that every primitive is visible
+to the analysis. ``evaluate`` is also the runtime: the learners run the traced
+equations, optionally replacing some of them (e.g. a weight op's output) to
+build the cut Jacobians.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core as jcore
+from jax._src import source_info_util
+
+from transforms.errors import CompileError, HiddenStructureError
+
+_INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat"}
+
+
+def keystr(path) -> str:
+    return jax.tree_util.keystr(path)
+
+
+def source_of(eqn) -> str:
+    """The user's file:line (function) that produced an equation."""
+    return source_info_util.summarize(eqn.source_info)
+
+
+@dataclasses.dataclass(frozen=True)
+class TracedStep:
+    """The step as a flat list of equations with labelled inputs/outputs."""
+    jaxpr: Any                      # jax.core.Jaxpr (flat)
+    consts: tuple                   # values of jaxpr.constvars
+    param_paths: tuple[str, ...]
+    hidden_paths: tuple[str, ...]
+    x_paths: tuple[str, ...]
+    out_paths: tuple[str, ...]
+    param_tree: Any
+    hidden_tree: Any
+    x_tree: Any
+    out_tree: Any
+    n_params: int
+    n_hidden: int
+
+    @property
+    def eqns(self):
+        return self.jaxpr.eqns
+
+    @property
+    def param_vars(self):
+        return self.jaxpr.invars[:self.n_params]
+
+    @property
+    def hidden_in_vars(self):
+        return self.jaxpr.invars[self.n_params:self.n_params + self.n_hidden]
+
+    @property
+    def x_vars(self):
+        return self.jaxpr.invars[self.n_params + self.n_hidden:]
+
+    @property
+    def hidden_out_vars(self):
+        return self.jaxpr.outvars[:self.n_hidden]
+
+    @property
+    def out_vars(self):
+        return self.jaxpr.outvars[self.n_hidden:]
+
+
+def _bind(eqn, invals):
+    params = eqn.primitive.get_bind_params(eqn.params)
+    name_stack = source_info_util.current_name_stack() + eqn.source_info.name_stack
+    with source_info_util.user_context(eqn.source_info.traceback, name_stack=name_stack), \
+            eqn.ctx.manager:
+        out = eqn.primitive.bind(*invals, **params)
+    return out if eqn.primitive.multiple_results else [out]
+
+
+def evaluate(jaxpr, consts, args, *, replace: dict | None = None,
+             inline: bool = False, record=None):
+    """Evaluate ``jaxpr``. ``replace`` maps an equation index to
+    ``fn(read, eqn) -> list of outputs`` used instead of binding it; ``record``
+    lists vars whose values are returned as a dict beside the outputs."""
+    env: dict = {}
+
+    def read(v):
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    for v, c in zip(jaxpr.constvars, consts):
+        env[v] = c
+    for v, a in zip(jaxpr.invars, args):
+        env[v] = a
+    for i, eqn in enumerate(jaxpr.eqns):
+        if replace is not None and i in replace:
+            outs = replace[i](read, eqn)
+        elif inline and eqn.primitive.name in _INLINE and "jaxpr" in eqn.params:
+            inner = eqn.params["jaxpr"]
+            if hasattr(inner, "consts"):
+                outs = evaluate(inner.jaxpr, inner.consts, [read(v) for v in eqn.invars],
+                                inline=True)
+            else:
+                outs = evaluate(inner, (), [read(v) for v in eqn.invars], inline=True)
+        else:
+            outs = _bind(eqn, [read(v) for v in eqn.invars])
+        for v, o in zip(eqn.outvars, outs):
+            env[v] = o
+    outs = [read(v) for v in jaxpr.outvars]
+    if record is not None:
+        return outs, {v: read(v) for v in record}
+    return outs
+
+
+def _check_hidden(hidden, hidden_out):
+    flat_in, tree_in = jax.tree_util.tree_flatten_with_path(hidden)
+    flat_out, tree_out = jax.tree_util.tree_flatten_with_path(hidden_out)
+    if tree_in != tree_out:
+        ins = {keystr(p) for p, _ in flat_in}
+        outs = {keystr(p) for p, _ in flat_out}
+        missing, extra = sorted(ins - outs), sorted(outs - ins)
+        if missing:
+            raise HiddenStructureError(
+                f"hidden state {missing[0]} is read by the step but not returned",
+                path="hidden" + missing[0],
+                hint="return every hidden leaf the step reads, updated or unchanged, "
+                     "in the same pytree structure")
+        if extra:
+            raise HiddenStructureError(
+                f"the step returns hidden state {extra[0]} that it was not given",
+                path="hidden" + extra[0],
+                hint="create every hidden leaf in the model's initial hidden state")
+        raise HiddenStructureError(
+            f"the returned hidden pytree has a different structure: {tree_out} vs {tree_in}",
+            path="hidden")
+    for (p, a), (_, b) in zip(flat_in, flat_out):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise HiddenStructureError(
+                f"hidden state changes from {a.dtype}{list(a.shape)} to "
+                f"{b.dtype}{list(b.shape)} in one step",
+                path="hidden" + keystr(p),
+                hint="keep each hidden leaf's per-sample shape and dtype fixed "
+                     "(no batch axis inside the step: the learner vmaps over the batch)")
+
+
+def trace_step(apply: Callable, params, hidden, x) -> TracedStep:
+    """Trace ``apply(params, hidden, x)`` for one sample into a TracedStep."""
+    p_flat, p_tree = jax.tree_util.tree_flatten_with_path(params)
+    h_flat, h_tree = jax.tree_util.tree_flatten_with_path(hidden)
+    x_flat, x_tree = jax.tree_util.tree_flatten_with_path(x)
+    for path, leaf in p_flat:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise CompileError(
+                f"parameter leaf has dtype {jnp.result_type(leaf)}; only floating "
+                "leaves can be trained", path="params" + keystr(path),
+                hint="keep integer constants (e.g. sparse indices) out of the params "
+                     "pytree: close over them, or store them in a non-Param nnx.Variable")
+    n_p, n_h = len(p_flat), len(h_flat)
+
+    def flat_fn(*leaves):
+        ps = jax.tree_util.tree_unflatten(p_tree, leaves[:n_p])
+        hs = jax.tree_util.tree_unflatten(h_tree, leaves[n_p:n_p + n_h])
+        xs = jax.tree_util.tree_unflatten(x_tree, leaves[n_p + n_h:])
+        result = apply(ps, hs, xs)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise CompileError("the step must return a pair (new_hidden, output)",
+                               hint="return (hidden, out) from apply(params, hidden, x)")
+        h_new, out = result
+        _check_hidden(hs, h_new)
+        out_flat, out_tree = jax.tree_util.tree_flatten_with_path(out)
+        flat_fn.out_info = out_tree, [keystr(p) for p, _ in out_flat]
+        return jax.tree_util.tree_leaves(h_new) + [o for _, o in out_flat]
+
+    leaves = [l for _, l in p_flat] + [l for _, l in h_flat] + [l for _, l in x_flat]
+    avals = [jax.ShapeDtypeStruct(jnp.shape(l), jnp.result_type(l)) for l in leaves]
+    closed = jax.make_jaxpr(flat_fn)(*avals)
+    out_tree, out_paths = flat_fn.out_info
+    flat = jax.make_jaxpr(
+        lambda *a: evaluate(closed.jaxpr, closed.consts, a, inline=True))(*avals)
+    return TracedStep(
+        jaxpr=flat.jaxpr, consts=tuple(flat.consts),
+        param_paths=tuple("params" + keystr(p) for p, _ in p_flat),
+        hidden_paths=tuple("hidden" + keystr(p) for p, _ in h_flat),
+        x_paths=tuple("x" + keystr(p) for p, _ in x_flat),
+        out_paths=tuple("out" + p for p in out_paths),
+        param_tree=p_tree, hidden_tree=h_tree, x_tree=x_tree, out_tree=out_tree,
+        n_params=n_p, n_hidden=n_h)
