@@ -1,0 +1,56 @@
+"""Shared helpers for the gradient tests: run several learners on one model
+and data, compare gradient pytrees."""
+import contextlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import brainscale as bs
+
+
+@contextlib.contextmanager
+def float64():
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)
+
+
+def sequence_grads(model, xs, ys, algorithms=("bptt", "d_rtrl", "es_d_rtrl"), decay=0.5,
+                   loss=bs.losses.cross_entropy, seed=0):
+    grads, losses = {}, {}
+    for alg in algorithms:
+        learner = bs.online(model, algorithm=alg, decay=decay, loss=loss)
+        state = learner.init(jax.random.PRNGKey(seed), xs[0])
+        grads[alg], losses[alg] = learner.sequence_grad(state, xs, ys)
+    return grads, losses
+
+
+def flat(tree):
+    return np.concatenate([np.ravel(np.asarray(l, np.float64)) for l in jax.tree.leaves(tree)])
+
+
+def rel_err(a, b):
+    a, b = flat(a), flat(b)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def cosine(a, b):
+    a, b = flat(a), flat(b)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@jax.custom_jvp
+def spike(u):
+    """Heaviside with the SuperSpike surrogate 1 / (1 + 4|u|)^2, written here
+    so the compiler tests do not depend on the library's surrogates."""
+    return (u > 0).astype(u.dtype)
+
+
+@spike.defjvp
+def _spike_jvp(primals, tangents):
+    (u,), (du,) = primals, tangents
+    return spike(u), du / (1.0 + 4.0 * jnp.abs(u)) ** 2
