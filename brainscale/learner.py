@@ -107,7 +107,7 @@ class Learner:
         """Parameters, optimizer state, batched hidden state and zero traces;
         ``example_x`` carries the batch axis first."""
         x0 = jax.tree.map(lambda a: jnp.asarray(a)[0], example_x)
-        params, hidden0 = self.model.init(rng, x0)
+        params, hidden0 = jax.tree.map(_strong, self.model.init(rng, x0))
         B = _batch_size(example_x)
         graph = self.compile(params, hidden0, x0)
         hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), hidden0)
@@ -151,7 +151,7 @@ class Learner:
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         hidden = _unflatten_like(state.hidden, sig.hidden)
-        metrics = {"loss": sig.loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": sig.loss, "grad_norm": _norm(grads)}
         return state._replace(params=params, opt_state=opt_state, hidden=hidden,
                               traces=traces), sig.out, metrics
 
@@ -219,7 +219,7 @@ class Learner:
         grads, losses, hidden, traces = self._sequence(state, xs, ys)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": jnp.mean(losses), "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": jnp.mean(losses), "grad_norm": _norm(grads)}
         return state._replace(params=params, opt_state=opt_state, hidden=hidden,
                               traces=traces), metrics
 
@@ -239,6 +239,16 @@ class Learner:
             return jax.vmap(one)(hidden, x)
 
         return jax.lax.scan(body, hidden, xs)[1]
+
+
+def _strong(a):
+    """Drop weak typing so that updated leaves keep the cache key of the jit."""
+    a = jnp.asarray(a)
+    return jax.lax.convert_element_type(a, a.dtype) if getattr(a, "weak_type", False) else a
+
+
+def _norm(tree):
+    return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in _leaves(tree)))
 
 
 def _batch_size(tree) -> int:

@@ -29,7 +29,7 @@ def lif_layer(I, N, C, reset="soft"):
 
 def data(T, B, I, C, seed=1, p=0.5):
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    xs = jax.random.bernoulli(k1, p, (T, B, I)).astype(jnp.float64)
+    xs = jax.random.bernoulli(k1, p, (T, B, I)).astype(jnp.zeros(()).dtype)
     ys = jax.random.randint(k2, (T, B), 0, C)
     return xs, ys
 

@@ -37,6 +37,7 @@ expm1 floor ge gt imag integer_pow is_finite le lgamma log log1p logistic lt max
 mul ne neg nextafter not or pow real reduce_precision rem round rsqrt select_n sign
 sin sinh sqrt square stop_gradient sub tan tanh xor
 """.split())
+_RESHAPES = {"reshape", "squeeze", "expand_dims"}
 _CUSTOM = {"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"}
 ELEM = None          # marker: dependence is elementwise
 
@@ -224,6 +225,13 @@ def _make_op(t, kind, chain, consumers, p, i, index) -> tuple[WeightOp, tuple]:
             hint="use parameters only as x @ W, W * x, + b, a convolution or a sparse "
                  "segment_sum(W * x[pre], post); parameters of the neuron dynamics "
                  "themselves (e.g. a learnable tau) are not supported yet")
+    while True:   # size-preserving reshapes of y belong to the op (e.g. a conv's batch axis)
+        users = consumers.get(y, [])
+        nxt = t.eqns[users[0]] if len(users) == 1 else None
+        if (nxt is None or nxt.primitive.name not in _RESHAPES or nxt.invars[0] is not y
+                or math.prod(nxt.outvars[0].aval.shape) != math.prod(y.aval.shape)):
+            break
+        core, y = core + (users[0],), nxt.outvars[0]
     op = WeightOp(index=index, param=p, path=path, kind=k, chain=tuple(chain[p]),
                   core=core, param_var=t.param_vars[p], weff_var=weff, x_var=x, y_var=y,
                   source=source_of(eqn), one_post=one_post)

@@ -34,7 +34,8 @@ def init(graph: Graph, batch: int, dtype, decay: float):
 def contract(graph: Graph, traces, signal, decay: float):
     """sum_t-term of the gradient: per op, d/dW_eff summed over the batch."""
     n = traces["n"]
-    c = 1.0 - jnp.asarray(decay, jnp.float32) ** n.astype(jnp.float32)
+    dtype = traces["x"][0].dtype if traces["x"] else jnp.float32
+    c = 1.0 - jnp.asarray(decay, dtype) ** n.astype(dtype)
     scale = jnp.where(n > 0, 1.0 / jnp.where(n > 0, c, 1.0), 0.0)
     grads = []
     for i, op in enumerate(graph.trained_ops()):

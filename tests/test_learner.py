@@ -1,0 +1,175 @@
+"""The learner API: pure, jit/vmap-able, optax-compatible, no retracing, and
+the online per-step path consistent with the sequence path."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import brainscale as bs
+from gradcheck import float64, rel_err, spike
+from test_exactness import data, lif_layer
+
+
+def recording():
+    """An optax transform that leaves params unchanged and sums the gradients
+    it sees into its state."""
+    return optax.GradientTransformation(
+        init=lambda p: jax.tree.map(jnp.zeros_like, p),
+        update=lambda g, s, p=None: (jax.tree.map(jnp.zeros_like, g),
+                                     jax.tree.map(jnp.add, s, g)))
+
+
+@pytest.mark.parametrize("algorithm", ["d_rtrl", "es_d_rtrl"])
+def test_online_steps_accumulate_to_the_sequence_gradient(algorithm):
+    """T calls of step() (traces carried in the state, ES warm-up counted per
+    trace step) give T x the sequence gradient of one sequence_grad call."""
+    with float64():
+        T, B, I, C = 7, 3, 4, 3
+        xs, ys = data(T, B, I, C, p=0.6)
+        learner = bs.online(lif_layer(I, 5, C), algorithm=algorithm, optimizer=recording(),
+                            decay=0.8)
+        state = learner.init(jax.random.PRNGKey(0), xs[0])
+        grads, losses = learner.sequence_grad(state, xs, ys)
+        s = state
+        step_losses = []
+        for t in range(T):
+            s, out, m = learner.step(s, xs[t], ys[t])
+            step_losses.append(m["loss"])
+        summed = jax.tree.map(lambda a: a / T, s.opt_state)
+        assert rel_err(summed, grads) < 1e-10
+        assert np.allclose(np.array(step_losses), np.asarray(losses))
+
+
+def test_second_call_does_not_retrace():
+    xs, ys = data(6, 2, 4, 3)
+    xs = xs.astype(jnp.float32)
+    learner = bs.online(lif_layer(4, 5, 3), algorithm="es_d_rtrl", optimizer=optax.adam(1e-2))
+    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    state, _, _ = learner.step(state, xs[0], ys[0])
+    state, _ = learner.train_sequence(state, xs, ys)
+    n = learner.num_traces
+    for t in range(1, 4):
+        state, _, _ = learner.step(state, xs[t], ys[t])
+    state, _ = learner.train_sequence(state, xs * 0.5, ys)
+    assert learner.num_traces == n
+
+
+def test_vmap_over_independent_learner_states():
+    """Two seeds trained side by side under vmap equal two separate runs."""
+    xs, ys = data(5, 2, 4, 3)
+    xs = xs.astype(jnp.float32)
+    learner = bs.online(lif_layer(4, 5, 3), algorithm="d_rtrl", optimizer=optax.sgd(0.1))
+    states = [learner.init(jax.random.PRNGKey(k), xs[0]) for k in (0, 1)]
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), *states)
+    vs, _ = jax.vmap(learner.train_sequence, (0, None, None))(stacked, xs, ys)
+    for k in (0, 1):
+        single, _ = learner.train_sequence(states[k], xs, ys)
+        for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(vs.params)):
+            np.testing.assert_allclose(a, b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_bptt_has_no_online_step():
+    xs, ys = data(3, 2, 4, 3)
+    learner = bs.online(lif_layer(4, 5, 3), algorithm="bptt")
+    state = learner.init(jax.random.PRNGKey(0), xs[0].astype(jnp.float32))
+    with pytest.raises(ValueError, match="sequence_grad"):
+        learner.step(state, xs[0].astype(jnp.float32), ys[0])
+
+
+class NnxLIF(nnx.Module):
+    """A recurrent LIF layer + readout written directly with flax.nnx."""
+
+    def __init__(self, n_in, n, n_out, rngs):
+        self.inp = nnx.Linear(n_in, n, rngs=rngs)
+        self.rec = nnx.Linear(n, n, use_bias=False, rngs=rngs)
+        self.out = nnx.Linear(n, n_out, rngs=rngs)
+        self.v = bs.HiddenState(jnp.zeros(n))
+        self.s = bs.HiddenState(jnp.zeros(n))
+
+    def __call__(self, x):
+        v = 0.8 * self.v[...] + self.inp(x) * 2.0 + self.rec(self.s[...])
+        s = spike(v - 1.0)
+        self.v[...] = v - s
+        self.s[...] = s
+        return self.out(s)
+
+
+def test_flax_nnx_module_trains_and_round_trips():
+    labels = jnp.arange(8) % 3                      # class c: input channel c fires often
+    rates = 0.1 + 0.6 * jax.nn.one_hot(labels, 4)
+    xs = jax.random.bernoulli(jax.random.PRNGKey(3), rates, (12, 8, 4)).astype(jnp.float32)
+    ys = jnp.broadcast_to(labels, (12, 8))
+    module = NnxLIF(4, 6, 3, nnx.Rngs(0))
+    learner = bs.online(module, algorithm="es_d_rtrl", optimizer=optax.adam(0.05))
+    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    assert {op.kind for op in learner.graph.ops} == {"dense", "bias"}
+    first = None
+    for _ in range(25):
+        state, m = learner.train_sequence(state, xs, ys)
+        first = m["loss"] if first is None else first
+    assert m["loss"] < 0.5 * first
+    bs.to_nnx(module, state.params)
+    np.testing.assert_array_equal(module.rec.kernel[...], state.params["rec"]["kernel"])
+    learner2 = bs.online(module, algorithm="es_d_rtrl")
+    state2 = learner2.init(jax.random.PRNGKey(0), xs[0])
+    np.testing.assert_array_equal(state2.params["out"]["bias"], state.params["out"]["bias"])
+
+
+def test_predict_matches_the_step_outputs():
+    xs, ys = data(5, 2, 4, 3)
+    xs = xs.astype(jnp.float32)
+    learner = bs.online(lif_layer(4, 5, 3), algorithm="es_d_rtrl", optimizer=optax.sgd(0.0))
+    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    outs = learner.predict(state, xs)
+    assert outs.shape == (5, 2, 3)
+    s = state
+    for t in range(5):
+        s, out, _ = learner.step(s, xs[t], ys[t])
+        np.testing.assert_allclose(out, outs[t], rtol=1e-6)
+
+
+def test_es_d_rtrl_matches_a_hand_written_numpy_version():
+    """The ES-D-RTRL equations of RULES.md, written out in numpy for
+    v' = a v + x W + b, s = H(v' - 1), v = v' - s, out = s Wo:
+    D = a (1 - g), Df = 1 - g with g the surrogate slope at v' - 1."""
+    with float64():
+        T, B, I, N, C, a, alpha = 6, 2, 3, 4, 3, 0.8, 0.6
+        xs, ys = data(T, B, I, C, p=0.6)
+        model = lif_layer(I, N, C)
+        learner = bs.online(model, algorithm="es_d_rtrl", decay=alpha)
+        state = learner.init(jax.random.PRNGKey(0), xs[0])
+        grads, _ = learner.sequence_grad(state, xs, ys)
+        p = {k: np.asarray(v) for k, v in state.params.items()}
+        X, Y = np.asarray(xs), np.asarray(ys)
+        v = np.zeros((B, N))
+        ex, ef, ef_b, n = np.zeros((B, I)), np.zeros((B, N)), np.zeros((B, N)), 0
+        eb = np.zeros((B,))
+        gw, gb, gwo = np.zeros((I, N)), np.zeros(N), np.zeros((N, C))
+        for t in range(T):
+            u = 0.8 * v + X[t] @ p["w"] + p["b"]          # lif_layer uses decay 0.8
+            s = (u > 1.0).astype(float)
+            g = 1.0 / (1.0 + 4.0 * np.abs(u - 1.0)) ** 2
+            logits = s @ p["wo"]
+            prob = np.exp(logits - logits.max(1, keepdims=True))
+            prob /= prob.sum(1, keepdims=True)
+            dlogits = (prob - np.eye(C)[Y[t]]) / B           # d(batch-mean CE)/d logits
+            ds = dlogits @ p["wo"].T
+            du = ds * g                                        # d l / d u
+            gwo += s.T @ dlogits
+            gw += X[t].T @ du                                  # immediate terms
+            gb += du.sum(0)
+            L = du * 0.8                                       # d l / d v_{t-1}
+            if n > 0:
+                c = 1 - alpha ** n
+                gw += ex.T @ (L * ef) / c
+                gb += (eb[:, None] * L * ef_b).sum(0) / c
+            D, Df = 0.8 * (1 - g), 1 - g
+            ex, eb = alpha * ex + X[t], alpha * eb + 1.0
+            ef = alpha * D * ef + (1 - alpha) * Df
+            ef_b = ef
+            v = u - s
+            n += 1
+        want = {"w": gw / T, "b": gb / T, "wo": gwo / T}
+        assert rel_err(grads, want) < 1e-10
