@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import jax.numpy as jnp
 from jax.extend import core as jcore
 
 from transforms.errors import (CompileError, NonElementwiseCouplingError,
@@ -144,8 +145,8 @@ def _find_ops(t: TracedStep):
                     source=source_of(eqn),
                     hint="apply each parameter leaf in its own weight op "
                          "(e.g. x @ U @ V instead of x @ (U @ V))")
-            for v in eqn.outvars:
-                kind[v] = ps[0] if ps else None
+            for v in eqn.outvars:   # integer outputs (e.g. sparse indices) carry no gradient
+                kind[v] = ps[0] if ps and not _is_int(v) else None
             if ps:
                 chain[ps[0]].append(i)
             continue
@@ -253,14 +254,21 @@ def _reaches_output(t: TracedStep, v) -> bool:
     return any(_is_var(o) and o in live for o in t.jaxpr.outvars)
 
 
+def _is_int(v) -> bool:
+    return not jnp.issubdtype(v.aval.dtype, jnp.inexact)
+
+
 def _const_env(t: TracedStep, kind) -> dict:
+    """Concrete values of the vars that depend on no runtime input and no
+    parameter value (constants, indices); parameters stand in as zeros."""
     env = dict(zip(t.jaxpr.constvars, t.consts))
+    env.update({v: jnp.zeros(v.aval.shape, v.aval.dtype) for v in t.param_vars})
     for eqn in t.eqns:
-        if all(not _is_var(a) or (a in env) for a in eqn.invars) and all(
-                kind.get(o, "const") is None for o in eqn.outvars):
+        if all(not _is_var(a) or a in env for a in eqn.invars) and all(
+                kind.get(o) != "rt" for o in eqn.outvars):
             outs = _bind(eqn, [a.val if not _is_var(a) else env[a] for a in eqn.invars])
             env.update(zip(eqn.outvars, outs))
-    return env
+    return {v: c for v, c in env.items() if kind.get(v, None) is None}
 
 
 def analyse(t: TracedStep) -> Graph:
@@ -345,11 +353,8 @@ def analyse(t: TracedStep) -> Graph:
                 elif src == "y":
                     pre.update(f"G{g}" for g in sorted(drives_groups(ops, idx, drives, group_of)))
             op.pre = sorted(pre)
-    if any(op.kind == SPARSE or op.kind == BCOO for op in ops) or ops:
-        env = _const_env(t, kind)
-    else:
-        env = {}
-    return Graph(traced=t, ops=ops, groups=groups, group_of_leaf=group_of, const_env=env)
+    return Graph(traced=t, ops=ops, groups=groups, group_of_leaf=group_of,
+                 const_env=_const_env(t, kind))
 
 
 def drives_groups(ops, idx, drives, group_of):
