@@ -80,7 +80,7 @@ def test_hidden_shape_and_dtype_change():
 def test_weight_reaching_nothing():
     def apply(p, h, x):
         v = 0.9 * h["v"] + x @ p["w"]
-        unused = x @ p["dead"]  # result dropped
+        x @ p["dead"]  # result dropped
         return {"v": v}, spike(v) @ p["wo"]
     with pytest.raises(errors.UnusedWeightError) as e:
         compile_(apply, dict(P, dead=jnp.ones((3, 4))), H)

@@ -148,7 +148,7 @@ def test_es_d_rtrl_matches_a_hand_written_numpy_version():
         eb = np.zeros((B,))
         gw, gb, gwo = np.zeros((I, N)), np.zeros(N), np.zeros((N, C))
         for t in range(T):
-            u = 0.8 * v + X[t] @ p["w"] + p["b"]          # lif_layer uses decay 0.8
+            u = a * v + X[t] @ p["w"] + p["b"]            # lif_layer leaks by a = 0.8
             s = (u > 1.0).astype(float)
             g = 1.0 / (1.0 + 4.0 * np.abs(u - 1.0)) ** 2
             logits = s @ p["wo"]
@@ -160,12 +160,12 @@ def test_es_d_rtrl_matches_a_hand_written_numpy_version():
             gwo += s.T @ dlogits
             gw += X[t].T @ du                                  # immediate terms
             gb += du.sum(0)
-            L = du * 0.8                                       # d l / d v_{t-1}
+            L = du * a                                         # d l / d v_{t-1}
             if n > 0:
                 c = 1 - alpha ** n
                 gw += ex.T @ (L * ef) / c
                 gb += (eb[:, None] * L * ef_b).sum(0) / c
-            D, Df = 0.8 * (1 - g), 1 - g
+            D, Df = a * (1 - g), 1 - g
             ex, eb = alpha * ex + X[t], alpha * eb + 1.0
             ef = alpha * D * ef + (1 - alpha) * Df
             ef_b = ef

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import brainscale as bs
 from brainscale import neurons, synapses
 from brainscale.projections import AlignPost, AlignPre, Linear, SparseLinear
 from brainscale.readout import LinearReadout

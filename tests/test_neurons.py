@@ -10,6 +10,7 @@ from flax import nnx
 from brainscale.neurons import ALIF, GIF, LIF, QIF, ExpIF, Izhikevich, expif_update, lif_update
 from brainscale.state import HiddenState
 from brainscale.surrogate import Sigmoid, Triangle
+from nnx_run import check_batched, run as _run, run_batched
 
 N, T = 6, 60
 
@@ -18,51 +19,14 @@ def _currents(lo, hi, seed=0, n=N, t=T):
     return np.random.default_rng(seed).uniform(lo, hi, size=(t, n)).astype(np.float32)
 
 
-def _step_impl(graphdef, h, rest, x):
-    m = nnx.merge(graphdef, h, rest)
-    y = m(x)
-    return nnx.state(m, HiddenState), y
-
-
-_step = jax.jit(_step_impl, static_argnums=0)
-_bstep = jax.jit(jax.vmap(_step_impl, in_axes=(None, 0, None, 0)), static_argnums=0)
-
-
-def _jit_step(model):
-    """A jitted ``step(hidden, x) -> (hidden, y)`` for ``model``, and its hidden state."""
-    graphdef, hidden, rest = nnx.split(model, HiddenState, ...)
-    return (lambda h, x: _step(graphdef, h, rest, x)), hidden, graphdef, rest
-
-
-def _run(model, currents):
-    """Runs ``model`` (jitted) over ``currents`` (T, n); returns spikes (T, n)
-    and a list of {hidden name: value} per step."""
-    step, h, _, _ = _jit_step(model)
-    spikes, states = [], []
-    for i in currents:
-        h, s = step(h, jnp.asarray(i))
-        spikes.append(np.asarray(s))
-        states.append({k: np.asarray(v[...]) for k, v in h.items()})
-    return np.stack(spikes), states
-
-
 def _check_batched(make, xs):
-    """jit(vmap(step)) over a batch equals running each sample alone."""
-    _, hidden, graphdef, rest = _jit_step(make())
-    B = xs.shape[1]
-    hb = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), hidden)
-    ys = []
-    for x in xs:
-        hb, y = _bstep(graphdef, hb, rest, jnp.asarray(x))
-        ys.append(np.asarray(y))
-    ys = np.stack(ys)
-    for b in range(B):
-        single, _ = _run(make(), xs[:, b])
-        np.testing.assert_allclose(ys[:, b], single, rtol=1e-5, atol=1e-5)
-    # eager (no jit) gives the same as jit for the first sample
+    """jit(vmap(step)) over a batch equals running each sample alone, and an
+    eager (un-jitted) call gives the same as jit."""
+    check_batched(make, xs)
+    ys = run_batched(make(), xs[:5])
     m = make()
     eager = np.stack([np.asarray(m(jnp.asarray(x))) for x in xs[:5, 0]])
-    np.testing.assert_allclose(eager, ys[:5, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(eager, ys[:, 0], rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------- LIF

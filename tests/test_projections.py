@@ -10,44 +10,20 @@ from brainscale.projections import AlignPost, AlignPre, Linear, Recurrent, Spars
 from brainscale.readout import LeakyReadout, LinearReadout
 from brainscale.state import HiddenState
 from brainscale.synapses import STD, Expon
-
-
-def _step_impl(graphdef, h, rest, x):
-    m = nnx.merge(graphdef, h, rest)
-    y = m(x)
-    return nnx.state(m, HiddenState), y
-
-
-_step = jax.jit(_step_impl, static_argnums=0)
-_bstep = jax.jit(jax.vmap(_step_impl, in_axes=(None, 0, None, 0)), static_argnums=0)
+from nnx_run import check_batched, run
 
 
 def _run(model, xs):
-    graphdef, h, rest = nnx.split(model, HiddenState, ...)
-    ys = []
-    for x in xs:
-        h, y = _step(graphdef, h, rest, jnp.asarray(x))
-        ys.append(np.asarray(y))
-    return np.stack(ys)
+    return run(model, xs)[0]
+
+
+def _check_batched(make, xs):
+    check_batched(make, xs)
 
 
 def _call(model, x):
     """One jitted call of ``model`` on ``x`` (hidden state of ``model`` untouched)."""
     return _run(model, np.asarray(x, np.float32)[None])[0]
-
-
-def _check_batched(make, xs):
-    """jit(vmap(step)) over a batch (T, B, n) equals running each sample alone."""
-    graphdef, hidden, rest = nnx.split(make(), HiddenState, ...)
-    B = xs.shape[1]
-    hb = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), hidden)
-    ys = []
-    for x in xs:
-        hb, y = _bstep(graphdef, hb, rest, jnp.asarray(x))
-        ys.append(np.asarray(y))
-    ys = np.stack(ys)
-    for b in range(B):
-        np.testing.assert_allclose(ys[:, b], _run(make(), xs[:, b]), rtol=1e-5, atol=1e-5)
 
 
 def _prims(model, x):

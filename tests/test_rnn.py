@@ -7,32 +7,13 @@ from flax import nnx
 
 from brainscale.rnn import GRU, LSTM, VanillaRNN
 from brainscale.state import HiddenState
+from nnx_run import check_batched, run as _run
 
 N_IN, N_H, T = 4, 6, 12
 
 
 def _sig(x):
     return 1.0 / (1.0 + np.exp(-x))
-
-
-def _step_impl(graphdef, h, rest, x):
-    m = nnx.merge(graphdef, h, rest)
-    y = m(x)
-    return nnx.state(m, HiddenState), y
-
-
-_step = jax.jit(_step_impl, static_argnums=0)
-_bstep = jax.jit(jax.vmap(_step_impl, in_axes=(None, 0, None, 0)), static_argnums=0)
-
-
-def _run(model, xs):
-    graphdef, h, rest = nnx.split(model, HiddenState, ...)
-    ys, states = [], []
-    for x in xs:
-        h, y = _step(graphdef, h, rest, jnp.asarray(x))
-        ys.append(np.asarray(y))
-        states.append({k: np.asarray(v[...]) for k, v in h.items()})
-    return np.stack(ys), states
 
 
 def _params(m):
@@ -117,17 +98,8 @@ def test_each_weight_used_by_one_op_and_gets_gradient(cls):
 
 @pytest.mark.parametrize("cls", [VanillaRNN, GRU, LSTM])
 def test_jit_and_vmap(cls):
-    graphdef, hidden, rest = nnx.split(cls(N_IN, N_H, rngs=nnx.Rngs(4)), HiddenState, ...)
-    B = 3
-    xs = np.random.default_rng(5).normal(size=(T, B, N_IN)).astype(np.float32)
-    hb = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), hidden)
-    ys = []
-    for x in xs:
-        hb, y = _bstep(graphdef, hb, rest, jnp.asarray(x))
-        ys.append(np.asarray(y))
-    ys = np.stack(ys)
-    for b in range(B):
-        single, _ = _run(cls(N_IN, N_H, rngs=nnx.Rngs(4)), xs[:, b])
-        np.testing.assert_allclose(ys[:, b], single, rtol=1e-5, atol=1e-6)
+    xs = np.random.default_rng(5).normal(size=(T, 3, N_IN)).astype(np.float32)
+    check_batched(lambda: cls(N_IN, N_H, rngs=nnx.Rngs(4)), xs, atol=1e-6)
+    _, hidden, _ = nnx.split(cls(N_IN, N_H, rngs=nnx.Rngs(4)), HiddenState, ...)
     for leaf in jax.tree.leaves(hidden):
         assert leaf.shape == (N_H,)

@@ -1,5 +1,4 @@
 """Synapse dynamics against closed-form kernels and numpy loops."""
-import math
 
 import jax
 import jax.numpy as jnp
@@ -9,43 +8,9 @@ from flax import nnx
 
 from brainscale.state import HiddenState
 from brainscale.synapses import STD, STP, Alpha, Delta, DualExpon, Expon
+from nnx_run import check_batched as _check_batched, run as _run
 
 N = 5
-
-
-def _step_impl(graphdef, h, rest, x):
-    m = nnx.merge(graphdef, h, rest)
-    y = m(x)
-    return nnx.state(m, HiddenState), y
-
-
-_step = jax.jit(_step_impl, static_argnums=0)
-_bstep = jax.jit(jax.vmap(_step_impl, in_axes=(None, 0, None, 0)), static_argnums=0)
-
-
-def _run(model, xs):
-    """Runs ``model`` jitted over ``xs`` (T, n); returns outputs and per-step hidden dicts."""
-    graphdef, h, rest = nnx.split(model, HiddenState, ...)
-    ys, states = [], []
-    for x in xs:
-        h, y = _step(graphdef, h, rest, jnp.asarray(x))
-        ys.append(np.asarray(y))
-        states.append({k: np.asarray(v[...]) for k, v in h.items()})
-    return np.stack(ys), states
-
-
-def _check_batched(make, xs):
-    """jit(vmap(step)) over a batch (T, B, n) equals running each sample alone."""
-    graphdef, hidden, rest = nnx.split(make(), HiddenState, ...)
-    B = xs.shape[1]
-    hb = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), hidden)
-    ys = []
-    for x in xs:
-        hb, y = _bstep(graphdef, hb, rest, jnp.asarray(x))
-        ys.append(np.asarray(y))
-    ys = np.stack(ys)
-    for b in range(B):
-        np.testing.assert_allclose(ys[:, b], _run(make(), xs[:, b])[0], rtol=1e-5, atol=1e-6)
 
 
 def _impulse(T, n=N, amp=1.0):
