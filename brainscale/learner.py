@@ -25,7 +25,7 @@ from brainscale.model import as_step_model
 from transforms import d_rtrl, es_d_rtrl
 from transforms.analysis import analyse, check_algorithm_supported
 from transforms.errors import ShapeMismatchError
-from transforms.online import group_signal, jacobians, param_grads, step_signals
+from transforms.online import linearized_cut, param_grads, step_signals
 from transforms.trace import evaluate, trace_step
 
 ALGORITHMS = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "bptt": None}
@@ -48,7 +48,7 @@ class Learner:
 
     def __init__(self, model, algorithm: str = "es_d_rtrl",
                  optimizer: optax.GradientTransformation | None = None,
-                 loss: Callable = cross_entropy, decay: float = 0.9):
+                 loss: Callable = cross_entropy, decay: float = 0.9, trace_dtype=None):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; choose one of "
                              f"{sorted(ALGORITHMS)}")
@@ -59,6 +59,7 @@ class Learner:
         self.optimizer = optimizer if optimizer is not None else optax.sgd(1e-2)
         self.loss = loss
         self.decay = float(decay)
+        self.trace_dtype = trace_dtype
         self.num_traces = 0           # how often a jitted method was traced
         self._graphs: dict = {}
         self._last_graph = None
@@ -119,7 +120,7 @@ class Learner:
         if algo is None:
             return {}
         dtype = jnp.result_type(*_leaves(hidden0)) if _leaves(hidden0) else jnp.float32
-        return algo.init(graph, batch, dtype, self.decay)
+        return algo.init(graph, batch, dtype, self.decay, self.trace_dtype)
 
     def _reset(self, state: LearnerState) -> LearnerState:
         """Hidden state back to its initial value, traces to zero."""
@@ -133,9 +134,14 @@ class Learner:
         algo = ALGORITHMS[self.algorithm]
         p, h, xx = _leaves(params), _leaves(hidden), _leaves(x)
         sig = step_signals(graph, self.loss, p, h, xx, y)
-        g_weff = algo.contract(graph, traces, group_signal(graph, sig.signal), self.decay)
-        D, Df = jax.vmap(lambda hh, xv, ys: jacobians(graph, p, hh, xv, ys))(h, xx, sig.y)
-        traces = algo.advance(graph, traces, D, Df, sig.x, self.decay)
+        g_weff = algo.contract(graph, traces, sig.signal, self.decay)
+
+        def per_sample(fn, tr):
+            def one(hh, xv, ys, xs, tr1):
+                return fn(tr1, linearized_cut(graph, p, hh, xv, ys), hh, ys, xs)
+            return jax.vmap(one)(h, xx, sig.y, sig.x, tr)
+
+        traces = algo.advance(graph, traces, per_sample, self.decay)
         return sig, g_weff, traces
 
     def _step(self, state: LearnerState, x, y):
@@ -264,10 +270,12 @@ def _unflatten_like(tree, leaves):
 
 
 def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entropy,
-           decay: float = 0.9) -> Learner:
+           decay: float = 0.9, trace_dtype=None) -> Learner:
     """Compile ``model`` (an nnx module or ``StepModel``) into an online learner.
 
     algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), or "bptt"
-    (exact reference, memory grows with T). ``decay`` is ES-D-RTRL's alpha.
+    (exact reference, memory grows with T). ``decay`` is ES-D-RTRL's alpha;
+    ``trace_dtype`` (e.g. ``jnp.bfloat16``) stores D-RTRL traces in a smaller
+    type.
     """
-    return Learner(model, algorithm, optimizer, loss, decay)
+    return Learner(model, algorithm, optimizer, loss, decay, trace_dtype)

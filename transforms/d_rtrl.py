@@ -1,58 +1,98 @@
-"""D-RTRL: exact per-neuron-diagonal eligibility traces.
+"""D-RTRL: eligibility traces with the per-neuron diagonal Jacobian.
 
 Per trained op (y = core(x, W_eff), every W_eff element e feeding one neuron
-post(e)) and driven group g, a trace of the shape K x W_eff per sample:
+post(e)) and each hidden leaf k it drives, a trace of the shape of W_eff per
+sample:
 
-    E_t[k] = sum_k' D_t[k, k'](post) o E_{t-1}[k'] + Df_t[k](post) o d y(post)/d W_eff
+    E_t[k] = sum_k' D_t[k, k'](post) o E_{t-1}[k'] + Df_t[k](post) o dy(post)/dW_eff
 
-The second term is the VJP of the core at x_t with cotangent Df_t[k]; the
-gather q -> q(post(e)) is the VJP at x = 1 (coefficients are 1 for a matmul,
-an elementwise scale, a bias or a sparse segment_sum). Gradient term:
-sum_b sum_k L[k](post) o E[k]. Memory per sample: K |W| per op.
+``spread`` maps a per-neuron vector q to W_eff's shape, e -> q(post(e)), and
+``inject`` gives Df(post) o dy/dW = the VJP of the core at x with cotangent Df.
+For dense ops both are broadcasts; for the others (elementwise scale, bias,
+sparse segment_sum, BCOO) they are VJPs of the core (at x = 1 for spread,
+where every coefficient is 1). Gradient term: sum_b sum_k spread(L[k]) o E[k].
+Memory per sample: K |W| per op; ``trace_dtype`` (e.g. bfloat16) halves it,
+arithmetic stays in the parameters' dtype.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-from transforms.graph import Graph
-
-
-def init(graph: Graph, batch: int, dtype, decay=None):
-    return {"E": [[jnp.zeros((batch, graph.groups[g].k) + op.weff_shape, dtype)
-                   for g in op.groups] for op in graph.trained_ops()]}
+from transforms.graph import DENSE, Graph
+from transforms.online import jacobians, op_leaves
 
 
-def _pullback(graph, op, x, dtype):
-    """q (shape of y) -> d<q, core(x, W)>/dW (shape of W_eff)."""
-    _, pull = jax.vjp(lambda w: graph.core(op, x, w), jnp.zeros(op.weff_shape, dtype))
-    return lambda q: pull(q)[0]
+def init(graph: Graph, batch: int, dtype, decay=None, trace_dtype=None):
+    tdt = trace_dtype or dtype
+    return {"E": [[jnp.zeros((batch,) + op.weff_shape, tdt) for _ in op_leaves(graph, op)]
+                  for op in graph.trained_ops()]}
+
+
+def _dense_layout(graph: Graph, op):
+    """(x permutation, W dims of x, W free dims) for a plain dense op whose
+    input has only contracted axes; None otherwise."""
+    if op.kind != DENSE or len(op.core) != 1:
+        return None
+    eqn = graph.traced.eqns[op.core[0]]
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    xc, wc = (lc, rc) if eqn.invars[0] is op.x_var else (rc, lc)
+    if lb or rb or len(op.x_shape) != len(xc):
+        return None
+    pairs = sorted(zip(wc, xc))
+    w_free = tuple(d for d in range(len(op.weff_shape)) if d not in wc)
+    return tuple(xd for _, xd in pairs), tuple(wd for wd, _ in pairs), w_free
+
+
+def _maps(graph: Graph, op, dtype):
+    """Per-sample ``spread(q)`` and ``inject(x, q)`` for one op."""
+    layout = _dense_layout(graph, op)
+    shape = op.weff_shape
+    if layout is not None:
+        x_perm, x_dims, w_free = layout
+        spread = lambda q: lax.broadcast_in_dim(q, shape, w_free)
+        inject = lambda x, q: (lax.broadcast_in_dim(jnp.transpose(x, x_perm), shape, x_dims)
+                               * spread(q))
+        return spread, inject
+
+    def pull(x, q):
+        _, vjp = jax.vjp(lambda w: graph.core(op, x, w), jnp.zeros(shape, dtype))
+        return vjp(q)[0]
+    ones = jnp.ones(op.x_shape, dtype)
+    return (lambda q: pull(ones, q)), pull
 
 
 def contract(graph: Graph, traces, signal, decay=None):
     grads = []
     for i, op in enumerate(graph.trained_ops()):
-        def one(E_list, L_list, op=op):
-            spread = _pullback(graph, op, jnp.ones(op.x_shape, E_list[0].dtype), E_list[0].dtype)
-            return sum(spread(L[k]) * E[k] for E, L in zip(E_list, L_list) for k in range(E.shape[0]))
-        per = jax.vmap(one)(traces["E"][i], [signal[g] for g in op.groups])
-        grads.append(jnp.sum(per, axis=0))
+        leaves = op_leaves(graph, op)
+        dtype = signal[leaves[0]].dtype
+        spread, _ = _maps(graph, op, dtype)
+
+        def one(E_list, L_list):
+            return sum(spread(L) * E.astype(dtype) for E, L in zip(E_list, L_list))
+        grads.append(jnp.sum(jax.vmap(one)(traces["E"][i], [signal[j] for j in leaves]), axis=0))
     return grads
 
 
-def advance(graph: Graph, traces, D, Df, xs, decay=None):
+def advance_one(graph: Graph, traces, lin, hidden, ys, xs):
+    """One sample's trace update."""
+    D, Df = jacobians(graph, lin, hidden, ys)
     new = []
     for i, op in enumerate(graph.trained_ops()):
-        def one(E_list, D_list, Df_list, x, op=op):
-            dtype = E_list[0].dtype
-            spread = _pullback(graph, op, jnp.ones(op.x_shape, dtype), dtype)
-            inject = _pullback(graph, op, x, dtype)
-            out = []
-            for E, Dg, df in zip(E_list, D_list, Df_list):
-                K = E.shape[0]
-                out.append(jnp.stack([
-                    sum(spread(Dg[k, kk]) * E[kk] for kk in range(K)) + inject(df[k])
-                    for k in range(K)]))
-            return out
-        new.append(jax.vmap(one)(traces["E"][i], [D[g] for g in op.groups], Df[i], xs[i]))
+        leaves = op_leaves(graph, op)
+        E = dict(zip(leaves, traces["E"][i]))
+        dtype = Df[i][0].dtype
+        spread, inject = _maps(graph, op, dtype)
+        out = []
+        for j, df in zip(leaves, Df[i]):
+            group = graph.groups[graph.group_of_leaf[j]].leaves
+            e = sum(spread(D[(j, jj)]) * E[jj].astype(dtype) for jj in group) + inject(xs[i], df)
+            out.append(e.astype(E[j].dtype))
+        new.append(out)
     return {"E": new}
+
+
+def advance(graph: Graph, traces, per_sample, decay=None):
+    return per_sample(lambda tr, lin, h, ys, xs: advance_one(graph, tr, lin, h, ys, xs), traces)

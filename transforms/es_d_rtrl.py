@@ -1,17 +1,18 @@
 """ES-D-RTRL: D-RTRL with each trace factorised into an input and a neuron part.
 
-Per trained op (x -> y = core(x, W_eff)) and driven group g:
+Per trained op (x -> y = core(x, W_eff)) and each hidden leaf j it drives:
 
     ex_t = a ex_{t-1} + x_t                               (shape of x)
-    ef_t = a D_t o ef_{t-1} + (1 - a) Df_t                (K x shape of y)
+    ef_t = a D_t ef_{t-1} + (1 - a) Df_t                  (shape of the neuron group)
     E_t ~ (ef_t (x) ex_t) / c_t,   c_t = 1 - a^(n_t)
 
-with n_t the number of trace updates so far (the warm-up bias correction is
-exact per time step, however many steps one call runs). A bias is an op on
-the constant input 1 and keeps its own ex, so its gradient is not scaled by
-(1 - a). The contraction sum_b L^T E is the VJP of the batched core with
-respect to W_eff at x = ex: one matmul (or convolution) per op and step.
-Memory per sample: |x| + K |y| per op.
+with n_t the number of trace updates so far (the warm-up correction is exact
+per time step, however many steps one call runs). ``a D ef + (1-a) Df`` is one
+JVP of the cut step, tangent ``a ef`` on the hidden state and ``1 - a`` on the
+op's output, so D is never formed. A bias is an op on the constant input 1 and
+keeps its own ex, so its gradient is not scaled by (1 - a). The contraction
+sum_b L^T E is the VJP of the batched core at x = ex: one matmul (or
+convolution) per op and step. Memory per sample: |x| + K |y| per op.
 """
 from __future__ import annotations
 
@@ -19,20 +20,21 @@ import jax
 import jax.numpy as jnp
 
 from transforms.graph import Graph
+from transforms.online import op_leaves, op_rounds
 
 
-def init(graph: Graph, batch: int, dtype, decay: float):
+def init(graph: Graph, batch: int, dtype, decay: float, trace_dtype=None):
     ops = graph.trained_ops()
     return {
         "x": [jnp.zeros((batch,) + op.x_shape, dtype) for op in ops],
-        "f": [[jnp.zeros((batch, graph.groups[g].k) + graph.groups[g].shape, dtype)
-               for g in op.groups] for op in ops],
+        "f": [[jnp.zeros((batch,) + graph.groups[graph.group_of_leaf[j]].shape, dtype)
+               for j in op_leaves(graph, op)] for op in ops],
         "n": jnp.zeros((), jnp.int32),
     }
 
 
 def contract(graph: Graph, traces, signal, decay: float):
-    """sum_t-term of the gradient: per op, d/dW_eff summed over the batch."""
+    """Trace term of the gradient: per op, d/dW_eff summed over the batch."""
     n = traces["n"]
     dtype = traces["x"][0].dtype if traces["x"] else jnp.float32
     c = 1.0 - jnp.asarray(decay, dtype) ** n.astype(dtype)
@@ -40,22 +42,38 @@ def contract(graph: Graph, traces, signal, decay: float):
     grads = []
     for i, op in enumerate(graph.trained_ops()):
         ex = traces["x"][i]
-        cot = sum(jnp.sum(signal[g] * f, axis=1) for g, f in zip(op.groups, traces["f"][i]))
-        cot = cot * scale.astype(cot.dtype)
+        cot = sum(signal[j] * f for j, f in zip(op_leaves(graph, op), traces["f"][i]))
         zero_w = jnp.zeros(op.weff_shape, ex.dtype)
-        _, pull = jax.vjp(lambda w, op=op, ex=ex: jax.vmap(lambda xx: graph.core(op, xx, w))(ex), zero_w)
-        grads.append(pull(cot)[0])
+        _, pull = jax.vjp(lambda w, op=op, ex=ex: jax.vmap(lambda xx: graph.core(op, xx, w))(ex),
+                          zero_w)
+        grads.append(pull(cot * scale.astype(cot.dtype))[0])
     return grads
 
 
-def advance(graph: Graph, traces, D, Df, xs, decay: float):
+def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
+    """One sample's trace update (``traces`` without the counter)."""
     a = decay
+    ops = graph.trained_ops()
+    zeros_h = [jnp.zeros_like(h) for h in hidden]
+    new_f = [None] * len(ops)
+    for members in op_rounds(graph):
+        dh = list(zeros_h)
+        for i in members:
+            for j, f in zip(op_leaves(graph, ops[i]), traces["f"][i]):
+                dh[j] = a * f
+        ddy = [jnp.full(op.y_shape, 1.0 - a, zeros_h[0].dtype) if i in members
+               else jnp.zeros(op.y_shape, zeros_h[0].dtype) for i, op in enumerate(ops)]
+        out = lin(dh, ddy)
+        for i in members:
+            new_f[i] = [out[j] for j in op_leaves(graph, ops[i])]
     new_x = [a * ex + x for ex, x in zip(traces["x"], xs)]
-    new_f = []
-    for i, op in enumerate(graph.trained_ops()):
-        fs = []
-        for f, g, df in zip(traces["f"][i], op.groups, Df[i]):
-            # D[g]: (B, K, K, *S); f: (B, K, *S)
-            fs.append(a * jnp.sum(D[g] * f[:, None], axis=2) + (1.0 - a) * df)
-        new_f.append(fs)
-    return {"x": new_x, "f": new_f, "n": traces["n"] + 1}
+    return {"x": new_x, "f": new_f}
+
+
+def advance(graph: Graph, traces, per_sample, decay: float):
+    """Batched update; ``per_sample(fn, traces_without_counter)`` vmaps
+    ``fn(traces, lin, hidden, ys, xs)`` over the batch."""
+    body = {k: v for k, v in traces.items() if k != "n"}
+    new = per_sample(lambda tr, lin, h, ys, xs: advance_one(graph, tr, lin, h, ys, xs, decay),
+                     body)
+    return dict(new, n=traces["n"] + 1)

@@ -69,9 +69,11 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target) -> 
     return StepSignals(loss, ls, h_new, out, g_params, signal, xs, ys)
 
 
-def jacobians(graph: Graph, params, hidden, x, ys):
-    """Per-sample D (per group: (K, K, *shape)) and Df (per trained op, per
-    driven group: (K, *shape)) of the step with mixing weight ops cut."""
+def linearized_cut(graph: Graph, params, hidden, x, ys):
+    """Per sample: the step with every mixing weight op cut (its output held
+    at ``ys`` plus an offset dy), linearised at (h_{t-1}, dy = 0). Returns
+    ``lin(dh, ddy) -> dh_t`` (lists over hidden leaves and trained ops):
+    ``lin(e_k, 0)`` gives columns of D_t, ``lin(0, 1_op)`` gives Df_t."""
     t = graph.traced
     ops = graph.trained_ops()
 
@@ -87,33 +89,50 @@ def jacobians(graph: Graph, params, hidden, x, ys):
         return outs[:t.n_hidden]
 
     dys0 = [jnp.zeros(op.y_shape, y.dtype) for op, y in zip(ops, ys)]
-    _, lin = jax.linearize(cut, list(hidden), dys0)
-    pos = {}
-    for g in graph.groups:
-        for k, j in enumerate(g.leaves):
-            pos[j] = k
+    return jax.linearize(cut, list(hidden), dys0)[1]
+
+
+def op_rounds(graph: Graph) -> list[list[int]]:
+    """Trained ops grouped so that the ops of one round drive disjoint hidden
+    groups: one JVP of the cut step then serves every op of the round."""
+    rounds: list[tuple[list[int], set]] = []
+    for i, op in enumerate(graph.trained_ops()):
+        for members, used in rounds:
+            if not used & set(op.groups):
+                members.append(i)
+                used.update(op.groups)
+                break
+        else:
+            rounds.append(([i], set(op.groups)))
+    return [members for members, _ in rounds]
+
+
+def op_leaves(graph: Graph, op) -> list[int]:
+    """Hidden leaves of the groups an op drives, in group order."""
+    return [j for g in op.groups for j in graph.groups[g].leaves]
+
+
+def jacobians(graph: Graph, lin, hidden, ys):
+    """Per sample: D as {(j, j'): dh_j/dh_j'} for leaves of one driven group,
+    and Df per trained op as a list over ``op_leaves`` of dh_j/dy."""
+    ops = graph.trained_ops()
+    pos = {j: k for g in graph.groups for k, j in enumerate(g.leaves)}
     needed = sorted({g for op in ops for g in op.groups})
     kmax = max((graph.groups[g].k for g in needed), default=0)
     zeros_h = [jnp.zeros_like(h) for h in hidden]
-    cols = []
-    for k in range(kmax):
-        th = [jnp.ones_like(h) if pos[j] == k else z for j, (h, z) in enumerate(zip(hidden, zeros_h))]
-        cols.append(lin(th, [jnp.zeros_like(d) for d in dys0]))
-    D = {}
-    for g in needed:
-        grp = graph.groups[g]
-        D[g] = jnp.stack([jnp.stack([cols[kk][j] for kk in range(grp.k)]) for j in grp.leaves])
-    Df = []
-    for i, op in enumerate(ops):
-        td = [jnp.ones_like(d) if n == i else jnp.zeros_like(d) for n, d in enumerate(dys0)]
-        out = lin(zeros_h, td)
-        Df.append([jnp.stack([out[j] for j in graph.groups[g].leaves]) for g in op.groups])
+    zeros_y = [jnp.zeros(op.y_shape, y.dtype) for op, y in zip(ops, ys)]
+    cols = [lin([jnp.ones_like(h) if pos[j] == k else z
+                 for j, (h, z) in enumerate(zip(hidden, zeros_h))], zeros_y)
+            for k in range(kmax)]
+    D = {(j, jj): cols[pos[jj]][j]
+         for g in needed for j in graph.groups[g].leaves for jj in graph.groups[g].leaves}
+    Df = [None] * len(ops)
+    for members in op_rounds(graph):
+        out = lin(zeros_h, [jnp.ones_like(z) if i in members else z
+                            for i, z in enumerate(zeros_y)])
+        for i in members:
+            Df[i] = [out[j] for j in op_leaves(graph, ops[i])]
     return D, Df
-
-
-def group_signal(graph: Graph, signal):
-    """Learning signal per group: (B, K, *shape)."""
-    return {g.index: jnp.stack([signal[j] for j in g.leaves], axis=1) for g in graph.groups}
 
 
 def param_grads(graph: Graph, params, g_immediate, g_weff):
