@@ -25,7 +25,8 @@ from brainscale.model import as_step_model
 from transforms import d_rtrl, es_d_rtrl
 from transforms.analysis import analyse, check_algorithm_supported
 from transforms.errors import ShapeMismatchError
-from transforms.online import linearized_cut, param_grads, step_signals
+from transforms.online import linearized_cut, param_grads, readout_signal, step_signals
+from transforms.readout_paths import readout_paths
 from transforms.trace import evaluate, trace_step
 
 ALGORITHMS = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "bptt": None}
@@ -48,7 +49,8 @@ class Learner:
 
     def __init__(self, model, algorithm: str = "es_d_rtrl",
                  optimizer: optax.GradientTransformation | None = None,
-                 loss: Callable = cross_entropy, decay: float = 0.9, trace_dtype=None):
+                 loss: Callable = cross_entropy, decay: float = 0.9, trace_dtype=None,
+                 readout_paths: bool = True):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; choose one of "
                              f"{sorted(ALGORITHMS)}")
@@ -60,6 +62,7 @@ class Learner:
         self.loss = loss
         self.decay = float(decay)
         self.trace_dtype = trace_dtype
+        self.readout_paths = readout_paths
         self.num_traces = 0           # how often a jitted method was traced
         self._graphs: dict = {}
         self._last_graph = None
@@ -85,6 +88,8 @@ class Learner:
         if key not in self._graphs:
             graph = analyse(trace_step(self.model.apply, p, h, xx))
             check_algorithm_supported(graph, self.algorithm)
+            if self.readout_paths and self.algorithm != "bptt":
+                graph.readout_paths = readout_paths(graph)
             self._graphs[key] = graph
         self._last_graph = self._graphs[key]
         return self._graphs[key]
@@ -134,7 +139,8 @@ class Learner:
         algo = ALGORITHMS[self.algorithm]
         p, h, xx = _leaves(params), _leaves(hidden), _leaves(x)
         sig = step_signals(graph, self.loss, p, h, xx, y)
-        g_weff = algo.contract(graph, traces, sig.signal, self.decay)
+        g_weff = algo.contract(graph, traces, sig.signal, self.decay,
+                               readout_signal(graph, p, sig.signal))
 
         def per_sample(fn, tr):
             def one(hh, xv, ys, xs, tr1):
@@ -270,12 +276,13 @@ def _unflatten_like(tree, leaves):
 
 
 def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entropy,
-           decay: float = 0.9, trace_dtype=None) -> Learner:
+           decay: float = 0.9, trace_dtype=None, readout_paths: bool = True) -> Learner:
     """Compile ``model`` (an nnx module or ``StepModel``) into an online learner.
 
     algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), or "bptt"
     (exact reference, memory grows with T). ``decay`` is ES-D-RTRL's alpha;
     ``trace_dtype`` (e.g. ``jnp.bfloat16``) stores D-RTRL traces in a smaller
-    type.
+    type. ``readout_paths`` carries the loss's temporal path through linear
+    leaky readouts with filtered traces (off: the paper's plain algorithms).
     """
-    return Learner(model, algorithm, optimizer, loss, decay, trace_dtype)
+    return Learner(model, algorithm, optimizer, loss, decay, trace_dtype, readout_paths)

@@ -354,7 +354,7 @@ def analyse(t: TracedStep) -> Graph:
                     pre.update(f"G{g}" for g in sorted(drives_groups(ops, idx, drives, group_of)))
             op.pre = sorted(pre)
     return Graph(traced=t, ops=ops, groups=groups, group_of_leaf=group_of,
-                 const_env=_const_env(t, kind))
+                 const_env=_const_env(t, kind), deps=deps)
 
 
 def drives_groups(ops, idx, drives, group_of):

@@ -11,8 +11,9 @@ sample:
 For dense ops both are broadcasts; for the others (elementwise scale, bias,
 sparse segment_sum, BCOO) they are VJPs of the core (at x = 1 for spread,
 where every coefficient is 1). Gradient term: sum_b sum_k spread(L[k]) o E[k].
-Memory per sample: K |W| per op; ``trace_dtype`` (e.g. bfloat16) halves it,
-arithmetic stays in the parameters' dtype.
+Memory per sample: K |W| per op (plus |W| per readout path: a leaky readout's
+filtered copy X_t = kappa X_{t-1} + dx_o/dW); ``trace_dtype`` (e.g. bfloat16)
+halves it, arithmetic stays in the parameters' dtype.
 """
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from transforms.online import jacobians, op_leaves
 
 def init(graph: Graph, batch: int, dtype, decay=None, trace_dtype=None):
     tdt = trace_dtype or dtype
+    ops = graph.trained_ops()
     return {"E": [[jnp.zeros((batch,) + op.weff_shape, tdt) for _ in op_leaves(graph, op)]
-                  for op in graph.trained_ops()]}
+                  for op in ops],
+            "X": [jnp.zeros((batch,) + ops[p.op].weff_shape, tdt) for p in graph.readout_paths]}
 
 
 def _dense_layout(graph: Graph, op):
@@ -63,22 +66,47 @@ def _maps(graph: Graph, op, dtype):
     return (lambda q: pull(ones, q)), pull
 
 
-def contract(graph: Graph, traces, signal, decay=None):
+def _letters(n, skip=""):
+    return [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in skip][:n]
+
+
+def contract(graph: Graph, traces, signal, decay=None, readout_signal=()):
+    """sum_b sum_k spread(L[k]) o E[k], plus spread(Lx) o X for the op's
+    readout paths."""
     grads = []
     for i, op in enumerate(graph.trained_ops()):
         leaves = op_leaves(graph, op)
+        pairs = list(zip([signal[j] for j in leaves], traces["E"][i])) + [
+            (lx, X) for p, lx, X in zip(graph.readout_paths, readout_signal, traces["X"])
+            if p.op == i]
         dtype = signal[leaves[0]].dtype
+        layout = _dense_layout(graph, op)
+        if layout is not None:       # sum_b L[b, free] E[b, w]: one contraction over b
+            w = _letters(len(op.weff_shape), skip="z")
+            spec = f"z{''.join(w[d] for d in layout[2])},z{''.join(w)}->{''.join(w)}"
+            grads.append(sum(jnp.einsum(spec, L, E.astype(dtype)) for L, E in pairs))
+            continue
         spread, _ = _maps(graph, op, dtype)
 
-        def one(E_list, L_list):
-            return sum(spread(L) * E.astype(dtype) for E, L in zip(E_list, L_list))
-        grads.append(jnp.sum(jax.vmap(one)(traces["E"][i], [signal[j] for j in leaves]), axis=0))
+        def one(pairs):
+            return sum(spread(L) * E.astype(dtype) for L, E in pairs)
+        grads.append(jnp.sum(jax.vmap(one)(pairs), axis=0))
     return grads
 
 
 def advance_one(graph: Graph, traces, lin, hidden, ys, xs):
     """One sample's trace update."""
-    D, Df = jacobians(graph, lin, hidden, ys)
+    D, Df, Jh, Jy = jacobians(graph, lin, hidden, ys)
+    ops = graph.trained_ops()
+    new_X = []
+    for n, p in enumerate(graph.readout_paths):   # X = kappa X + dx_o/dh . E + dx_o/dy . dy/dW
+        op = ops[p.op]
+        E = dict(zip(op_leaves(graph, op), traces["E"][p.op]))
+        dtype = Jy[n].dtype
+        spread, inject = _maps(graph, op, dtype)
+        x_new = (p.kappa * traces["X"][n].astype(dtype) + inject(xs[p.op], Jy[n])
+                 + sum(spread(Jh[n][jj]) * E[jj].astype(dtype) for jj in Jh[n]))
+        new_X.append(x_new.astype(traces["X"][n].dtype))
     new = []
     for i, op in enumerate(graph.trained_ops()):
         leaves = op_leaves(graph, op)
@@ -91,7 +119,7 @@ def advance_one(graph: Graph, traces, lin, hidden, ys, xs):
             e = sum(spread(D[(j, jj)]) * E[jj].astype(dtype) for jj in group) + inject(xs[i], df)
             out.append(e.astype(E[j].dtype))
         new.append(out)
-    return {"E": new}
+    return {"E": new, "X": new_X}
 
 
 def advance(graph: Graph, traces, per_sample, decay=None):

@@ -13,6 +13,8 @@ op's output, so D is never formed. A bias is an op on the constant input 1 and
 keeps its own ex, so its gradient is not scaled by (1 - a). The contraction
 sum_b L^T E is the VJP of the batched core at x = ex: one matmul (or
 convolution) per op and step. Memory per sample: |x| + K |y| per op.
+Linear leaky readouts (``readout_paths``) add a filtered neuron trace
+xi_t = kappa xi_{t-1} + d x_o/d(W) in the same factorised form.
 """
 from __future__ import annotations
 
@@ -29,12 +31,15 @@ def init(graph: Graph, batch: int, dtype, decay: float, trace_dtype=None):
         "x": [jnp.zeros((batch,) + op.x_shape, dtype) for op in ops],
         "f": [[jnp.zeros((batch,) + graph.groups[graph.group_of_leaf[j]].shape, dtype)
                for j in op_leaves(graph, op)] for op in ops],
+        "xi": [jnp.zeros((batch,) + graph.groups[p.group].shape, dtype)
+               for p in graph.readout_paths],
         "n": jnp.zeros((), jnp.int32),
     }
 
 
-def contract(graph: Graph, traces, signal, decay: float):
-    """Trace term of the gradient: per op, d/dW_eff summed over the batch."""
+def contract(graph: Graph, traces, signal, decay: float, readout_signal=()):
+    """Trace term of the gradient: per op, d/dW_eff summed over the batch;
+    readout paths add their filtered neuron trace xi times c core_o^T(L_r)."""
     n = traces["n"]
     dtype = traces["x"][0].dtype if traces["x"] else jnp.float32
     c = 1.0 - jnp.asarray(decay, dtype) ** n.astype(dtype)
@@ -43,6 +48,8 @@ def contract(graph: Graph, traces, signal, decay: float):
     for i, op in enumerate(graph.trained_ops()):
         ex = traces["x"][i]
         cot = sum(signal[j] * f for j, f in zip(op_leaves(graph, op), traces["f"][i]))
+        cot = cot + sum((lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal,
+                                                       traces["xi"]) if p.op == i), 0.0)
         zero_w = jnp.zeros(op.weff_shape, ex.dtype)
         _, pull = jax.vjp(lambda w, op=op, ex=ex: jax.vmap(lambda xx: graph.core(op, xx, w))(ex),
                           zero_w)
@@ -56,6 +63,7 @@ def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
     ops = graph.trained_ops()
     zeros_h = [jnp.zeros_like(h) for h in hidden]
     new_f = [None] * len(ops)
+    new_xi = list(traces["xi"])
     for members in op_rounds(graph):
         dh = list(zeros_h)
         for i in members:
@@ -63,11 +71,14 @@ def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
                 dh[j] = a * f
         ddy = [jnp.full(op.y_shape, 1.0 - a, zeros_h[0].dtype) if i in members
                else jnp.zeros(op.y_shape, zeros_h[0].dtype) for i, op in enumerate(ops)]
-        out = lin(dh, ddy)
+        out, extra = lin(dh, ddy)
         for i in members:
             new_f[i] = [out[j] for j in op_leaves(graph, ops[i])]
+        for n, p in enumerate(graph.readout_paths):
+            if p.op in members:       # xi = kappa xi + (a Jx_h ef + (1 - a) Jx_y)
+                new_xi[n] = p.kappa * traces["xi"][n] + extra[n]
     new_x = [a * ex + x for ex, x in zip(traces["x"], xs)]
-    return {"x": new_x, "f": new_f}
+    return {"x": new_x, "f": new_f, "xi": new_xi}
 
 
 def advance(graph: Graph, traces, per_sample, decay: float):

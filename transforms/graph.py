@@ -91,6 +91,8 @@ class Graph:
     groups: list[HiddenGroup]
     group_of_leaf: dict[int, int]
     const_env: dict                  # concrete values of parameter-free, input-free vars
+    deps: dict = dataclasses.field(default_factory=dict)   # var -> {source: elementwise?}
+    readout_paths: list = dataclasses.field(default_factory=list)  # traced leaky-readout paths
 
     # -- evaluation of an op's pieces, used by the learners -------------------
     def weff(self, op: WeightOp, w):
@@ -156,6 +158,9 @@ class Graph:
                          ", ".join(f"G{g}" for g in op.groups) or "output only (exact gradient)",
                          op.source))
         lines += _table(rows)
+        if self.readout_paths:
+            lines += ["", "readout paths (filtered traces carry the loss through leaky readouts):"]
+            lines += [f"  {p.describe(self)}" for p in self.readout_paths]
         mem = self.memory()
         lines += ["", "learning state per sample (floats): "
                   f"BPTT {mem['bptt_per_step']} x T, D-RTRL {mem['d_rtrl']}, "

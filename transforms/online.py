@@ -72,10 +72,12 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target) -> 
 def linearized_cut(graph: Graph, params, hidden, x, ys):
     """Per sample: the step with every mixing weight op cut (its output held
     at ``ys`` plus an offset dy), linearised at (h_{t-1}, dy = 0). Returns
-    ``lin(dh, ddy) -> dh_t`` (lists over hidden leaves and trained ops):
-    ``lin(e_k, 0)`` gives columns of D_t, ``lin(0, 1_op)`` gives Df_t."""
+    ``lin(dh, ddy) -> (dh_t, dx_o)`` (lists over hidden leaves and trained
+    ops; dx_o over ``graph.readout_paths``' readout inputs): ``lin(e_k, 0)``
+    gives columns of D_t, ``lin(0, 1_op)`` gives Df_t."""
     t = graph.traced
     ops = graph.trained_ops()
+    extra = [ops[p.readout_op].x_var for p in graph.readout_paths]
 
     def cut(h, dys):
         replace = {}
@@ -85,8 +87,9 @@ def linearized_cut(graph: Graph, params, hidden, x, ys):
             else:
                 replace[op.core[-1]] = lambda read, eqn, dy=dy: [
                     _bind(eqn, [read(v) for v in eqn.invars])[0] + dy]
-        outs = evaluate(t.jaxpr, t.consts, list(params) + list(h) + list(x), replace=replace)
-        return outs[:t.n_hidden]
+        outs, rec = evaluate(t.jaxpr, t.consts, list(params) + list(h) + list(x),
+                             replace=replace, record=extra)
+        return outs[:t.n_hidden], [rec[v] for v in extra]
 
     dys0 = [jnp.zeros(op.y_shape, y.dtype) for op, y in zip(ops, ys)]
     return jax.linearize(cut, list(hidden), dys0)[1]
@@ -114,7 +117,9 @@ def op_leaves(graph: Graph, op) -> list[int]:
 
 def jacobians(graph: Graph, lin, hidden, ys):
     """Per sample: D as {(j, j'): dh_j/dh_j'} for leaves of one driven group,
-    and Df per trained op as a list over ``op_leaves`` of dh_j/dy."""
+    Df per trained op as a list over ``op_leaves`` of dh_j/dy, and for each
+    readout path p the readout input's Jacobians Jh[p] = {j': dx_o/dh_j'} and
+    Jy[p] = dx_o/dy_k."""
     ops = graph.trained_ops()
     pos = {j: k for g in graph.groups for k, j in enumerate(g.leaves)}
     needed = sorted({g for op in ops for g in op.groups})
@@ -124,15 +129,35 @@ def jacobians(graph: Graph, lin, hidden, ys):
     cols = [lin([jnp.ones_like(h) if pos[j] == k else z
                  for j, (h, z) in enumerate(zip(hidden, zeros_h))], zeros_y)
             for k in range(kmax)]
-    D = {(j, jj): cols[pos[jj]][j]
+    D = {(j, jj): cols[pos[jj]][0][j]
          for g in needed for j in graph.groups[g].leaves for jj in graph.groups[g].leaves}
-    Df = [None] * len(ops)
+    paths = graph.readout_paths
+    Jh = [{jj: cols[pos[jj]][1][n] for jj in graph.groups[p.group].leaves}
+          for n, p in enumerate(paths)]
+    Df, Jy = [None] * len(ops), [None] * len(paths)
     for members in op_rounds(graph):
-        out = lin(zeros_h, [jnp.ones_like(z) if i in members else z
-                            for i, z in enumerate(zeros_y)])
+        out, extra = lin(zeros_h, [jnp.ones_like(z) if i in members else z
+                                   for i, z in enumerate(zeros_y)])
         for i in members:
             Df[i] = [out[j] for j in op_leaves(graph, ops[i])]
-    return D, Df
+        for n, p in enumerate(paths):
+            if p.op in members:
+                Jy[n] = extra[n]
+    return D, Df, Jh, Jy
+
+
+def readout_signal(graph: Graph, params, signal):
+    """Per readout path: c core_o^T(dl/dr_{t-1}), batched (B, *x_o)."""
+    ops = graph.trained_ops()
+    out = []
+    for p in graph.readout_paths:
+        o = ops[p.readout_op]
+        w = graph.weff(o, params[o.param])
+        L = signal[graph.groups[p.readout_group].leaves[0]]
+        x0 = jnp.zeros((L.shape[0],) + o.x_shape, L.dtype)
+        _, pull = jax.vjp(lambda xx: jax.vmap(lambda xi: graph.core(o, xi, w))(xx), x0)
+        out.append(p.coeff * pull(L)[0])
+    return out
 
 
 def param_grads(graph: Graph, params, g_immediate, g_weff):

@@ -1,0 +1,148 @@
+"""Find linear leaky readouts whose temporal paths the traces can carry.
+
+A hidden group R of one leaf is a *linear readout* when its update is affine
+with scalar constant coefficients,
+
+    r_t = kappa r_{t-1} + sum_o c_o y_o,t (+ const),
+
+and each y_o = core_o(x_o, W_o) comes from a weight op whose input x_o is an
+elementwise function of one neuron group G (e.g. x_o = spikes of G). Then for
+every op k driving G the loss at step t reaches W_k through r_{t-1} along
+
+    d r_{t-1} / d W_k = c_o core_o(Xbar_{t-1}, W_o),
+    Xbar_t = kappa Xbar_{t-1} + d x_o,t / d W_k,
+
+so a filtered copy of the op's trace (e-prop's readout-filtered eligibility)
+adds the term c_o core_o^T(dl_t/dr_{t-1}) . Xbar_{t-1}, exact when the trace
+is. The per-neuron structure is kept because x_o is one value per neuron of G.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from jax.extend import core as jcore
+
+from transforms.analysis import ELEM
+from transforms.graph import BIAS, Graph
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadoutPath:
+    op: int             # index in graph.trained_ops() of the op k driving G
+    readout_op: int     # index in graph.trained_ops() of the op o feeding R
+    group: int          # G
+    readout_group: int  # R
+    kappa: float
+    coeff: float
+
+    def describe(self, graph: Graph) -> str:
+        ops = graph.trained_ops()
+        return (f"W{ops[self.op].index} -> G{self.group} -> W{ops[self.readout_op].index} -> "
+                f"G{self.readout_group} (kappa {self.kappa:.4g})")
+
+
+def _scalar(graph: Graph, a):
+    """The value of a scalar constant operand, or None."""
+    if isinstance(a, jcore.Literal):
+        v = np.asarray(a.val)
+    elif a in graph.const_env:
+        v = np.asarray(graph.const_env[a])
+    else:
+        return None
+    return float(v.ravel()[0]) if v.size and np.all(v == v.ravel()[0]) else None
+
+
+def affine_form(graph: Graph, seeds: dict, target):
+    """Propagate {source: coefficient} forms from ``seeds`` (var -> form) to
+    ``target``; None if the target is not affine in the seeds with scalar
+    constant coefficients."""
+    t = graph.traced
+    forms = dict(seeds)
+    for eqn in t.eqns:
+        ins = [forms.get(a) if not isinstance(a, jcore.Literal) else None for a in eqn.invars]
+        if eqn.outvars[0] in forms or not any(f is not None for f in ins):
+            continue
+        name, out = eqn.primitive.name, None
+        if name in ("add", "add_any", "sub"):
+            sign = -1.0 if name == "sub" else 1.0
+            parts = []
+            for k, (a, f) in enumerate(zip(eqn.invars, ins)):
+                s = sign if k == 1 else 1.0
+                if f is not None:
+                    parts.append({src: s * c for src, c in f.items()})
+                elif _scalar(graph, a) is not None or a in graph.const_env:
+                    parts.append({"const": 0.0})
+                else:
+                    parts = None
+                    break
+            if parts is not None:
+                out = {}
+                for p in parts:
+                    for src, c in p.items():
+                        out[src] = out.get(src, 0.0) + c
+        elif name == "mul":
+            f, other = (ins[0], eqn.invars[1]) if ins[0] is not None else (ins[1], eqn.invars[0])
+            k = _scalar(graph, other)
+            if f is not None and k is not None and (ins[0] is None or ins[1] is None):
+                out = {src: k * c for src, c in f.items()}
+        elif name == "neg":
+            out = {src: -c for src, c in ins[0].items()}
+        elif name in ("convert_element_type", "copy", "copy_p"):
+            out = ins[0]
+        for v in eqn.outvars:
+            forms[v] = out
+    return forms.get(target)
+
+
+def find_readout_paths(graph: Graph, deps: dict) -> list[ReadoutPath]:
+    t = graph.traced
+    ops = graph.trained_ops()
+    index = {op.index: i for i, op in enumerate(ops)}
+    paths = []
+    for R in graph.groups:
+        if R.k != 1 or not R.ops:
+            continue
+        j = R.leaves[0]
+        feeding = [ops[index[o]] for o in R.ops]
+        seeds = {t.hidden_in_vars[j]: {("h", j): 1.0}}
+        seeds.update({op.y_var: {("y", op.index): 1.0} for op in feeding})
+        form = affine_form(graph, seeds, t.hidden_out_vars[j])
+        if not form or ("h", j) not in form:
+            continue
+        if any(src not in ("const", ("h", j)) and src[0] != "y" for src in form):
+            continue
+        kappa = form[("h", j)]
+        for o in feeding:
+            if o.kind == BIAS or o.x_var is None or not o.mixing:
+                continue
+            G = _source_group(graph, deps.get(o.x_var, {}), o)
+            if G is None:
+                continue
+            for k in graph.groups[G].ops:
+                paths.append(ReadoutPath(index[k], index[o.index], G, R.index, kappa,
+                                         form.get(("y", o.index), 0.0)))
+    return [p for p in paths if p.coeff != 0.0]
+
+
+def _source_group(graph: Graph, d: dict, o):
+    """The one group G whose neurons x_o is an elementwise function of."""
+    groups = set()
+    for (src, idx), how in d.items():
+        if how is not ELEM:
+            return None
+        if src == "h":
+            groups.add(graph.group_of_leaf[idx])
+        elif src == "y":
+            groups.update(graph.ops[idx].groups)
+        else:
+            return None
+    if len(groups) != 1:
+        return None
+    G = groups.pop()
+    return G if graph.groups[G].shape == o.x_shape and G != o.groups[0] else None
+
+
+def readout_paths(graph: Graph) -> list[ReadoutPath]:
+    """All readout paths of a graph."""
+    return find_readout_paths(graph, graph.deps)
