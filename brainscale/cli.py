@@ -1,6 +1,6 @@
 """Command-line entry point: ``brainscale <subcommand> ...``.
 
-Subcommands: ``demo``. (Room is left for ``bench``, ``train``, ``map``.)
+Subcommands: ``demo``, ``bench``.
 """
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 2
     run_demo(out_dir=args.out, epochs=args.epochs, quick=args.quick,
              algorithms=algorithms, seed=args.seed)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from brainscale.bench import run_bench
+
+    run_bench(args.out, only=args.only)
     return 0
 
 
@@ -53,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
                            f"(default: {DEFAULT_ALGORITHMS})")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(func=_cmd_demo)
+
+    bench = sub.add_parser(
+        "bench", help="quick versions of all benchmarks (fidelity, memory/time vs T, "
+                      "side by side with braintrace) into one folder",
+        description="Run the benchmarks of benchmarks/ with quick settings (under ten "
+                    "minutes on 2 CPU cores): gradient fidelity across neuron models, "
+                    "memory and time vs sequence length, and BrainScale vs braintrace on "
+                    "the lif-delta network (skipped if braintrace is not installed).")
+    bench.add_argument("--out", default="bench_out", metavar="DIR",
+                       help="output directory (default: bench_out)")
+    bench.add_argument("--only", nargs="+", choices=["fidelity", "memory_time", "vs_braintrace"],
+                       help="run only these benchmarks")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

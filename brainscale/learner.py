@@ -25,7 +25,8 @@ from brainscale.model import as_step_model
 from transforms import d_rtrl, es_d_rtrl
 from transforms.analysis import analyse, check_algorithm_supported
 from transforms.errors import ShapeMismatchError
-from transforms.online import linearized_cut, param_grads, readout_signal, step_signals
+from transforms.online import (linearized_cut, param_grads, readout_signal, step_signals,
+                               weight_grads)
 from transforms.readout_paths import readout_paths
 from transforms.trace import evaluate, trace_step
 
@@ -50,7 +51,7 @@ class Learner:
     def __init__(self, model, algorithm: str = "es_d_rtrl",
                  optimizer: optax.GradientTransformation | None = None,
                  loss: Callable = cross_entropy, decay: float = 0.9, trace_dtype=None,
-                 readout_paths: bool = True):
+                 readout_paths: bool = True, skip_silent: bool = True, window: int = 1):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; choose one of "
                              f"{sorted(ALGORITHMS)}")
@@ -63,6 +64,10 @@ class Learner:
         self.decay = float(decay)
         self.trace_dtype = trace_dtype
         self.readout_paths = readout_paths
+        self.skip_silent = skip_silent
+        if int(window) < 1:
+            raise ValueError(f"window must be a positive number of steps, got {window}")
+        self.window = int(window)
         self.num_traces = 0           # how often a jitted method was traced
         self._graphs: dict = {}
         self._last_graph = None
@@ -134,13 +139,24 @@ class Learner:
         return state._replace(hidden=hidden, traces=jax.tree.map(jnp.zeros_like, state.traces))
 
     # -- one online step -----------------------------------------------------------
-    def _online_terms(self, graph, params, hidden, traces, x, y):
-        """Signals, gradient terms and advanced traces of one step."""
+    def _online_terms(self, graph, params, hidden, traces, x, y, window=False):
+        """Signals, this step's weight-gradient terms and the advanced traces.
+        With ``window`` (ES-D-RTRL), the terms are returned as stacked factors
+        for a later, larger contraction instead of being contracted now."""
         algo = ALGORITHMS[self.algorithm]
         p, h, xx = _leaves(params), _leaves(hidden), _leaves(x)
         sig = step_signals(graph, self.loss, p, h, xx, y)
-        g_weff = algo.contract(graph, traces, sig.signal, self.decay,
-                               readout_signal(graph, p, sig.signal))
+        args = (graph, traces, sig.signal, self.decay, readout_signal(graph, p, sig.signal),
+                sig.x, sig.dy)
+        if window:
+            g_weff = algo.factors(*args)
+        elif self.skip_silent:  # no loss at this step: every gradient term is exactly zero
+            live = jnp.any(jnp.stack([jnp.any(s != 0) for s in list(sig.signal) + sig.dy]))
+            shapes = jax.eval_shape(lambda: algo.contract(*args))
+            g_weff = jax.lax.cond(live, lambda: algo.contract(*args),
+                                  lambda: [jnp.zeros(a.shape, a.dtype) for a in shapes])
+        else:
+            g_weff = algo.contract(*args)
 
         def per_sample(fn, tr):
             def one(hh, xv, ys, xs, tr1):
@@ -171,20 +187,41 @@ class Learner:
     def _scan_online(self, state, xs, ys):
         graph = self._graph_of(state, xs, time_axis=True)
         p = _leaves(state.params)
+        k = self.window if self.algorithm == "es_d_rtrl" else 1
 
         def body(carry, inp):
             hidden, traces, acc_imm, acc_w = carry
-            sig, g_weff, traces = self._online_terms(graph, state.params, hidden, traces, *inp)
+            sig, g_weff, traces = self._online_terms(graph, state.params, hidden, traces, *inp,
+                                                     window=k > 1)
             acc_imm = [a + g for a, g in zip(acc_imm, sig.g_immediate)]
+            if k > 1:
+                return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w), (
+                    sig.loss, g_weff)
             acc_w = [a + g for a, g in zip(acc_w, g_weff)]
             return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w), sig.loss
 
+        def chunk(carry, inp):
+            """k steps, then one contraction of their stacked factors per op."""
+            (hidden, traces, acc_imm, acc_w), (losses, (X, Y)) = jax.lax.scan(body, carry, inp)
+            flat = lambda a: a.reshape((-1,) + a.shape[2:])
+            g = weight_grads(graph, [flat(a) for a in X], [flat(a) for a in Y])
+            return (hidden, traces, acc_imm, [a + b for a, b in zip(acc_w, g)]), losses
+
         zeros_imm = [jnp.zeros_like(a) for a in p]
-        zeros_w = [jnp.zeros(op.weff_shape, a.dtype)
-                   for op, a in ((op, p[op.param]) for op in graph.trained_ops())]
-        (hidden, traces, acc_imm, acc_w), losses = jax.lax.scan(
-            body, (state.hidden, state.traces, zeros_imm, zeros_w), (xs, ys))
-        T = losses.shape[0]
+        zeros_w = [jnp.zeros(op.weff_shape, p[op.param].dtype) for op in graph.trained_ops()]
+        carry = (state.hidden, state.traces, zeros_imm, zeros_w)
+        T = jax.tree_util.tree_leaves(xs)[0].shape[0]
+        if k == 1:
+            carry, losses = jax.lax.scan(body, carry, (xs, ys))
+        else:
+            n = T // k
+            head = jax.tree.map(lambda a: a[:n * k].reshape((n, k) + a.shape[1:]), (xs, ys))
+            carry, losses = jax.lax.scan(chunk, carry, head)
+            losses = losses.reshape(-1)
+            if T % k:
+                carry, rest = chunk(carry, jax.tree.map(lambda a: a[n * k:], (xs, ys)))
+                losses = jnp.concatenate([losses, rest])
+        hidden, traces, acc_imm, acc_w = carry
         grads = [g / T for g in param_grads(graph, p, acc_imm, acc_w)]
         return _unflatten_like(state.params, grads), losses, hidden, traces
 
@@ -276,7 +313,8 @@ def _unflatten_like(tree, leaves):
 
 
 def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entropy,
-           decay: float = 0.9, trace_dtype=None, readout_paths: bool = True) -> Learner:
+           decay: float = 0.9, trace_dtype=None, readout_paths: bool = True,
+           skip_silent: bool = True, window: int = 1) -> Learner:
     """Compile ``model`` (an nnx module or ``StepModel``) into an online learner.
 
     algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), or "bptt"
@@ -284,5 +322,10 @@ def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entro
     ``trace_dtype`` (e.g. ``jnp.bfloat16``) stores D-RTRL traces in a smaller
     type. ``readout_paths`` carries the loss's temporal path through linear
     leaky readouts with filtered traces (off: the paper's plain algorithms).
+    ``skip_silent`` skips the trace contraction on steps whose learning signal
+    is zero (e.g. outside a task's loss window). ``window`` (ES-D-RTRL over a
+    sequence) stacks the weight-gradient factors of that many steps into one
+    contraction per op (a larger matmul); the result is the same.
     """
-    return Learner(model, algorithm, optimizer, loss, decay, trace_dtype, readout_paths)
+    return Learner(model, algorithm, optimizer, loss, decay, trace_dtype, readout_paths,
+                   skip_silent, window)

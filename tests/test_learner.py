@@ -173,3 +173,38 @@ def test_es_d_rtrl_matches_a_hand_written_numpy_version():
             n += 1
         want = {"w": gw / T, "b": gb / T, "wo": gwo / T}
         assert rel_err(grads, want) < 1e-10
+
+
+@pytest.mark.parametrize("algorithm", ["d_rtrl", "es_d_rtrl"])
+def test_skipping_silent_steps_and_bf16_traces(algorithm):
+    """Steps without loss (label -1) skip the contraction with no change to the
+    gradient; bfloat16 D-RTRL traces stay close to float32 ones."""
+    xs, ys = data(10, 3, 4, 3, p=0.6)
+    xs = xs.astype(jnp.float32)
+    ys = ys.at[:6].set(-1)
+    grads = {}
+    for skip in (True, False):
+        learner = bs.online(lif_layer(4, 5, 3), algorithm=algorithm, skip_silent=skip)
+        state = learner.init(jax.random.PRNGKey(0), xs[0])
+        grads[skip] = learner.sequence_grad(state, xs, ys)[0]
+    assert rel_err(grads[True], grads[False]) < 1e-6
+    if algorithm == "d_rtrl":
+        learner = bs.online(lif_layer(4, 5, 3), algorithm=algorithm, trace_dtype=jnp.bfloat16)
+        state = learner.init(jax.random.PRNGKey(0), xs[0])
+        assert state.traces["E"][0][0].dtype == jnp.bfloat16
+        assert rel_err(learner.sequence_grad(state, xs, ys)[0], grads[True]) < 2e-2
+
+
+@pytest.mark.parametrize("window", [3, 5])
+def test_es_d_rtrl_window_gives_the_same_gradient(window):
+    """Stacking the weight-gradient factors of several steps into one
+    contraction (T = 10 not a multiple of 3: a remainder chunk too)."""
+    with float64():
+        xs, ys = data(10, 3, 4, 3, p=0.6)
+        grads = {}
+        for k in (1, window):
+            learner = bs.online(lif_layer(4, 5, 3), algorithm="es_d_rtrl", window=k, decay=0.8)
+            state = learner.init(jax.random.PRNGKey(0), xs[0])
+            grads[k], losses = learner.sequence_grad(state, xs, ys)
+            assert losses.shape == (10,)
+        assert rel_err(grads[window], grads[1]) < 1e-12

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from transforms.graph import DENSE, Graph
-from transforms.online import jacobians, op_leaves
+from transforms.online import jacobians, op_leaves, weight_grads
 
 
 def init(graph: Graph, batch: int, dtype, decay=None, trace_dtype=None):
@@ -70,10 +70,11 @@ def _letters(n, skip=""):
     return [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in skip][:n]
 
 
-def contract(graph: Graph, traces, signal, decay=None, readout_signal=()):
-    """sum_b sum_k spread(L[k]) o E[k], plus spread(Lx) o X for the op's
-    readout paths."""
-    grads = []
+def contract(graph: Graph, traces, signal, decay, readout_signal, xs, dys):
+    """This step's gradient per trained op: the immediate term
+    sum_b d<dy_b, core(x_b, W)>/dW plus sum_b sum_k spread(L[k]) o E[k] and
+    spread(Lx) o X for the op's readout paths."""
+    grads = weight_grads(graph, xs, dys)
     for i, op in enumerate(graph.trained_ops()):
         leaves = op_leaves(graph, op)
         pairs = list(zip([signal[j] for j in leaves], traces["E"][i])) + [
@@ -84,13 +85,13 @@ def contract(graph: Graph, traces, signal, decay=None, readout_signal=()):
         if layout is not None:       # sum_b L[b, free] E[b, w]: one contraction over b
             w = _letters(len(op.weff_shape), skip="z")
             spec = f"z{''.join(w[d] for d in layout[2])},z{''.join(w)}->{''.join(w)}"
-            grads.append(sum(jnp.einsum(spec, L, E.astype(dtype)) for L, E in pairs))
+            grads[i] = grads[i] + sum(jnp.einsum(spec, L, E.astype(dtype)) for L, E in pairs)
             continue
         spread, _ = _maps(graph, op, dtype)
 
         def one(pairs):
             return sum(spread(L) * E.astype(dtype) for L, E in pairs)
-        grads.append(jnp.sum(jax.vmap(one)(pairs), axis=0))
+        grads[i] = grads[i] + jnp.sum(jax.vmap(one)(pairs), axis=0)
     return grads
 
 

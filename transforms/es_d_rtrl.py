@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from transforms.graph import Graph
-from transforms.online import op_leaves, op_rounds
+from transforms.online import op_leaves, op_rounds, weight_grads
 
 
 def init(graph: Graph, batch: int, dtype, decay: float, trace_dtype=None):
@@ -37,24 +37,28 @@ def init(graph: Graph, batch: int, dtype, decay: float, trace_dtype=None):
     }
 
 
-def contract(graph: Graph, traces, signal, decay: float, readout_signal=()):
-    """Trace term of the gradient: per op, d/dW_eff summed over the batch;
-    readout paths add their filtered neuron trace xi times c core_o^T(L_r)."""
+def factors(graph: Graph, traces, signal, decay: float, readout_signal, xs, dys):
+    """Per trained op, the stacked factors of this step's weight gradient:
+    x_t with d l/d y_t (the immediate term) and ex_{t-1} with
+    (L o ef + Lx o xi) / c (the trace term), each (2B, ...). Their
+    contraction is one matmul per op; stacking several steps makes it larger."""
     n = traces["n"]
     dtype = traces["x"][0].dtype if traces["x"] else jnp.float32
     c = 1.0 - jnp.asarray(decay, dtype) ** n.astype(dtype)
     scale = jnp.where(n > 0, 1.0 / jnp.where(n > 0, c, 1.0), 0.0)
-    grads = []
+    X, Y = [], []
     for i, op in enumerate(graph.trained_ops()):
-        ex = traces["x"][i]
         cot = sum(signal[j] * f for j, f in zip(op_leaves(graph, op), traces["f"][i]))
         cot = cot + sum((lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal,
                                                        traces["xi"]) if p.op == i), 0.0)
-        zero_w = jnp.zeros(op.weff_shape, ex.dtype)
-        _, pull = jax.vjp(lambda w, op=op, ex=ex: jax.vmap(lambda xx: graph.core(op, xx, w))(ex),
-                          zero_w)
-        grads.append(pull(cot * scale.astype(cot.dtype))[0])
-    return grads
+        X.append(jnp.concatenate([xs[i].astype(dtype), traces["x"][i]]))
+        Y.append(jnp.concatenate([dys[i], cot * scale.astype(cot.dtype)]))
+    return X, Y
+
+
+def contract(graph: Graph, traces, signal, decay: float, readout_signal, xs, dys):
+    """This step's gradient per trained op, d/dW_eff summed over the batch."""
+    return weight_grads(graph, *factors(graph, traces, signal, decay, readout_signal, xs, dys))
 
 
 def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):

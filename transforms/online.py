@@ -31,19 +31,27 @@ class StepSignals(NamedTuple):
     losses: jax.Array        # (B,)
     hidden: list             # new hidden leaves, each (B, ...)
     out: object              # output pytree, leaves (B, ...)
-    g_immediate: list        # d l / d params with h_{t-1} fixed, per param leaf
+    g_immediate: list        # d l / d params with h_{t-1} fixed, except trained ops' weights
     signal: list             # d l / d h_{t-1}, per hidden leaf (B, ...)
     x: list                  # per trained op: its input x_t (B, ...) (ones for a bias)
     y: list                  # per trained op: its output y_t (B, ...)
+    dy: list                 # per trained op: d l / d y_t (B, ...)
 
 
-def run_step(graph: Graph, params, hidden, x):
+def run_step(graph: Graph, params, hidden, x, dys=None):
     """Per-sample forward: new hidden leaves, output leaves, and the x and y
-    values of every trained op."""
+    values of every trained op. With ``dys``, each trained op's output is
+    offset by dy and its weight is held constant, so that a VJP gives
+    d l/d y_t instead of the weight gradient."""
     t = graph.traced
     ops = graph.trained_ops()
     rec = [op.x_var for op in ops if op.x_var is not None] + [op.y_var for op in ops]
-    outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x), record=rec)
+    wrap = None
+    if dys is not None:
+        wrap = {op.weff_var: jax.lax.stop_gradient for op in ops}
+        wrap.update({op.y_var: (lambda v, dy=dy: v + dy) for op, dy in zip(ops, dys)})
+    outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x), record=rec,
+                         wrap=wrap)
     dtype = outs[0].dtype if outs else jnp.float32
     xs = [env[op.x_var] if op.x_var is not None else jnp.ones((), dtype) for op in ops]
     ys = [env[op.y_var] for op in ops]
@@ -51,22 +59,37 @@ def run_step(graph: Graph, params, hidden, x):
 
 
 def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target) -> StepSignals:
-    """Forward over the batch plus one VJP for the immediate parameter
-    gradient and the learning signal d l_t / d h_{t-1}."""
+    """Forward over the batch plus one VJP for the learning signal
+    d l_t / d h_{t-1}, the output cotangents d l_t / d y_t of the trained
+    ops, and the immediate gradient of every other parameter."""
     t = graph.traced
+    ops = graph.trained_ops()
+    B = jax.tree_util.tree_leaves(hidden)[0].shape[0]
+    dys0 = [jnp.zeros((B,) + op.y_shape, op.y_var.aval.dtype) for op in ops]
 
-    def batch_loss(params, hidden):
-        def one(h, xx, y):
-            h_new, out, xs, ys = run_step(graph, params, h, xx)
+    def batch_loss(params, hidden, dys):
+        def one(h, xx, y, dy):
+            h_new, out, xs, ys = run_step(graph, params, h, xx, dy)
             out = jax.tree_util.tree_unflatten(t.out_tree, out)
             return loss_fn(out, y), (h_new, out, xs, ys)
-        ls, aux = jax.vmap(one)(hidden, x, target)
+        ls, aux = jax.vmap(one)(hidden, x, target, dys)
         return jnp.mean(ls), (ls, aux)
 
-    loss, vjp, (ls, (h_new, out, xs, ys)) = jax.vjp(batch_loss, list(params), list(hidden),
+    loss, vjp, (ls, (h_new, out, xs, ys)) = jax.vjp(batch_loss, list(params), list(hidden), dys0,
                                                     has_aux=True)
-    g_params, signal = vjp(jnp.ones_like(loss))
-    return StepSignals(loss, ls, h_new, out, g_params, signal, xs, ys)
+    g_params, signal, dy = vjp(jnp.ones_like(loss))
+    return StepSignals(loss, ls, h_new, out, g_params, signal, xs, ys, dy)
+
+
+def weight_grads(graph: Graph, xs, cots):
+    """Per trained op: sum_b d<cot_b, core(x_b, W)>/dW for stacked factors
+    xs (N, *x) and cots (N, *y), one contraction (a matmul for dense ops)."""
+    out = []
+    for op, x, cot in zip(graph.trained_ops(), xs, cots):
+        _, pull = jax.vjp(lambda w, op=op, x=x: jax.vmap(lambda xi: graph.core(op, xi, w))(x),
+                          jnp.zeros(op.weff_shape, cot.dtype))
+        out.append(pull(cot)[0])
+    return out
 
 
 def linearized_cut(graph: Graph, params, hidden, x, ys):

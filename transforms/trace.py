@@ -83,19 +83,24 @@ def _bind(eqn, invals):
 
 
 def evaluate(jaxpr, consts, args, *, replace: dict | None = None,
-             inline: bool = False, record=None):
+             inline: bool = False, record=None, wrap: dict | None = None):
     """Evaluate ``jaxpr``. ``replace`` maps an equation index to
-    ``fn(read, eqn) -> list of outputs`` used instead of binding it; ``record``
-    lists vars whose values are returned as a dict beside the outputs."""
+    ``fn(read, eqn) -> list of outputs`` used instead of binding it; ``wrap``
+    maps a var to ``fn(value) -> value`` applied where the var is defined;
+    ``record`` lists vars whose values are returned beside the outputs."""
     env: dict = {}
+    wrap = wrap or {}
 
     def read(v):
         return v.val if isinstance(v, jcore.Literal) else env[v]
 
+    def write(v, value):
+        env[v] = wrap[v](value) if v in wrap else value
+
     for v, c in zip(jaxpr.constvars, consts):
         env[v] = c
     for v, a in zip(jaxpr.invars, args):
-        env[v] = a
+        write(v, a)
     for i, eqn in enumerate(jaxpr.eqns):
         if replace is not None and i in replace:
             outs = replace[i](read, eqn)
@@ -109,7 +114,7 @@ def evaluate(jaxpr, consts, args, *, replace: dict | None = None,
         else:
             outs = _bind(eqn, [read(v) for v in eqn.invars])
         for v, o in zip(eqn.outvars, outs):
-            env[v] = o
+            write(v, o)
     outs = [read(v) for v in jaxpr.outvars]
     if record is not None:
         return outs, {v: read(v) for v in record}
