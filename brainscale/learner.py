@@ -51,7 +51,7 @@ class Learner:
     def __init__(self, model, algorithm: str = "es_d_rtrl",
                  optimizer: optax.GradientTransformation | None = None,
                  loss: Callable = cross_entropy, decay: float = 0.9, trace_dtype=None,
-                 readout_paths: bool = True, skip_silent: bool = True, window: int = 1):
+                 readout_paths: bool = True, skip_silent: bool = True, window: int = 8):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; choose one of "
                              f"{sorted(ALGORITHMS)}")
@@ -314,7 +314,7 @@ def _unflatten_like(tree, leaves):
 
 def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entropy,
            decay: float = 0.9, trace_dtype=None, readout_paths: bool = True,
-           skip_silent: bool = True, window: int = 1) -> Learner:
+           skip_silent: bool = True, window: int = 8) -> Learner:
     """Compile ``model`` (an nnx module or ``StepModel``) into an online learner.
 
     algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), or "bptt"

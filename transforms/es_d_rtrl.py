@@ -10,15 +10,15 @@ with n_t the number of trace updates so far (the warm-up correction is exact
 per time step, however many steps one call runs). ``a D ef + (1-a) Df`` is one
 JVP of the cut step, tangent ``a ef`` on the hidden state and ``1 - a`` on the
 op's output, so D is never formed. A bias is an op on the constant input 1 and
-keeps its own ex, so its gradient is not scaled by (1 - a). The contraction
-sum_b L^T E is the VJP of the batched core at x = ex: one matmul (or
-convolution) per op and step. Memory per sample: |x| + K |y| per op.
+keeps its own ex, so its gradient is not scaled by (1 - a). Each step's
+weight gradient is one VJP of the batched core (a matmul for dense ops) on
+stacked factors: x_t with d l/d y_t, and ex_{t-1} with (L o ef) / c.
+Memory per sample: |x| + K |y| per op.
 Linear leaky readouts (``readout_paths``) add a filtered neuron trace
 xi_t = kappa xi_{t-1} + d x_o/d(W) in the same factorised form.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from transforms.graph import Graph
