@@ -140,7 +140,7 @@ def hand_grads(params, xs, ys, algorithm, decay=0.9, readout_paths=True):
     else:
         tr = {"x1": jnp.zeros((B, n1)), "x2": jnp.zeros((B, n2)), "xo": jnp.zeros((B, H)),
               "xb": jnp.zeros((B,)), "f1": jnp.zeros((B, H)), "f2": jnp.zeros((B, H)),
-              "fo": jnp.zeros((B, C)), "xi2": jnp.zeros((B, H)), "n": jnp.zeros((), jnp.int32)}
+              "xi2": jnp.zeros((B, H)), "n": jnp.zeros((), jnp.int32)}
     use_paths = 1.0 if readout_paths else 0.0
 
     def body(carry, inp):
@@ -168,7 +168,7 @@ def hand_grads(params, xs, ys, algorithm, decay=0.9, readout_paths=True):
         else:
             a, n = decay, tr["n"].astype(params["l1"]["w"].dtype)
             scale = jnp.where(tr["n"] > 0, 1.0 / jnp.maximum(1.0 - a ** n, 1e-30), 0.0)
-            c1, co = L1 * tr["f1"] * scale, Lr * tr["fo"] * scale
+            c1, co = L1 * tr["f1"] * scale, Lr       # the readout's trace is exact: xo filtered by its leak
             c2 = (L2 * tr["f2"] + Lx * tr["xi2"]) * scale
             g["l1"]["w"] += tr["x1"].T @ c1
             g["l1"]["b"] += tr["xb"] @ c1
@@ -176,10 +176,10 @@ def hand_grads(params, xs, ys, algorithm, decay=0.9, readout_paths=True):
             g["l2"]["b"] += tr["xb"] @ c2
             g["out"]["w"] += tr["xo"].T @ co
             f2 = a * d2 * tr["f2"] + (1 - a)
-            tr = {"x1": a * tr["x1"] + xin1, "x2": a * tr["x2"] + xin2, "xo": a * tr["xo"] + s2,
+            tr = {"x1": a * tr["x1"] + xin1, "x2": a * tr["x2"] + xin2, "xo": DECAY * tr["xo"] + s2,
                   "xb": a * tr["xb"] + 1.0,
                   "f1": a * d1 * tr["f1"] + (1 - a), "f2": f2,
-                  "fo": a * DECAY * tr["fo"] + (1 - a), "xi2": DECAY * tr["xi2"] + g2 * f2,
+                  "xi2": DECAY * tr["xi2"] + g2 * f2,
                   "n": tr["n"] + 1}
         return (h_new, tr, g), loss
 

@@ -27,7 +27,7 @@ from transforms.analysis import analyse, check_algorithm_supported
 from transforms.errors import ShapeMismatchError
 from transforms.online import (linearized_cut, param_grads, readout_signal, step_signals,
                                weight_grads)
-from transforms.readout_paths import readout_paths
+from transforms.readout_paths import linear_groups, readout_paths
 from transforms.trace import evaluate, trace_step
 
 ALGORITHMS = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "bptt": None}
@@ -93,6 +93,8 @@ class Learner:
         if key not in self._graphs:
             graph = analyse(trace_step(self.model.apply, p, h, xx))
             check_algorithm_supported(graph, self.algorithm)
+            if self.algorithm == "es_d_rtrl":
+                graph.linear_groups = linear_groups(graph)
             if self.readout_paths and self.algorithm != "bptt":
                 graph.readout_paths = readout_paths(graph)
             self._graphs[key] = graph

@@ -223,3 +223,19 @@ def test_readout_paths_make_d_rtrl_exact_through_a_leaky_readout():
         plain = bs.online(model, algorithm="d_rtrl", readout_paths=False)
         state = plain.init(jax.random.PRNGKey(0), xs[0])
         assert rel_err(plain.sequence_grad(state, xs, ys)[0], g["bptt"]) > 0.05
+
+
+def test_es_d_rtrl_is_exact_for_a_linear_readout():
+    """A leaky readout r = kappa r + s Wo is a linear group: ES-D-RTRL keeps
+    its exact trace (input filtered by kappa), so the readout's gradient
+    equals BPTT's; the layer's does not (it is factorised)."""
+    with float64():
+        I, N, C = 5, 6, 3
+        xs, ys = data(12, 3, I, C, p=0.5)
+        model = leaky_readout_layer(I, N, C)
+        learner = bs.online(model, algorithm="es_d_rtrl")
+        learner.init(jax.random.PRNGKey(0), xs[0])
+        assert [learner.graph.groups[g].paths for g in learner.graph.linear_groups] == [["hidden['r']"]]
+        g, _ = sequence_grads(model, xs, ys, ("bptt", "es_d_rtrl"), decay=0.6)
+        assert rel_err(g["es_d_rtrl"]["wo"], g["bptt"]["wo"]) < TOL
+        assert rel_err(g["es_d_rtrl"]["w"], g["bptt"]["w"]) > 1e-3

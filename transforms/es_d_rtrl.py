@@ -14,7 +14,10 @@ keeps its own ex, so its gradient is not scaled by (1 - a). Each step's
 weight gradient is one VJP of the batched core (a matmul for dense ops) on
 stacked factors: x_t with d l/d y_t, and ex_{t-1} with (L o ef) / c.
 Memory per sample: |x| + K |y| per op.
-Linear leaky readouts (``readout_paths``) add a filtered neuron trace
+An op driving a linear group (r_t = kappa r_{t-1} + c y_t, ``linear_groups``)
+has the exact factorised trace E_t = c (x filtered by kappa): its ex uses
+kappa, its neuron factor is c, and no warm-up correction applies. Linear leaky
+readouts (``readout_paths``) add a filtered neuron trace
 xi_t = kappa xi_{t-1} + d x_o/d(W) in the same factorised form.
 """
 from __future__ import annotations
@@ -37,6 +40,15 @@ def init(graph: Graph, batch: int, dtype, decay: float, trace_dtype=None):
     }
 
 
+def _linear(graph: Graph, i):
+    """(kappa, c) when trained op i drives exactly one linear group."""
+    op = graph.trained_ops()[i]
+    if len(op.groups) == 1 and op.groups[0] in graph.linear_groups:
+        lg = graph.linear_groups[op.groups[0]]
+        return lg.kappa, lg.coeff[i]
+    return None
+
+
 def factors(graph: Graph, traces, signal, decay: float, readout_signal, xs, dys):
     """Per trained op, the stacked factors of this step's weight gradient:
     x_t with d l/d y_t (the immediate term) and ex_{t-1} with
@@ -48,11 +60,17 @@ def factors(graph: Graph, traces, signal, decay: float, readout_signal, xs, dys)
     scale = jnp.where(n > 0, 1.0 / jnp.where(n > 0, c, 1.0), 0.0)
     X, Y = [], []
     for i, op in enumerate(graph.trained_ops()):
-        cot = sum(signal[j] * f for j, f in zip(op_leaves(graph, op), traces["f"][i]))
-        cot = cot + sum((lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal,
-                                                       traces["xi"]) if p.op == i), 0.0)
+        sc = scale.astype(signal[0].dtype)
+        cot = sc * sum((lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal,
+                                                      traces["xi"]) if p.op == i), 0.0)
+        lin = _linear(graph, i)
+        if lin is not None:        # exact: E = c ex, ex filtered by kappa
+            cot = cot + lin[1] * signal[op_leaves(graph, op)[0]]
+        else:
+            cot = cot + sc * sum(signal[j] * f for j, f in zip(op_leaves(graph, op),
+                                                                 traces["f"][i]))
         X.append(jnp.concatenate([xs[i].astype(dtype), traces["x"][i]]))
-        Y.append(jnp.concatenate([dys[i], cot * scale.astype(cot.dtype)]))
+        Y.append(jnp.concatenate([dys[i], cot]))
     return X, Y
 
 
@@ -81,7 +99,8 @@ def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
         for n, p in enumerate(graph.readout_paths):
             if p.op in members:       # xi = kappa xi + (a Jx_h ef + (1 - a) Jx_y)
                 new_xi[n] = p.kappa * traces["xi"][n] + extra[n]
-    new_x = [a * ex + x for ex, x in zip(traces["x"], xs)]
+    new_x = [(lin[0] if (lin := _linear(graph, i)) else a) * ex + x
+             for i, (ex, x) in enumerate(zip(traces["x"], xs))]
     return {"x": new_x, "f": new_f, "xi": new_xi}
 
 

@@ -93,6 +93,7 @@ class Graph:
     const_env: dict                  # concrete values of parameter-free, input-free vars
     deps: dict = dataclasses.field(default_factory=dict)   # var -> {source: elementwise?}
     readout_paths: list = dataclasses.field(default_factory=list)  # traced leaky-readout paths
+    linear_groups: dict = dataclasses.field(default_factory=dict)  # group -> LinearGroup
 
     # -- evaluation of an op's pieces, used by the learners -------------------
     def weff(self, op: WeightOp, w):

@@ -96,23 +96,13 @@ def affine_form(graph: Graph, seeds: dict, target):
 
 
 def find_readout_paths(graph: Graph, deps: dict) -> list[ReadoutPath]:
-    t = graph.traced
     ops = graph.trained_ops()
     index = {op.index: i for i, op in enumerate(ops)}
     paths = []
-    for R in graph.groups:
-        if R.k != 1 or not R.ops:
-            continue
-        j = R.leaves[0]
+    for r_index, lin in linear_groups(graph).items():
+        R = graph.groups[r_index]
         feeding = [ops[index[o]] for o in R.ops]
-        seeds = {t.hidden_in_vars[j]: {("h", j): 1.0}}
-        seeds.update({op.y_var: {("y", op.index): 1.0} for op in feeding})
-        form = affine_form(graph, seeds, t.hidden_out_vars[j])
-        if not form or ("h", j) not in form:
-            continue
-        if any(src not in ("const", ("h", j)) and src[0] != "y" for src in form):
-            continue
-        kappa = form[("h", j)]
+        kappa = lin.kappa
         for o in feeding:
             if o.kind == BIAS or o.x_var is None or not o.mixing:
                 continue
@@ -121,7 +111,7 @@ def find_readout_paths(graph: Graph, deps: dict) -> list[ReadoutPath]:
                 continue
             for k in graph.groups[G].ops:
                 paths.append(ReadoutPath(index[k], index[o.index], G, R.index, kappa,
-                                         form.get(("y", o.index), 0.0)))
+                                         lin.coeff[index[o.index]]))
     return [p for p in paths if p.coeff != 0.0]
 
 
@@ -146,3 +136,33 @@ def _source_group(graph: Graph, d: dict, o):
 def readout_paths(graph: Graph) -> list[ReadoutPath]:
     """All readout paths of a graph."""
     return find_readout_paths(graph, graph.deps)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearGroup:
+    """A one-leaf group updated as r_t = kappa r_{t-1} + sum_o coeff[o] y_o."""
+    kappa: float
+    coeff: dict           # trained-op index -> c_o
+
+
+def linear_groups(graph: Graph) -> dict[int, LinearGroup]:
+    """Hidden groups whose update is affine with scalar constant coefficients
+    in their previous value and the outputs of the ops driving them. Their
+    trace is exact in factorised form: E_t = c (x filtered by kappa)."""
+    t = graph.traced
+    ops = graph.trained_ops()
+    index = {op.index: i for i, op in enumerate(ops)}
+    found = {}
+    for R in graph.groups:
+        if R.k != 1 or not R.ops:
+            continue
+        j = R.leaves[0]
+        seeds = {t.hidden_in_vars[j]: {("h", j): 1.0}}
+        seeds.update({ops[index[o]].y_var: {("y", o): 1.0} for o in R.ops})
+        form = affine_form(graph, seeds, t.hidden_out_vars[j])
+        if not form or ("h", j) not in form or any(
+                src != "const" and src != ("h", j) and src[0] != "y" for src in form):
+            continue
+        found[R.index] = LinearGroup(form[("h", j)], {index[o]: form.get(("y", o), 0.0)
+                                                      for o in R.ops})
+    return found
