@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import resource
 import sys
 import time
 
@@ -27,6 +26,7 @@ import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import brainscale as bs  # noqa: E402
+from common import peak_rss_mib  # noqa: E402
 from brainscale.surrogate import SuperSpike  # noqa: E402
 
 spike = SuperSpike(beta=10.0)
@@ -99,7 +99,7 @@ def main(argv=None):
         times.append(time.time() - t1)
         losses.append(float(m["loss"]))
     step_temp = learner.step.lower(state, xs[0], ys[0]).compile().memory_analysis().temp_size_in_bytes
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    rss = peak_rss_mib() / 1024
     rate = float(jnp.mean(state.hidden["s"]))
     result = dict(neurons=args.neurons, synapses=n_syn, B=args.B, op_kinds=kinds,
                   compile_s=compile_s, step_median_s=float(np.median(times)),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import resource
+
 import subprocess
 import sys
 import time
@@ -31,6 +31,8 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from common import peak_rss_mib  # noqa: E402
+
 ALGOS = ("bptt", "d_rtrl", "es_d_rtrl")
 
 
@@ -144,9 +146,10 @@ def run_one(lib, algo, T, B, decay, reps, seed):
     net = peer_model(seed)
     params = peer_params(net)
     t0 = time.time()
-    if lib == "brainscale":
+    if lib in ("brainscale", "brainscale_plain"):
         import brainscale as bs
-        learner = bs.online(ld.model(params), algorithm=algo, optimizer=optax.sgd(1e-3), decay=decay)
+        learner = bs.online(ld.model(params), algorithm=algo, optimizer=optax.sgd(1e-3), decay=decay,
+                            readout_paths=lib == "brainscale")
         state = learner.init(jax.random.PRNGKey(0), xs[0])
         fn, args = learner.train_sequence, (state, xs, ys)
         call = lambda: fn(*args)[1]["loss"]
@@ -184,7 +187,7 @@ def run_one(lib, algo, T, B, decay, reps, seed):
         temp = float("nan")
     return dict(lib=lib, algo=algo, T=T, B=B, build_s=t_build, compile_s=warm[0],
                 step_s=float(np.median(times)), step_min_s=float(np.min(times)),
-                temp_MiB=temp, rss_MiB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                temp_MiB=temp, rss_MiB=peak_rss_mib(),
                 device=str(jax.devices()[0]))
 
 
@@ -221,6 +224,10 @@ def agreement(T, B, decay, seed):
         grads[("brainscale", algo)] = learner.sequence_grad(state, xs, ys)[0]
         grads[("hand", algo)] = jax.jit(lambda p, x, y: ld.hand_grads(p, x, y, algo, decay))(
             params, xs, ys)[0]
+        if algo != "bptt":
+            plain = bs.online(ld.model(params), algorithm=algo, decay=decay, readout_paths=False)
+            grads[("brainscale_plain", algo)] = plain.sequence_grad(
+                plain.init(jax.random.PRNGKey(0), xs[0]), xs, ys)[0]
     hid = ["['l1']", "['l2']"]
     rows = []
     ref = grads[("brainscale", "bptt")]
@@ -255,7 +262,9 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--grad-T", type=int, default=100)
-    ap.add_argument("--libs", nargs="+", default=["brainscale", "braintrace", "hand"])
+    ap.add_argument("--libs", nargs="+",
+                    default=["brainscale", "brainscale_plain", "braintrace", "hand"],
+                    help="brainscale_plain: readout_paths=False, the peer's algorithm exactly")
     ap.add_argument("--algos", nargs="+", default=list(ALGOS))
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--one", nargs=3, metavar=("LIB", "ALGO", "T"), help=argparse.SUPPRESS)
@@ -264,7 +273,7 @@ def main(argv=None):
         lib, algo, T = args.one
         print(json.dumps(run_one(lib, algo, int(T), args.B, args.decay, args.reps, args.seeds[0])))
         return
-    from report import write_vs_braintrace
+    from vs_braintrace_report import write_vs_braintrace
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     agree, rel_hand, rates = [], {}, []

@@ -189,7 +189,10 @@ class Learner:
     def _scan_online(self, state, xs, ys):
         graph = self._graph_of(state, xs, time_axis=True)
         p = _leaves(state.params)
-        k = self.window if self.algorithm == "es_d_rtrl" else 1
+        T = jax.tree_util.tree_leaves(xs)[0].shape[0]
+        k = 1   # the largest window <= self.window that divides T (one compiled chunk)
+        if self.algorithm == "es_d_rtrl":
+            k = max(d for d in range(1, min(self.window, T) + 1) if T % d == 0)
 
         def body(carry, inp):
             hidden, traces, acc_imm, acc_w = carry
@@ -212,17 +215,12 @@ class Learner:
         zeros_imm = [jnp.zeros_like(a) for a in p]
         zeros_w = [jnp.zeros(op.weff_shape, p[op.param].dtype) for op in graph.trained_ops()]
         carry = (state.hidden, state.traces, zeros_imm, zeros_w)
-        T = jax.tree_util.tree_leaves(xs)[0].shape[0]
         if k == 1:
             carry, losses = jax.lax.scan(body, carry, (xs, ys))
         else:
-            n = T // k
-            head = jax.tree.map(lambda a: a[:n * k].reshape((n, k) + a.shape[1:]), (xs, ys))
-            carry, losses = jax.lax.scan(chunk, carry, head)
+            chunks = jax.tree.map(lambda a: a.reshape((T // k, k) + a.shape[1:]), (xs, ys))
+            carry, losses = jax.lax.scan(chunk, carry, chunks)
             losses = losses.reshape(-1)
-            if T % k:
-                carry, rest = chunk(carry, jax.tree.map(lambda a: a[n * k:], (xs, ys)))
-                losses = jnp.concatenate([losses, rest])
         hidden, traces, acc_imm, acc_w = carry
         grads = [g / T for g in param_grads(graph, p, acc_imm, acc_w)]
         return _unflatten_like(state.params, grads), losses, hidden, traces
@@ -326,8 +324,9 @@ def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entro
     leaky readouts with filtered traces (off: the paper's plain algorithms).
     ``skip_silent`` skips the trace contraction on steps whose learning signal
     is zero (e.g. outside a task's loss window). ``window`` (ES-D-RTRL over a
-    sequence) stacks the weight-gradient factors of that many steps into one
-    contraction per op (a larger matmul); the result is the same.
+    sequence) stacks the weight-gradient factors of up to that many steps (the
+    largest divisor of T) into one contraction per op (a larger matmul); the
+    result is the same.
     """
     return Learner(model, algorithm, optimizer, loss, decay, trace_dtype, readout_paths,
                    skip_silent, window)

@@ -198,7 +198,7 @@ def test_skipping_silent_steps_and_bf16_traces(algorithm):
 @pytest.mark.parametrize("window", [3, 5])
 def test_es_d_rtrl_window_gives_the_same_gradient(window):
     """Stacking the weight-gradient factors of several steps into one
-    contraction (T = 10 not a multiple of 3: a remainder chunk too)."""
+    contraction (T = 10: windows of 2 and 5 steps)."""
     with float64():
         xs, ys = data(10, 3, 4, 3, p=0.6)
         grads = {}

@@ -1,41 +1,27 @@
-"""Tables (CSV, markdown) and plots for the benchmark scripts."""
+"""The report of vs_braintrace.py: CSV and markdown tables and a time plot."""
 from __future__ import annotations
 
-import csv
 import math
 import pathlib
 
 import numpy as np
 
-
-def write_csv(path, rows):
-    keys = sorted({k for r in rows for k in r})
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+from common import md_table, mean_std, pyplot, write_csv
 
 
-def md_table(header, rows):
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+def _csv(path, rows):
+    write_csv(path, rows, sorted({k for r in rows for k in r}))
 
 
 def _ms(x):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
 
 
-def _stat(values):
-    v = np.asarray(values, float)
-    return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}"
-
-
 def write_vs_braintrace(out: pathlib.Path, agree, rel_hand, rates, timing, command):
     """vs_braintrace.md/.csv and a time plot."""
     import jax
-    write_csv(out / "agreement.csv", agree)
-    write_csv(out / "timing.csv", timing)
+    _csv(out / "agreement.csv", agree)
+    _csv(out / "timing.csv", timing)
     seeds = sorted({r["seed"] for r in agree})
     lines = ["# BrainScale vs braintrace on lif-delta", "",
              f"command: `{command}`  ", f"jax {jax.__version__}, device {jax.devices()[0]}, "
@@ -47,12 +33,12 @@ def write_vs_braintrace(out: pathlib.Path, agree, rel_hand, rates, timing, comma
              "; ".join(f"seed {s}: " + ", ".join(f"{a} {e:.1e}" for a, e in rel_hand[s].items())
                        for s in seeds), ""]
     rows = []
-    for lib in ("braintrace", "brainscale", "hand"):
+    for lib in ("braintrace", "brainscale", "brainscale_plain", "hand"):
         for algo in ("d_rtrl", "es_d_rtrl"):
             sel = [r for r in agree if r["lib"] == lib and r["algo"] == algo]
             if not sel:
                 continue
-            rows.append([lib, algo] + [_stat([r[k] for r in sel]) for k in (
+            rows.append([lib, algo] + [mean_std([r[k] for r in sel]) for k in (
                 "cos_bptt", "norm_ratio", "lif_cos_bptt", "lif_norm_ratio", "cos_other_lib",
                 "lif_cos_other_lib")])
     lines += [md_table(["library", "algorithm", "cos to BPTT", "norm ratio", "LIF layers cos",
@@ -66,42 +52,48 @@ def write_vs_braintrace(out: pathlib.Path, agree, rel_hand, rates, timing, comma
         if "error" in r:
             rows.append([r["lib"], r["algo"], r["T"], "error: " + r["error"], "", "", ""])
         else:
-            rows.append([r["lib"], r["algo"], r["T"], _ms(r["step_s"]), _ms(r["compile_s"]),
+            rows.append([r["lib"], r["algo"], r["T"], _ms(r["step_s"]),
+                         _ms(r["build_s"] + r["compile_s"]),
                          _ms(r["temp_MiB"]), _ms(r["rss_MiB"])])
-    lines += [md_table(["library", "algorithm", "T", "s / step", "first call s", "XLA temp MiB",
+    lines += [md_table(["library", "algorithm", "T", "s / step", "build + first call s", "XLA temp MiB",
                         "peak RSS MiB"], rows), ""]
     ratio_rows = []
     for T in sorted({r["T"] for r in timing}):
         for algo in ("bptt", "d_rtrl", "es_d_rtrl"):
             get = lambda lib: next((r for r in timing if r["lib"] == lib and r["algo"] == algo
                                     and r["T"] == T and "error" not in r), None)
-            ours, peer, hand = get("brainscale"), get("braintrace"), get("hand")
-            if ours and peer:
-                ratio_rows.append([algo, T, f"{ours['step_s'] / peer['step_s']:.2f}",
-                                   f"{ours['compile_s'] / peer['compile_s']:.2f}",
+            peer, hand = get("braintrace"), get("hand")
+            for name in ("brainscale", "brainscale_plain"):
+                ours = get(name)
+                if not (ours and peer):
+                    continue
+                ratio_rows.append([name, algo, T, f"{ours['step_s'] / peer['step_s']:.2f}",
+                                   f"{(ours['build_s'] + ours['compile_s']) / (peer['build_s'] + peer['compile_s']):.2f}",
                                    f"{ours['temp_MiB'] / max(peer['temp_MiB'], 1e-9):.2f}",
                                    f"{ours['rss_MiB'] / peer['rss_MiB']:.2f}",
                                    f"{ours['step_s'] / hand['step_s']:.2f}" if hand else "-"])
     lines += ["## Ratios BrainScale / braintrace (below 1: BrainScale better)", "",
-              md_table(["algorithm", "T", "time", "first call", "XLA temp", "peak RSS",
-                        "time / hand-written floor"], ratio_rows), ""]
+              md_table(["BrainScale learner", "algorithm", "T", "time", "build + first call",
+                        "XLA temp", "peak RSS", "time / hand-written floor"], ratio_rows), "",
+              "`brainscale` is the default (readout paths on); `brainscale_plain` has "
+              "`readout_paths=False`, the same algorithm as braintrace's.", ""]
     (out / "vs_braintrace.md").write_text("\n".join(lines))
     _plot_times(out / "vs_braintrace_time.png", timing)
 
 
 def _plot_times(path, timing):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     Ts = sorted({r["T"] for r in timing})
-    libs = [l for l in ("brainscale", "braintrace", "hand") if any(r["lib"] == l for r in timing)]
+    libs = [l for l in ("brainscale", "brainscale_plain", "braintrace", "hand")
+            if any(r["lib"] == l for r in timing)]
     algos = ("bptt", "es_d_rtrl", "d_rtrl")
     fig, axes = plt.subplots(1, len(Ts), figsize=(4.5 * len(Ts), 3.5), squeeze=False)
     for ax, T in zip(axes[0], Ts):
         for i, lib in enumerate(libs):
             vals = [next((r["step_s"] for r in timing if r["lib"] == lib and r["algo"] == a
                           and r["T"] == T and "error" not in r), np.nan) for a in algos]
-            ax.bar(np.arange(len(algos)) + 0.27 * (i - 1), vals, 0.27, label=lib)
+            width = 0.8 / len(libs)
+            ax.bar(np.arange(len(algos)) + width * (i - (len(libs) - 1) / 2), vals, width, label=lib)
         ax.set_xticks(range(len(algos)), algos)
         ax.set_yscale("log")
         ax.set_title(f"T = {T}")
