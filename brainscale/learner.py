@@ -150,8 +150,8 @@ class Learner:
         sig = step_signals(graph, self.loss, p, h, xx, y)
         args = (graph, traces, sig.signal, self.decay, readout_signal(graph, p, sig.signal),
                 sig.x, sig.dy)
-        if window:
-            g_weff = algo.factors(*args)
+        if window:              # the window's factors x, dy, u; contracted by the caller
+            g_weff = (sig.x, sig.dy, algo.neuron_cotangents(*args[:5]))
         elif self.skip_silent:  # no loss at this step: every gradient term is exactly zero
             live = jnp.any(jnp.stack([jnp.any(s != 0) for s in list(sig.signal) + sig.dy]))
             shapes = jax.eval_shape(lambda: algo.contract(*args))
@@ -207,9 +207,10 @@ class Learner:
 
         def chunk(carry, inp):
             """k steps, then one contraction of their stacked factors per op."""
-            (hidden, traces, acc_imm, acc_w), (losses, (X, Y)) = jax.lax.scan(body, carry, inp)
-            flat = lambda a: a.reshape((-1,) + a.shape[2:])
-            g = weight_grads(graph, [flat(a) for a in X], [flat(a) for a in Y])
+            ex0 = carry[1]["x"]
+            (hidden, traces, acc_imm, acc_w), (losses, (x, dy, u)) = jax.lax.scan(body, carry, inp)
+            g = weight_grads(graph, *ALGORITHMS["es_d_rtrl"].window_factors(
+                graph, self.decay, ex0, x, dy, u))
             return (hidden, traces, acc_imm, [a + b for a, b in zip(acc_w, g)]), losses
 
         zeros_imm = [jnp.zeros_like(a) for a in p]

@@ -22,6 +22,7 @@ xi_t = kappa xi_{t-1} + d x_o/d(W) in the same factorised form.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from transforms.graph import Graph
@@ -49,34 +50,64 @@ def _linear(graph: Graph, i):
     return None
 
 
-def factors(graph: Graph, traces, signal, decay: float, readout_signal, xs, dys):
-    """Per trained op, the stacked factors of this step's weight gradient:
-    x_t with d l/d y_t (the immediate term) and ex_{t-1} with
-    (L o ef + Lx o xi) / c (the trace term), each (2B, ...). Their
-    contraction is one matmul per op; stacking several steps makes it larger."""
+def input_decays(graph: Graph, decay: float) -> list[float]:
+    """Per trained op, the decay of its input trace ex: kappa for an op
+    driving a linear group, else the algorithm's decay."""
+    return [lin[0] if (lin := _linear(graph, i)) else decay
+            for i in range(len(graph.trained_ops()))]
+
+
+def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal):
+    """Per trained op u_t (shape of y, batched): the trace term of the
+    gradient is sum_b ex_{t-1} (x) u_t, with u = (L o ef + Lx o xi) / c, or
+    c_o L for an op driving a linear group."""
     n = traces["n"]
     dtype = traces["x"][0].dtype if traces["x"] else jnp.float32
     c = 1.0 - jnp.asarray(decay, dtype) ** n.astype(dtype)
-    scale = jnp.where(n > 0, 1.0 / jnp.where(n > 0, c, 1.0), 0.0)
-    X, Y = [], []
+    scale = jnp.where(n > 0, 1.0 / jnp.where(n > 0, c, 1.0), 0.0).astype(dtype)
+    us = []
     for i, op in enumerate(graph.trained_ops()):
-        sc = scale.astype(signal[0].dtype)
-        cot = sc * sum((lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal,
+        u = scale * sum((lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal,
                                                       traces["xi"]) if p.op == i), 0.0)
         lin = _linear(graph, i)
         if lin is not None:        # exact: E = c ex, ex filtered by kappa
-            cot = cot + lin[1] * signal[op_leaves(graph, op)[0]]
+            u = u + lin[1] * signal[op_leaves(graph, op)[0]]
         else:
-            cot = cot + sc * sum(signal[j] * f for j, f in zip(op_leaves(graph, op),
-                                                                 traces["f"][i]))
-        X.append(jnp.concatenate([xs[i].astype(dtype), traces["x"][i]]))
-        Y.append(jnp.concatenate([dys[i], cot]))
-    return X, Y
+            u = u + scale * sum(signal[j] * f for j, f in zip(op_leaves(graph, op), traces["f"][i]))
+        us.append(u)
+    return us
 
 
 def contract(graph: Graph, traces, signal, decay: float, readout_signal, xs, dys):
-    """This step's gradient per trained op, d/dW_eff summed over the batch."""
-    return weight_grads(graph, *factors(graph, traces, signal, decay, readout_signal, xs, dys))
+    """This step's gradient per trained op: sum_b x_t (x) dy_t + ex_{t-1} (x) u_t,
+    one contraction on stacked factors."""
+    us = neuron_cotangents(graph, traces, signal, decay, readout_signal)
+    X = [jnp.concatenate([x.astype(ex.dtype), ex]) for x, ex in zip(xs, traces["x"])]
+    Y = [jnp.concatenate([dy, u]) for dy, u in zip(dys, us)]
+    return weight_grads(graph, X, Y)
+
+
+def window_factors(graph: Graph, decay: float, ex0, xs, dys, us):
+    """Stacked factors of a window of k steps (inputs stacked (k, B, ...),
+    ex0 the input traces before its first step). Since
+    ex_{t-1} = a^t ex0 + sum_{s<t} a^(t-1-s) x_s,
+
+        sum_t x_t (x) dy_t + ex_{t-1} (x) u_t
+          = ex0 (x) sum_t a^t u_t + sum_s x_s (x) (dy_s + sum_{t>s} a^(t-1-s) u_t),
+
+    so one contraction over (k + 1) B rows gives the window's gradient."""
+    X, Y = [], []
+    for a, e0, x, dy, u in zip(input_decays(graph, decay), ex0, xs, dys, us):
+        def back(acc, u_next):          # ubar_s = u_{s+1} + a ubar_{s+1}
+            return u_next + a * acc, acc
+        _, ubar = jax.lax.scan(back, jnp.zeros_like(u[0]), u[::-1])
+        ubar = ubar[::-1]
+        powers = a ** jnp.arange(u.shape[0], dtype=u.dtype)
+        u0 = jnp.tensordot(powers, u, axes=1)
+        flat = lambda v: v.reshape((-1,) + v.shape[2:])
+        X.append(jnp.concatenate([flat(x).astype(e0.dtype), e0]))
+        Y.append(jnp.concatenate([flat(dy + ubar), u0]))
+    return X, Y
 
 
 def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
@@ -99,8 +130,7 @@ def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
         for n, p in enumerate(graph.readout_paths):
             if p.op in members:       # xi = kappa xi + (a Jx_h ef + (1 - a) Jx_y)
                 new_xi[n] = p.kappa * traces["xi"][n] + extra[n]
-    new_x = [(lin[0] if (lin := _linear(graph, i)) else a) * ex + x
-             for i, (ex, x) in enumerate(zip(traces["x"], xs))]
+    new_x = [d * ex + x for d, ex, x in zip(input_decays(graph, a), traces["x"], xs)]
     return {"x": new_x, "f": new_f, "xi": new_xi}
 
 

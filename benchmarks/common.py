@@ -1,0 +1,147 @@
+"""Helpers shared by the benchmark scripts: environment record, data,
+gradient comparisons, CSV / markdown output.
+
+The benchmark scripts import this module by putting their own folder on
+``sys.path`` (``benchmarks/`` is not a package).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shlex
+import sys
+
+import numpy as np
+
+
+# -- environment ---------------------------------------------------------------
+
+def device_info() -> dict:
+    """jax version, backend and first device, as strings (imports jax)."""
+    import jax
+    return {"jax": jax.__version__, "backend": jax.default_backend(),
+            "device": str(jax.devices()[0])}
+
+
+def command_line(script: str, argv=None) -> str:
+    """The command that reproduces this run: ``script`` (a path) with ``argv``
+    (None: this process's arguments)."""
+    try:
+        script = os.path.relpath(script)
+    except ValueError:  # another drive
+        pass
+    args = sys.argv[1:] if argv is None else list(argv)
+    return shlex.join(["python", script] + [str(a) for a in args])
+
+
+def header_lines(title: str, info: dict, cmd: str) -> list[str]:
+    """The first lines of a results markdown file."""
+    return [f"# {title}", "",
+            f"- jax {info['jax']}, backend `{info['backend']}`, device `{info['device']}`",
+            f"- command: `{cmd}`", ""]
+
+
+# -- data ----------------------------------------------------------------------
+
+def bernoulli_inputs(seed: int, T: int, B: int, n_in: int, p: float, n_out: int):
+    """Bernoulli(p) spikes ``(T, B, n_in)`` float32 and one random label per
+    sample repeated over time ``(T, B)`` int32 (loss at every step)."""
+    rs = np.random.default_rng(seed)
+    xs = (rs.random((T, B, n_in)) < p).astype(np.float32)
+    labels = rs.integers(0, n_out, size=(B,)).astype(np.int32)
+    return xs, np.ascontiguousarray(np.broadcast_to(labels, (T, B)))
+
+
+# -- gradient comparisons --------------------------------------------------------
+
+def flat(tree) -> np.ndarray:
+    import jax
+    leaves = [np.asarray(a, np.float64).ravel() for a in jax.tree_util.tree_leaves(tree)]
+    return np.concatenate(leaves) if leaves else np.zeros(0)
+
+
+def cosine(a, b) -> float:
+    """Cosine similarity of two pytrees of the same structure; 0 when exactly
+    one of them is zero (no alignment), nan when both are or either is not
+    finite."""
+    fa, fb = flat(a), flat(b)
+    na, nb = np.linalg.norm(fa), np.linalg.norm(fb)
+    if not (np.isfinite(na) and np.isfinite(nb)):
+        return float("nan")
+    if na > 0 and nb > 0:
+        return float(np.clip(fa @ fb / (na * nb), -1.0, 1.0))
+    return float("nan") if na == nb == 0 else 0.0
+
+
+def norm(tree) -> float:
+    return float(np.linalg.norm(flat(tree)))
+
+
+def ratio(a, b) -> float:
+    nb = norm(b)
+    return norm(a) / nb if nb > 0 else float("nan")
+
+
+# -- output --------------------------------------------------------------------
+
+def write_csv(path: str, rows: list[dict], fields: list[str] | None = None) -> None:
+    if fields is None:
+        fields = list(rows[0]) if rows else []
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _csv_value(r.get(k)) for k in fields})
+
+
+def _csv_value(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def md_table(headers: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def mean_std(values, digits: int = 3) -> str:
+    """'m ± s' over finite values ('n/a' when there are none)."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
+    if v.size == 0:
+        return "n/a"
+    s = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
+    return f"{np.mean(v):.{digits}f} ± {s:.{digits}f}"
+
+
+def fmt(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+
+
+def pyplot():
+    """matplotlib.pyplot with a non-interactive backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB: VmHWM, which (unlike
+    ru_maxrss) is not inherited from the parent of a subprocess."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

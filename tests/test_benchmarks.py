@@ -1,0 +1,65 @@
+"""Smoke tests of the benchmark scripts at tiny sizes: they run, write their
+files, and the numbers are sane (finite, cosines in [-1, 1], BPTT memory
+growing with T while ES-D-RTRL's stays flat)."""
+import csv
+import importlib.util
+import math
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name):
+    """Import benchmarks/<name>.py (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)        # not registered in sys.modules, as brainscale bench does
+    return mod
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_fidelity_tiny(tmp_path):
+    fid = load("fidelity")
+    argv = ["--models", "lif,alif", "--n-rec", "16", "-T", "20", "-B", "2", "--seeds", "2",
+            "--out", str(tmp_path)]
+    assert fid.main(argv) == 0
+    for name in ("fidelity.csv", "fidelity.md", "fidelity.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    rows = read_rows(tmp_path / "fidelity.csv")
+    assert len(rows) == 2 * 2 * 3                      # models x seeds x algorithms
+    numeric = [k for k in fid.FIELDS if k not in ("model", "label", "algorithm")]
+    for r in rows:
+        for k in numeric:
+            assert math.isfinite(float(r[k])), (k, r)
+        for k in ("cos_all", "cos_l1", "cos_l2", "cos_out"):
+            assert -1.0 <= float(r[k]) <= 1.0
+        if r["algorithm"] == "bptt":
+            assert abs(float(r["cos_all"]) - 1.0) < 1e-6
+        assert 0.0 <= float(r["rate_l1"]) <= 1.0 and 0.0 <= float(r["rate_l2"]) <= 1.0
+    md = (tmp_path / "fidelity.md").read_text()
+    assert "d_rtrl" in md and "es_d_rtrl" in md and "jax" in md
+
+
+def test_memory_time_tiny(tmp_path):
+    mt = load("memory_time")
+    # T 32 and 64: both multiples of the ES-D-RTRL window (chosen among the
+    # divisors of T), so its temp memory compares like with like
+    argv = ["--T", "32,64", "--H", "16", "--reps", "1", "--batch", "4", "--jobs", "2",
+            "--device", "cpu", "--timeout", "120", "--out", str(tmp_path)]
+    assert mt.main(argv) == 0
+    for name in ("memory_time.csv", "memory_time.md", "memory_vs_T.png", "time_vs_T.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    rows = read_rows(tmp_path / "memory_time.csv")
+    assert len(rows) == 3 * 2
+    assert all(r["status"] == "ok" for r in rows), rows
+    for r in rows:
+        for k in ("first_call_s", "step_s", "temp_mib", "peak_rss_mib", "loss"):
+            assert math.isfinite(float(r[k])) and float(r[k]) >= 0, (k, r)
+        assert r["backend"] == "cpu"
+    temp = {(r["algorithm"], int(r["T"])): int(r["temp_bytes"]) for r in rows}
+    assert temp["bptt", 64] > temp["bptt", 32]
+    assert temp["es_d_rtrl", 64] <= 1.1 * temp["es_d_rtrl", 32]
