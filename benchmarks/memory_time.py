@@ -69,7 +69,7 @@ def build_net(H, seed):
 
 def run_one(algorithm, T, H, batch, reps, seed=0) -> dict:
     """Measure one configuration in this process; returns a result dict."""
-    import resource
+
 
     import jax
     import jax.numpy as jnp
@@ -116,7 +116,7 @@ def run_one(algorithm, T, H, batch, reps, seed=0) -> dict:
             "temp_mib": mem.temp_size_in_bytes / 2**20,
             "argument_bytes": int(mem.argument_size_in_bytes),
             "output_bytes": int(mem.output_size_in_bytes),
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mib": common.peak_rss_mib(),
             "device_peak_mib": None if peak_dev is None else peak_dev / 2**20,
             "loss": float(metrics["loss"]), "reps": reps, **info}
 
