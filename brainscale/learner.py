@@ -165,7 +165,7 @@ class Learner:
                 return fn(tr1, linearized_cut(graph, p, hh, xv, ys), hh, ys, xs)
             return jax.vmap(one)(h, xx, sig.y, sig.x, tr)
 
-        traces = algo.advance(graph, traces, per_sample, self.decay)
+        traces = algo.advance(graph, traces, per_sample, self.decay, sig.x)
         return sig, g_weff, traces
 
     def _step(self, state: LearnerState, x, y):

@@ -28,9 +28,10 @@ from transforms.online import jacobians, op_leaves, weight_grads
 def init(graph: Graph, batch: int, dtype, decay=None, trace_dtype=None):
     tdt = trace_dtype or dtype
     ops = graph.trained_ops()
-    return {"E": [[jnp.zeros((batch,) + op.weff_shape, tdt) for _ in op_leaves(graph, op)]
+    return {"E": [[jnp.zeros(_layout(graph, op).shape(batch), tdt) for _ in op_leaves(graph, op)]
                   for op in ops],
-            "X": [jnp.zeros((batch,) + ops[p.op].weff_shape, tdt) for p in graph.readout_paths]}
+            "X": [jnp.zeros(_layout(graph, ops[p.op]).shape(batch), tdt)
+                  for p in graph.readout_paths]}
 
 
 def _dense_layout(graph: Graph, op):
@@ -66,6 +67,51 @@ def _maps(graph: Graph, op, dtype):
     return (lambda q: pull(ones, q)), pull
 
 
+class _Layout:
+    """How one op's traces are stored (batched) and combined with per-neuron
+    quantities q of shape (B, *y). Dense ops store (*y, B, *x), neuron axis
+    first: the contraction over the batch is then a contiguous batched
+    matrix-vector product. Other ops store (B, *W_eff) and use the per-sample
+    spread / inject VJPs under vmap."""
+
+    def __init__(self, graph: Graph, op):
+        self.graph, self.op, self.dense = graph, op, _dense_layout(graph, op)
+
+    def shape(self, batch):
+        op = self.op
+        return (op.y_shape + (batch,) + op.x_shape) if self.dense else (batch,) + op.weff_shape
+
+    def spread(self, q):
+        if self.dense:
+            ny = len(self.op.y_shape)
+            return jnp.moveaxis(q, 0, ny).reshape(q.shape[1:] + (q.shape[0],)
+                                                  + (1,) * len(self.op.x_shape))
+        return jax.vmap(_maps(self.graph, self.op, q.dtype)[0])(q)
+
+    def inject(self, x, q):
+        if self.dense:
+            ny = len(self.op.y_shape)
+            return self.spread(q) * x.astype(q.dtype).reshape((1,) * ny + x.shape)
+        return jax.vmap(_maps(self.graph, self.op, q.dtype)[1])(x, q)
+
+    def contract(self, L, E):
+        """sum_b spread(L)_b o E_b, in W_eff's layout."""
+        E = E.astype(L.dtype)
+        if not self.dense:
+            return jnp.sum(self.spread(L) * E, axis=0)
+        x_perm, x_dims, w_free = self.dense
+        ny, nx = len(self.op.y_shape), len(self.op.x_shape)
+        y, x = _letters(ny, skip="z"), _letters(ny + nx, skip="z")[ny:]
+        g = jnp.einsum(f"z{''.join(y)},{''.join(y)}z{''.join(x)}->{''.join(y + x)}", L, E)
+        where = {d: k for k, d in enumerate(w_free)}
+        where.update({d: ny + xd for d, xd in zip(x_dims, x_perm)})
+        return jnp.transpose(g, [where[d] for d in range(len(self.op.weff_shape))])
+
+
+def _layout(graph: Graph, op) -> _Layout:
+    return _Layout(graph, op)
+
+
 def _letters(n, skip=""):
     return [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in skip][:n]
 
@@ -76,52 +122,37 @@ def contract(graph: Graph, traces, signal, decay, readout_signal, xs, dys):
     spread(Lx) o X for the op's readout paths."""
     grads = weight_grads(graph, xs, dys)
     for i, op in enumerate(graph.trained_ops()):
-        leaves = op_leaves(graph, op)
-        pairs = list(zip([signal[j] for j in leaves], traces["E"][i])) + [
+        lay = _layout(graph, op)
+        pairs = list(zip([signal[j] for j in op_leaves(graph, op)], traces["E"][i])) + [
             (lx, X) for p, lx, X in zip(graph.readout_paths, readout_signal, traces["X"])
             if p.op == i]
-        dtype = signal[leaves[0]].dtype
-        layout = _dense_layout(graph, op)
-        if layout is not None:       # sum_b L[b, free] E[b, w]: one contraction over b
-            w = _letters(len(op.weff_shape), skip="z")
-            spec = f"z{''.join(w[d] for d in layout[2])},z{''.join(w)}->{''.join(w)}"
-            grads[i] = grads[i] + sum(jnp.einsum(spec, L, E.astype(dtype)) for L, E in pairs)
-            continue
-        spread, _ = _maps(graph, op, dtype)
-
-        def one(pairs):
-            return sum(spread(L) * E.astype(dtype) for L, E in pairs)
-        grads[i] = grads[i] + jnp.sum(jax.vmap(one)(pairs), axis=0)
+        grads[i] = grads[i] + sum(lay.contract(L, E) for L, E in pairs)
     return grads
 
 
-def advance_one(graph: Graph, traces, lin, hidden, ys, xs):
-    """One sample's trace update."""
-    D, Df, Jh, Jy = jacobians(graph, lin, hidden, ys)
+def advance(graph: Graph, traces, per_sample, decay, xs):
+    """Batched trace update with the per-sample Jacobians of the cut step:
+    E[k] = sum_k' spread(D[k, k']) o E[k'] + inject(x, Df[k]); a readout
+    path's copy X = kappa X + sum_k' spread(dx_o/dh_k') o E[k'] + inject(x, dx_o/dy)."""
+    D, Df, Jh, Jy = per_sample(lambda tr, lin, h, ys, xx: jacobians(graph, lin, h, ys), {})
     ops = graph.trained_ops()
     new_X = []
-    for n, p in enumerate(graph.readout_paths):   # X = kappa X + dx_o/dh . E + dx_o/dy . dy/dW
-        op = ops[p.op]
-        E = dict(zip(op_leaves(graph, op), traces["E"][p.op]))
+    for n, p in enumerate(graph.readout_paths):
+        lay = _layout(graph, ops[p.op])
+        E = dict(zip(op_leaves(graph, ops[p.op]), traces["E"][p.op]))
         dtype = Jy[n].dtype
-        spread, inject = _maps(graph, op, dtype)
-        x_new = (p.kappa * traces["X"][n].astype(dtype) + inject(xs[p.op], Jy[n])
-                 + sum(spread(Jh[n][jj]) * E[jj].astype(dtype) for jj in Jh[n]))
+        x_new = (p.kappa * traces["X"][n].astype(dtype) + lay.inject(xs[p.op], Jy[n])
+                 + sum(lay.spread(Jh[n][jj]) * E[jj].astype(dtype) for jj in Jh[n]))
         new_X.append(x_new.astype(traces["X"][n].dtype))
     new = []
-    for i, op in enumerate(graph.trained_ops()):
+    for i, op in enumerate(ops):
+        lay = _layout(graph, op)
         leaves = op_leaves(graph, op)
         E = dict(zip(leaves, traces["E"][i]))
-        dtype = Df[i][0].dtype
-        spread, inject = _maps(graph, op, dtype)
         out = []
         for j, df in zip(leaves, Df[i]):
             group = graph.groups[graph.group_of_leaf[j]].leaves
-            e = sum(spread(D[(j, jj)]) * E[jj].astype(dtype) for jj in group) + inject(xs[i], df)
-            out.append(e.astype(E[j].dtype))
+            e = sum(lay.spread(D[(j, jj)]) * E[jj].astype(df.dtype) for jj in group)
+            out.append((e + lay.inject(xs[i], df)).astype(E[j].dtype))
         new.append(out)
     return {"E": new, "X": new_X}
-
-
-def advance(graph: Graph, traces, per_sample, decay=None):
-    return per_sample(lambda tr, lin, h, ys, xs: advance_one(graph, tr, lin, h, ys, xs), traces)

@@ -134,7 +134,7 @@ def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
     return {"x": new_x, "f": new_f, "xi": new_xi}
 
 
-def advance(graph: Graph, traces, per_sample, decay: float):
+def advance(graph: Graph, traces, per_sample, decay: float, xs=None):
     """Batched update; ``per_sample(fn, traces_without_counter)`` vmaps
     ``fn(traces, lin, hidden, ys, xs)`` over the batch."""
     body = {k: v for k, v in traces.items() if k != "n"}
