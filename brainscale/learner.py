@@ -198,7 +198,7 @@ class Learner:
             hidden, traces, acc_imm, acc_w = carry
             sig, g_weff, traces = self._online_terms(graph, state.params, hidden, traces, *inp,
                                                      window=k > 1)
-            acc_imm = [a + g for a, g in zip(acc_imm, sig.g_immediate)]
+            acc_imm = [None if g is None else a + g for a, g in zip(acc_imm, sig.g_immediate)]
             if k > 1:
                 return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w), (
                     sig.loss, g_weff)
@@ -213,7 +213,8 @@ class Learner:
                 graph, self.decay, ex0, x, dy, u))
             return (hidden, traces, acc_imm, [a + b for a, b in zip(acc_w, g)]), losses
 
-        zeros_imm = [jnp.zeros_like(a) for a in p]
+        trained = {op.param for op in graph.trained_ops()}
+        zeros_imm = [None if i in trained else jnp.zeros_like(a) for i, a in enumerate(p)]
         zeros_w = [jnp.zeros(op.weff_shape, p[op.param].dtype) for op in graph.trained_ops()]
         carry = (state.hidden, state.traces, zeros_imm, zeros_w)
         if k == 1:

@@ -31,7 +31,7 @@ class StepSignals(NamedTuple):
     losses: jax.Array        # (B,)
     hidden: list             # new hidden leaves, each (B, ...)
     out: object              # output pytree, leaves (B, ...)
-    g_immediate: list        # d l / d params with h_{t-1} fixed, except trained ops' weights
+    g_immediate: list        # d l / d params with h_{t-1} fixed; None for trained ops' weights
     signal: list             # d l / d h_{t-1}, per hidden leaf (B, ...)
     x: list                  # per trained op: its input x_t (B, ...) (ones for a bias)
     y: list                  # per trained op: its output y_t (B, ...)
@@ -66,18 +66,27 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target) -> 
     ops = graph.trained_ops()
     B = jax.tree_util.tree_leaves(hidden)[0].shape[0]
     dys0 = [jnp.zeros((B,) + op.y_shape, op.y_var.aval.dtype) for op in ops]
+    trained = {op.param for op in ops}          # their gradient comes from dy, not this VJP
+    free = [i for i in range(len(params)) if i not in trained]
 
-    def batch_loss(params, hidden, dys):
+    def batch_loss(free_params, hidden, dys):
+        full = list(params)
+        for i, p in zip(free, free_params):
+            full[i] = p
+
         def one(h, xx, y, dy):
-            h_new, out, xs, ys = run_step(graph, params, h, xx, dy)
+            h_new, out, xs, ys = run_step(graph, full, h, xx, dy)
             out = jax.tree_util.tree_unflatten(t.out_tree, out)
             return loss_fn(out, y), (h_new, out, xs, ys)
         ls, aux = jax.vmap(one)(hidden, x, target, dys)
         return jnp.mean(ls), (ls, aux)
 
-    loss, vjp, (ls, (h_new, out, xs, ys)) = jax.vjp(batch_loss, list(params), list(hidden), dys0,
-                                                    has_aux=True)
-    g_params, signal, dy = vjp(jnp.ones_like(loss))
+    loss, vjp, (ls, (h_new, out, xs, ys)) = jax.vjp(
+        batch_loss, [params[i] for i in free], list(hidden), dys0, has_aux=True)
+    g_free, signal, dy = vjp(jnp.ones_like(loss))
+    g_params = [None] * len(params)
+    for i, g in zip(free, g_free):
+        g_params[i] = g
     return StepSignals(loss, ls, h_new, out, g_params, signal, xs, ys, dy)
 
 
@@ -186,7 +195,7 @@ def readout_signal(graph: Graph, params, signal):
 def param_grads(graph: Graph, params, g_immediate, g_weff):
     """Total gradient per parameter leaf: the immediate part plus each trained
     op's W_eff gradient pulled back through the op's parameter chain."""
-    grads = list(g_immediate)
+    grads = [g if g is not None else jnp.zeros_like(p) for g, p in zip(g_immediate, params)]
     for op, gw in zip(graph.trained_ops(), g_weff):
         _, pull = jax.vjp(lambda w, op=op: graph.weff(op, w), params[op.param])
         grads[op.param] = grads[op.param] + pull(gw.astype(params[op.param].dtype))[0]
