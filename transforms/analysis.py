@@ -351,14 +351,10 @@ def analyse(t: TracedStep) -> Graph:
                 elif src == "x":
                     pre.add(t.x_paths[idx])
                 elif src == "y":
-                    pre.update(f"G{g}" for g in sorted(drives_groups(ops, idx, drives, group_of)))
+                    pre.update(f"G{group_of[j]}" for j in drives[idx])
             op.pre = sorted(pre)
     return Graph(traced=t, ops=ops, groups=groups, group_of_leaf=group_of,
                  const_env=_const_env(t, kind), deps=deps)
-
-
-def drives_groups(ops, idx, drives, group_of):
-    return {group_of[j] for j in drives[idx]}
 
 
 def check_algorithm_supported(graph: Graph, algorithm: str):

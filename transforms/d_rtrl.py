@@ -28,9 +28,9 @@ from transforms.online import jacobians, op_leaves, weight_grads
 def init(graph: Graph, batch: int, dtype, decay=None, trace_dtype=None):
     tdt = trace_dtype or dtype
     ops = graph.trained_ops()
-    return {"E": [[jnp.zeros(_layout(graph, op).shape(batch), tdt) for _ in op_leaves(graph, op)]
+    return {"E": [[jnp.zeros(_Layout(graph, op).shape(batch), tdt) for _ in op_leaves(graph, op)]
                   for op in ops],
-            "X": [jnp.zeros(_layout(graph, ops[p.op]).shape(batch), tdt)
+            "X": [jnp.zeros(_Layout(graph, ops[p.op]).shape(batch), tdt)
                   for p in graph.readout_paths]}
 
 
@@ -108,10 +108,6 @@ class _Layout:
         return jnp.transpose(g, [where[d] for d in range(len(self.op.weff_shape))])
 
 
-def _layout(graph: Graph, op) -> _Layout:
-    return _Layout(graph, op)
-
-
 def _letters(n, skip=""):
     return [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in skip][:n]
 
@@ -122,7 +118,7 @@ def contract(graph: Graph, traces, signal, decay, readout_signal, xs, dys):
     spread(Lx) o X for the op's readout paths."""
     grads = weight_grads(graph, xs, dys)
     for i, op in enumerate(graph.trained_ops()):
-        lay = _layout(graph, op)
+        lay = _Layout(graph, op)
         pairs = list(zip([signal[j] for j in op_leaves(graph, op)], traces["E"][i])) + [
             (lx, X) for p, lx, X in zip(graph.readout_paths, readout_signal, traces["X"])
             if p.op == i]
@@ -138,7 +134,7 @@ def advance(graph: Graph, traces, per_sample, decay, xs):
     ops = graph.trained_ops()
     new_X = []
     for n, p in enumerate(graph.readout_paths):
-        lay = _layout(graph, ops[p.op])
+        lay = _Layout(graph, ops[p.op])
         E = dict(zip(op_leaves(graph, ops[p.op]), traces["E"][p.op]))
         dtype = Jy[n].dtype
         x_new = (p.kappa * traces["X"][n].astype(dtype) + lay.inject(xs[p.op], Jy[n])
@@ -146,7 +142,7 @@ def advance(graph: Graph, traces, per_sample, decay, xs):
         new_X.append(x_new.astype(traces["X"][n].dtype))
     new = []
     for i, op in enumerate(ops):
-        lay = _layout(graph, op)
+        lay = _Layout(graph, op)
         leaves = op_leaves(graph, op)
         E = dict(zip(leaves, traces["E"][i]))
         out = []

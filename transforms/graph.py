@@ -19,7 +19,6 @@ import dataclasses
 import math
 from typing import Any
 
-import jax
 from jax.extend import core as jcore
 
 from transforms.trace import TracedStep, _bind
@@ -188,7 +187,3 @@ def _table(rows):
     out = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     out.insert(1, "  " + "  ".join("-" * w for w in widths))
     return out
-
-
-def tree_paths(tree) -> list[str]:
-    return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
