@@ -1,6 +1,6 @@
 """Command-line entry point: ``brainscale <subcommand> ...``.
 
-Subcommands: ``demo``, ``bench``.
+Subcommands: ``demo``, ``bench``, ``train``.
 """
 from __future__ import annotations
 
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", choices=["fidelity", "memory_time", "vs_braintrace"],
                        help="run only these benchmarks")
     bench.set_defaults(func=_cmd_bench)
+
+    from brainscale.train.cli import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

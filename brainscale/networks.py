@@ -1,0 +1,55 @@
+"""Ready-made networks for the tasks: stacked recurrent spiking layers with a
+leaky readout, built from a plain options dict (so configs stay JSON).
+
+    net = recurrent_snn(n_in=64, n_out=10, hidden=[128, 128], neuron="lif")
+
+Per-sample step: ``x (n_in,) -> logits (n_out,)``.
+"""
+from __future__ import annotations
+
+from flax import nnx
+
+from brainscale.neurons import ALIF, LIF
+from brainscale.projections import Recurrent
+from brainscale.readout import LeakyReadout
+
+__all__ = ["RecurrentSNN", "recurrent_snn", "NEURONS"]
+
+NEURONS = {"lif": LIF, "alif": ALIF}
+
+
+class RecurrentSNN(nnx.Module):
+    """``len(hidden)`` recurrent layers (each ``Recurrent`` with its own
+    neuron population, all LIF or all ALIF) and a ``LeakyReadout`` over the
+    last layer's spikes. ``neuron_options`` go to every neuron constructor
+    (e.g. ``{"tau": 20.0, "tau_a": 2000.0}``)."""
+
+    def __init__(self, n_in, n_out, hidden, *, rngs, neuron="lif", neuron_options=None,
+                 w_in_scale=1.0, w_rec_scale=1.0, tau_out=10.0, dt=1.0):
+        if neuron not in NEURONS:
+            raise ValueError(f"neuron must be one of {sorted(NEURONS)}, got {neuron!r}")
+        hidden = [int(h) for h in hidden]
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden must be a non-empty list of layer sizes, got {hidden}")
+        opts = dict(neuron_options or {})
+        cls = NEURONS[neuron]
+        layers, n_prev = [], int(n_in)
+        for i, n in enumerate(hidden):
+            layers.append(Recurrent(n_prev, n, cls(n, dt=dt, **opts), rngs=rngs,
+                                    w_in_scale=w_in_scale, w_rec_scale=w_rec_scale))
+            n_prev = n
+        self.layers = nnx.List(layers) if hasattr(nnx, "List") else layers
+        self.out = LeakyReadout(n_prev, n_out, tau=tau_out, dt=dt, rngs=rngs)
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return self.out(x)
+
+
+def recurrent_snn(n_in, n_out, hidden=(128,), neuron="lif", neuron_options=None,
+                  w_in_scale=1.0, w_rec_scale=1.0, tau_out=10.0, dt=1.0, seed=0):
+    """Build a ``RecurrentSNN`` from JSON-friendly options."""
+    return RecurrentSNN(n_in, n_out, list(hidden), rngs=nnx.Rngs(int(seed)), neuron=neuron,
+                        neuron_options=neuron_options, w_in_scale=w_in_scale,
+                        w_rec_scale=w_rec_scale, tau_out=tau_out, dt=dt)

@@ -1,0 +1,119 @@
+"""``brainscale train``: the command-line face of ``fit``.
+
+    brainscale train --task dmts --algorithm es_d_rtrl --config run.json \\
+        --set task_options.delay=300 --set model.hidden=[128] --out runs/dmts
+    brainscale train --out runs/dmts --resume          # after Ctrl-C or a kill
+
+Precedence: defaults < config file < flags < ``--set``. ``--set`` values are
+JSON (``3e-3``, ``[64,64]``, ``true``) or, failing that, plain strings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["add_train_parser", "run_train", "config_from_args"]
+
+
+def add_train_parser(sub) -> argparse.ArgumentParser:
+    from brainscale.train.registry import task_names
+
+    p = sub.add_parser(
+        "train", help="train a network on a task (checkpoints, resume, metrics log, plots)",
+        description="Train with D-RTRL, ES-D-RTRL or BPTT on a registered task. Writes "
+                    "metrics.jsonl, checkpoint.msgpack (atomically, every N steps and on "
+                    "SIGINT/SIGTERM), learning_curve.png, raster.png and result.json into "
+                    "the output folder. Tasks: " + ", ".join(task_names()))
+    p.add_argument("--task", help="task name (or 'task' in the config file)")
+    p.add_argument("--algorithm", choices=["es_d_rtrl", "d_rtrl", "bptt"])
+    p.add_argument("--config", metavar="FILE", help="JSON config (see brainscale.train.TrainConfig)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--devices", type=int, help="shard the batch over this many devices")
+    p.add_argument("--eval-every", type=int, dest="eval_every")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    p.add_argument("--out", dest="out_dir", metavar="DIR", help="run folder (default runs/<task>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, dotted for nested ones "
+                        "(task_options.delay=300, model.hidden=[64,64]); repeatable")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in the output folder")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=run_train)
+    return p
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def config_from_args(args):
+    from brainscale.train.config import config_from_dict
+
+    d: dict = {}
+    if args.config:
+        with open(args.config) as f:
+            try:
+                d = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{args.config}: not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{args.config}: a config is a JSON object")
+    elif args.resume and args.out_dir and not args.task:
+        saved = os.path.join(args.out_dir, "config.json")
+        if os.path.exists(saved):
+            with open(saved) as f:
+                d = json.load(f)
+    for key in ("task", "algorithm", "steps", "batch_size", "lr", "seed", "devices",
+                "eval_every", "checkpoint_every", "out_dir"):
+        v = getattr(args, key)
+        if v is not None:
+            d[key] = v
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        *parents, leaf = key.split(".")
+        node = d
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {key}: {part!r} is not an object")
+        node[leaf] = _parse_value(value)
+    return config_from_dict(d)
+
+
+def run_train(args) -> int:
+    from brainscale.train.batches import BatchError
+    from brainscale.train.checkpoint import CheckpointError
+    from brainscale.train.runner import fit
+
+    try:
+        cfg = config_from_args(args)
+        result = fit(cfg, resume=args.resume, plots=not args.no_plots)
+    except (ValueError, BatchError, CheckpointError, FileExistsError, FileNotFoundError,
+            FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    final = result["final"]
+    if final is not None:
+        print(f"{cfg.task} / {cfg.algorithm}: step {result['step']}, evaluation accuracy "
+              f"{final['accuracy']:.4f}, loss {final['loss']:.4f} ({result['out_dir']})")
+    if result["status"] == "interrupted":
+        hist = [r for r in _log(result["out_dir"]) if r["kind"] == "interrupted"]
+        return 128 + int(hist[-1]["signal"]) if hist else 130
+    return 0
+
+
+def _log(out_dir):
+    from brainscale.train.runner import METRICS_LOG
+
+    with open(os.path.join(out_dir, METRICS_LOG)) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,119 @@
+"""``TrainConfig``: everything a training run depends on, as JSON.
+
+A config file is plain JSON (never pickle); unknown keys are an error that
+names the key, so a typo does not silently fall back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TrainConfig", "OPTIMIZERS", "load_config", "config_from_dict"]
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run.
+
+    ``task`` names a registered task (``brainscale.train.registry``) built
+    with ``task_options``; ``model`` overrides the task's default model
+    options; ``learner`` holds extra keyword arguments of ``brainscale.online``
+    (``decay``, ``window``, ``readout_paths``...). Every ``eval_every`` steps
+    the test set is scored; every ``checkpoint_every`` steps (and on SIGINT /
+    SIGTERM) a checkpoint is written atomically. ``devices`` > 1 shards the
+    batch over that many devices (``batch_size`` must divide evenly).
+    """
+
+    task: str
+    task_options: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    algorithm: str = "es_d_rtrl"
+    learner: dict = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    grad_clip: float | None = None
+    batch_size: int = 32
+    steps: int = 1000
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    eval_batch_size: int | None = None
+    seed: int = 0
+    out_dir: str | None = None
+    devices: int | None = None
+
+    def __post_init__(self):
+        _check(isinstance(self.task, str) and self.task, "task", "a non-empty task name")
+        for name in ("task_options", "model", "learner"):
+            _check(isinstance(getattr(self, name), dict), name, "a JSON object")
+        import brainscale
+
+        _check(self.algorithm in brainscale.ALGORITHMS, "algorithm",
+               f"one of {sorted(brainscale.ALGORITHMS)}")
+        _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}")
+        _check(_num(self.lr) and self.lr > 0, "lr", "a positive number")
+        _check(self.grad_clip is None or (_num(self.grad_clip) and self.grad_clip > 0),
+               "grad_clip", "null or a positive number")
+        for name in ("batch_size", "steps", "eval_every", "checkpoint_every"):
+            _check(_int(getattr(self, name)) and getattr(self, name) > 0, name,
+                   "a positive integer")
+        _check(self.eval_batch_size is None or (_int(self.eval_batch_size)
+                                                and self.eval_batch_size > 0),
+               "eval_batch_size", "null or a positive integer")
+        _check(_int(self.seed), "seed", "an integer")
+        _check(self.devices is None or (_int(self.devices) and self.devices > 0), "devices",
+               "null or a positive integer")
+        if self.devices:
+            _check(self.batch_size % self.devices == 0, "batch_size",
+                   f"a multiple of devices ({self.devices})")
+
+    @property
+    def run_dir(self) -> str:
+        return self.out_dir if self.out_dir else f"runs/{self.task}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return config_from_dict({**self.to_dict(), **changes})
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check(ok, key, want):
+    if not ok:
+        raise ValueError(f"config key {key!r} must be {want}")
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Build a config, naming any unknown key."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a config is a JSON object, got {type(d).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+    if "task" not in d:
+        raise ValueError("config key 'task' is required")
+    return TrainConfig(**d)
+
+
+def load_config(path: str, **overrides) -> TrainConfig:
+    """Read a JSON config file; ``overrides`` (e.g. from the CLI) win."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a config is a JSON object")
+    return config_from_dict({**d, **{k: v for k, v in overrides.items() if v is not None}})

@@ -1,0 +1,242 @@
+"""``fit(config)``: a training run that evaluates, logs, checkpoints and resumes.
+
+Per step: the task's batch for ``(seed, step)`` is checked, the learner
+trains on it (``train_sequence``: reset, gradient over the sequence, one
+optimizer update), and a JSON line goes to ``metrics.jsonl``. Every
+``eval_every`` steps the fixed evaluation set is scored. Every
+``checkpoint_every`` steps, at the end, and on SIGINT/SIGTERM, the learner
+state is saved atomically; ``resume=True`` loads it and continues with the
+very batches the interrupted run would have seen, so the result is bit for
+bit that of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from brainscale.train.batches import check_batch, masked_cross_entropy
+from brainscale.train.checkpoint import (CheckpointError, atomic_write, load_checkpoint,
+                                         save_checkpoint)
+from brainscale.train.config import TrainConfig
+from brainscale.train.task import Task, metric_counts
+
+__all__ = ["fit", "build", "evaluate", "CHECKPOINT", "METRICS_LOG"]
+
+CHECKPOINT = "checkpoint.msgpack"
+METRICS_LOG = "metrics.jsonl"
+# config keys a resumed run may change: they do not alter the trajectory
+RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "eval_batch_size", "out_dir")
+
+
+def _optimizer(cfg: TrainConfig):
+    import optax
+
+    opt = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd,
+           "rmsprop": optax.rmsprop}[cfg.optimizer](cfg.lr)
+    if cfg.grad_clip is not None:
+        opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+    return opt
+
+
+def build(cfg: TrainConfig, task: Task | None = None):
+    """``(task, learner, state)`` for a config, before any training."""
+    import jax
+    import jax.numpy as jnp
+
+    import brainscale as bs
+    from brainscale.train.registry import make_task
+
+    if task is None:
+        task = make_task(cfg.task, cfg.task_options)
+    model = task.make_model({**task.model_defaults, **cfg.model}, cfg.seed)
+    try:
+        learner = bs.online(model, cfg.algorithm, _optimizer(cfg), **cfg.learner)
+    except TypeError as e:
+        raise ValueError(f"config key 'learner': {e}") from None
+    xs, ys = task.train_batch(cfg.seed, 0, cfg.batch_size)
+    check_batch(xs, ys, n_out=task.n_out, batch_size=cfg.batch_size, where="step 0")
+    state = learner.init(jax.random.PRNGKey(cfg.seed), jnp.asarray(np.asarray(xs)[0]))
+    return task, learner, state
+
+
+def evaluate(task: Task, learner, state, batch_size: int, mesh=None) -> dict:
+    """Accuracy (task metric) and mean cross-entropy over labelled steps of
+    the task's evaluation set."""
+    import jax
+    import jax.numpy as jnp
+
+    hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (batch_size,) + jnp.shape(h)),
+                          state.hidden0)
+    probe = state._replace(hidden=hidden, traces={})
+    if mesh is not None:
+        from brainscale.sharding import shard_batch
+
+        probe = probe._replace(hidden=shard_batch(hidden, mesh, time_axis=False))
+    correct = total = count = 0
+    loss = 0.0
+    for i, (xs, ys) in enumerate(task.eval_batches(batch_size)):
+        check_batch(xs, ys, n_out=task.n_out, batch_size=batch_size, where=f"eval batch {i}")
+        x = jnp.asarray(xs)
+        if mesh is not None:
+            x = shard_batch(x, mesh)
+        outs = np.asarray(learner.predict(probe, x))
+        c, n = metric_counts(outs, ys, task.metric)
+        s, k = masked_cross_entropy(outs, ys)
+        correct, total, loss, count = correct + c, total + n, loss + s, count + k
+    return {"accuracy": correct / max(total, 1), "loss": loss / max(count, 1),
+            "n_scored": total}
+
+
+class _Stop:
+    signum: int | None = None
+
+
+@contextmanager
+def _graceful_signals(stop: _Stop):
+    """SIGINT/SIGTERM ask the loop to checkpoint and stop after this step; a
+    second SIGINT interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if stop.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.signum = signum
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _read_log(path: str, upto: int) -> list[dict]:
+    """The JSON records of a log with ``step <= upto`` (a resumed run drops
+    what the interrupted one logged after its checkpoint)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        recs = [json.loads(line) for line in f if line.strip()]
+    return [r for r in recs if r.get("step", 0) <= upto]
+
+
+def _check_resumable(saved: dict, cfg: TrainConfig, path: str):
+    now = cfg.to_dict()
+    diff = sorted(k for k in set(saved) | set(now)
+                  if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+    if diff:
+        detail = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff)
+        raise CheckpointError(f"{path} was written by a run with a different config ({detail})")
+
+
+def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log=print,
+        progress: bool = True, plots: bool = True) -> dict:
+    """Train per ``config``; returns a summary dict (see module docstring).
+
+    Keys: ``status`` ("completed" or "interrupted"), ``step``, ``final``
+    (last evaluation), ``history`` (all evaluations), ``out_dir``,
+    ``checkpoint``, and the live ``task``, ``learner`` and ``state``.
+    """
+    import jax.numpy as jnp
+
+    from brainscale.progress import ProgressBar
+
+    cfg = config
+    out = cfg.run_dir
+    os.makedirs(out, exist_ok=True)
+    ckpt, log_path = os.path.join(out, CHECKPOINT), os.path.join(out, METRICS_LOG)
+    if not resume and os.path.exists(ckpt):
+        raise FileExistsError(f"{ckpt} exists: resume that run (resume=True, --resume) or "
+                              "train into another out_dir")
+    task, learner, state = build(cfg, task)
+    mesh = None
+    if cfg.devices and cfg.devices > 1:
+        from brainscale.sharding import batch_mesh, shard_batch, shard_state
+
+        mesh = batch_mesh(cfg.devices)
+        state = shard_state(learner, state, mesh)
+    start = 0
+    if resume:
+        if not os.path.exists(ckpt):
+            raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
+        state, meta = load_checkpoint(ckpt, state)
+        _check_resumable(meta["config"], cfg, ckpt)
+        if mesh is not None:
+            state = shard_state(learner, state, mesh)
+        start = int(meta["step"])
+        log(f"resuming {cfg.task} / {cfg.algorithm} from step {start} ({ckpt})")
+    records = _read_log(log_path, start)
+    atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in records).encode())
+    atomic_write(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2).encode())
+    history = [r for r in records if r["kind"] == "eval"]
+    eval_bs = cfg.eval_batch_size or cfg.batch_size
+
+    def save(step):
+        save_checkpoint(ckpt, state, {"step": step, "config": cfg.to_dict(),
+                                      "task": task.name, "task_options": task.options})
+
+    stop = _Stop()
+    status, done = "completed", start
+    bar = ProgressBar(cfg.steps - start, desc=f"{cfg.task}/{cfg.algorithm}") if progress else None
+    with _graceful_signals(stop), open(log_path, "a") as logf:
+        def emit(rec):
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+
+        for step in range(start, cfg.steps):
+            xs, ys = task.train_batch(cfg.seed, step, cfg.batch_size)
+            check_batch(xs, ys, n_out=task.n_out, batch_size=cfg.batch_size,
+                        where=f"train batch at step {step}")
+            batch = (jnp.asarray(xs), jnp.asarray(ys))
+            if mesh is not None:
+                batch = shard_batch(batch, mesh)
+            t0 = time.perf_counter()
+            new_state, metrics = learner.train_sequence(state, *batch)
+            loss = float(metrics["loss"])
+            if not np.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss is {loss} at step {step}; the state was not updated and the "
+                    f"last checkpoint ({ckpt}) is unchanged: lower lr or set grad_clip")
+            state = new_state
+            done = step + 1
+            emit({"kind": "train", "step": done, "loss": loss,
+                  "grad_norm": float(metrics["grad_norm"]),
+                  "seconds": time.perf_counter() - t0})
+            if bar is not None:
+                bar.update(1, loss=loss)
+            last = done == cfg.steps
+            if done % cfg.eval_every == 0 or last:
+                rec = {"kind": "eval", "step": done, **evaluate(task, learner, state, eval_bs,
+                                                               mesh)}
+                emit(rec)
+                history.append(rec)
+                log(f"step {done}: eval accuracy {rec['accuracy']:.4f} loss {rec['loss']:.4f}")
+            if done % cfg.checkpoint_every == 0 or last or stop.signum is not None:
+                save(done)
+            if stop.signum is not None:
+                status = "interrupted"
+                emit({"kind": "interrupted", "step": done, "signal": int(stop.signum)})
+                log(f"stopped by signal {stop.signum} after step {done}; checkpoint {ckpt}; "
+                    "continue with resume=True (--resume)")
+                break
+    if bar is not None:
+        bar.close()
+    final = history[-1] if history else None
+    summary = {"status": status, "step": done,
+               "final": final, "history": history, "out_dir": out, "checkpoint": ckpt,
+               "task_name": task.name, "algorithm": cfg.algorithm}
+    atomic_write(os.path.join(out, "result.json"), json.dumps(summary, indent=2).encode())
+    if plots and status == "completed":
+        from brainscale.train.plots import plot_run
+
+        xs, _ = task.train_batch(cfg.seed, 0, cfg.batch_size)
+        summary["plots"] = plot_run(out, task, learner, state, jnp.asarray(xs)[:, :1])
+    return {**summary, "task": task, "learner": learner, "state": state}
