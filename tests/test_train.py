@@ -1,0 +1,239 @@
+"""Training runs: exact resume after an interruption, atomic checkpoints,
+bad input rejected before any state change, configs, evaluation."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from brainscale.train import (BatchError, CheckpointError, TrainConfig, config_from_dict, fit,
+                              load_checkpoint, metric_counts)
+from brainscale.train.batches import masked_cross_entropy
+from brainscale.train.checkpoint import atomic_write, read_checkpoint_meta
+from toy_task import toy_task
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def cfg(out, **kw):
+    base = dict(task="toy", steps=8, eval_every=4, checkpoint_every=2, lr=1e-2, batch_size=8,
+                out_dir=str(out))
+    return TrainConfig(**{**base, **kw})
+
+
+def leaves_equal(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(la) == len(lb) and all(
+        np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(la, lb))
+
+
+def train_records(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 8-step run."""
+    out = tmp_path_factory.mktemp("ref")
+    res = fit(cfg(out), task=toy_task(), log=lambda *a: None, progress=False, plots=False)
+    return res
+
+
+def test_fit_learns_logs_and_plots(tmp_path):
+    res = fit(cfg(tmp_path, steps=30, eval_every=10), task=toy_task(), log=lambda *a: None,
+              progress=False)
+    assert res["status"] == "completed" and res["step"] == 30
+    recs = train_records(tmp_path)
+    assert [r["step"] for r in recs if r["kind"] == "train"] == list(range(1, 31))
+    assert [r["step"] for r in recs if r["kind"] == "eval"] == [10, 20, 30]
+    assert res["final"]["accuracy"] >= 0.9 and res["final"]["n_scored"] == 40
+    for name in ("learning_curve.png", "raster.png", "result.json", "config.json"):
+        assert os.path.getsize(tmp_path / name) > 0
+    assert read_checkpoint_meta(str(tmp_path / "checkpoint.msgpack"))["step"] == 30
+
+
+def test_resume_after_stop_is_bit_exact(tmp_path, reference):
+    fit(cfg(tmp_path, steps=5), task=toy_task(), log=lambda *a: None, progress=False, plots=False)
+    res = fit(cfg(tmp_path), task=toy_task(), resume=True, log=lambda *a: None, progress=False,
+              plots=False)
+    assert res["step"] == 8
+    assert leaves_equal(res["state"], reference["state"])
+    steps = [r["step"] for r in train_records(tmp_path) if r["kind"] == "train"]
+    assert steps == list(range(1, 9))
+
+
+_CHILD = """
+import sys
+sys.path.insert(0, {here!r})
+from toy_task import toy_task
+from brainscale.train import TrainConfig, fit
+cfg = TrainConfig(task="toy", steps=8, eval_every=4, checkpoint_every=2, lr=1e-2,
+                  batch_size=8, out_dir={out!r})
+res = fit(cfg, task=toy_task(delay_s=0.4), progress=False, plots=False)
+print("STATUS", res["status"], res["step"], flush=True)
+"""
+
+
+def _run_child_until(out, n_train, sig):
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD.format(here=HERE, out=str(out))],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = os.path.join(out, "metrics.jsonl")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if os.path.exists(log):
+            with open(log) as f:
+                if sum('"train"' in line for line in f) >= n_train:
+                    break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    text = proc.communicate(timeout=120)[0]
+    return proc.returncode, text
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_run_resumes_bit_exact(tmp_path, reference, sig):
+    rc, text = _run_child_until(tmp_path, 3, sig)
+    meta = read_checkpoint_meta(str(tmp_path / "checkpoint.msgpack"))
+    if sig == signal.SIGTERM:   # handled: checkpoint at the step it was in, clean exit
+        assert rc == 0 and "STATUS interrupted" in text, text
+        assert 3 <= meta["step"] < 8
+        assert train_records(tmp_path)[-1]["kind"] == "interrupted"
+    else:                       # hard kill: the last periodic checkpoint survives intact
+        assert rc == -signal.SIGKILL
+        assert meta["step"] in (2, 4, 6)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")] or sig == signal.SIGKILL
+    res = fit(cfg(tmp_path), task=toy_task(), resume=True, log=lambda *a: None, progress=False,
+              plots=False)
+    assert res["status"] == "completed" and res["step"] == 8
+    assert leaves_equal(res["state"], reference["state"])
+    steps = [r["step"] for r in train_records(tmp_path) if r["kind"] == "train"]
+    assert steps == list(range(1, 9))
+
+
+@pytest.fixture(scope="module")
+def four_steps(tmp_path_factory):
+    out = tmp_path_factory.mktemp("four")
+    fit(cfg(out, steps=4), task=toy_task(), log=lambda *a: None, progress=False, plots=False)
+    return out
+
+
+@pytest.mark.parametrize("kind, match", [("nan", "non-finite input"),
+                                         ("label", "label 7 .* out of range"),
+                                         ("shape", "batch of 7 samples")])
+def test_bad_batch_rejected_checkpoint_untouched(tmp_path, four_steps, kind, match):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(four_steps, run)
+    ckpt = run / "checkpoint.msgpack"
+    before = ckpt.read_bytes()
+    with pytest.raises(BatchError, match=match) as err:
+        fit(cfg(run), task=toy_task(poison={4: kind}), resume=True,
+            log=lambda *a: None, progress=False, plots=False)
+    assert "train batch at step 4" in str(err.value)
+    assert read_checkpoint_meta(str(ckpt))["step"] == 4 and ckpt.read_bytes() == before
+
+
+def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path):
+    fit(cfg(tmp_path, steps=2), task=toy_task(), log=lambda *a: None, progress=False,
+        plots=False)
+    with pytest.raises(FileExistsError, match="resume"):
+        fit(cfg(tmp_path, steps=2), task=toy_task(), log=lambda *a: None, progress=False)
+
+
+def test_resume_with_a_different_config_names_the_key(tmp_path):
+    fit(cfg(tmp_path, steps=2), task=toy_task(), log=lambda *a: None, progress=False,
+        plots=False)
+    with pytest.raises(CheckpointError, match="lr: saved 0.01, now 0.02"):
+        fit(cfg(tmp_path, lr=2e-2), task=toy_task(), resume=True, log=lambda *a: None,
+            progress=False)
+
+
+def test_checkpoint_corrupt_and_mismatched(tmp_path, reference):
+    path = str(tmp_path / "c.msgpack")
+    with open(reference["checkpoint"], "rb") as f:
+        good = f.read()
+    atomic_write(path, good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(path, reference["state"])
+    atomic_write(path, b"\x93\x01\x02\x03")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path, reference["state"])
+    # a template of another shape: the leaf's path is named
+    atomic_write(path, good)
+    st = reference["state"]
+    bad = st._replace(hidden0=jax.tree.map(lambda a: np.zeros(np.shape(a) + (2,), a.dtype),
+                                           st.hidden0))
+    with pytest.raises(CheckpointError, match=r"state\.hidden0.*float32\[16\].*float32\[16, 2\]"):
+        load_checkpoint(path, bad)
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "f.bin"
+    atomic_write(str(path), b"old")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(str(path), b"new")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['stepz'\]"):
+        config_from_dict({"task": "toy", "stepz": 3})
+    with pytest.raises(ValueError, match="'lr' must be a positive number"):
+        TrainConfig(task="toy", lr=-1.0)
+    with pytest.raises(ValueError, match="'algorithm' must be one of"):
+        TrainConfig(task="toy", algorithm="eprop")
+    with pytest.raises(ValueError, match="'batch_size' must be a multiple of devices"):
+        TrainConfig(task="toy", batch_size=6, devices=4)
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        fit(TrainConfig(task="nope", out_dir=str(tmp_path)))
+
+
+def test_cli_set_and_config_file(tmp_path):
+    import argparse
+
+    from brainscale.train.cli import add_train_parser, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers())
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"task": "digits", "lr": 1e-3, "steps": 10}))
+    args = parser.parse_args(["train", "--config", str(path), "--steps", "20",
+                              "--set", "task_options.T=30", "--set", "model.hidden=[8,8]",
+                              "--set", "optimizer=sgd"])
+    c = config_from_args(args)
+    assert (c.task, c.lr, c.steps, c.optimizer) == ("digits", 1e-3, 20, "sgd")
+    assert c.task_options == {"T": 30} and c.model == {"hidden": [8, 8]}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        config_from_args(parser.parse_args(["train", "--task", "x", "--set", "lr"]))
+
+
+def test_metric_counts_and_loss_by_hand():
+    out = np.zeros((3, 2, 3))
+    out[1, 0] = [0.0, 2.0, 0.0]      # sample 0 votes class 1 at step 1 ...
+    out[2, 0] = [1.5, 0.0, 0.0]      # ... and class 0 at step 2: summed 1.5 vs 2.0 -> 1
+    out[2, 1] = [0.0, 0.0, 1.0]      # sample 1: class 2
+    ys = np.array([[-1, -1], [1, -1], [1, 0]])
+    assert metric_counts(out, ys, "trial") == (1, 2)          # 1 right, 2 wrong
+    assert metric_counts(out, ys, "step") == (1, 3)           # steps: (1,0) ok, (2,0) no, (2,1) no
+    s, n = masked_cross_entropy(out, ys)
+    lse = lambda z: np.log(np.exp(z).sum())
+    want = (lse(out[1, 0]) - 2.0) + (lse(out[2, 0]) - 0.0) + (lse(out[2, 1]) - 0.0)
+    assert n == 3 and abs(s - want) < 1e-12
+    with pytest.raises(ValueError, match="one label per sample"):
+        metric_counts(out, np.array([[-1, -1], [1, -1], [2, 0]]), "trial")
