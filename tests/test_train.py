@@ -237,3 +237,28 @@ def test_metric_counts_and_loss_by_hand():
     assert n == 3 and abs(s - want) < 1e-12
     with pytest.raises(ValueError, match="one label per sample"):
         metric_counts(out, np.array([[-1, -1], [1, -1], [2, 0]]), "trial")
+
+
+def test_malformed_event_file_stops_run_checkpoint_untouched(tmp_path):
+    """A corrupt N-MNIST file met mid-run: a DatasetError naming the file,
+    the last checkpoint byte for byte as it was."""
+    from brainscale.datasets.errors import DatasetError
+    from brainscale.datasets.nmnist import make_task
+    from brainscale.datasets.synthetic import fake_nmnist
+
+    fake_nmnist(str(tmp_path / "data"), n_per_class=(1, 1), n_events=200)
+    task = lambda: make_task(str(tmp_path / "data"), T=6, downsample=(8, 8))
+    run = tmp_path / "run"
+    c = cfg(run, task="nmnist", steps=2, eval_every=2, batch_size=4,
+            model={"hidden": [8]})
+    fit(c, task=task(), log=lambda *a: None, progress=False, plots=False)
+    ckpt = run / "checkpoint.msgpack"
+    before = ckpt.read_bytes()
+    bins = sorted((tmp_path / "data" / "NMNIST" / "Train").rglob("*.bin"))
+    for b in bins:                                # every file: the next step meets one
+        with open(b, "ab") as f:
+            f.write(b"\x00\x01")                  # 2 stray bytes: not 5-byte events
+    with pytest.raises(DatasetError, match=r"NMNIST/Train/\d/\d+\.bin.*multiple of 5"):
+        fit(c.replace(steps=30), task=task(), resume=True, log=lambda *a: None,
+            progress=False, plots=False)
+    assert ckpt.read_bytes() == before
