@@ -63,7 +63,7 @@ class TrainConfig:
         _check(self.eval_batch_size is None or (_int(self.eval_batch_size)
                                                 and self.eval_batch_size > 0),
                "eval_batch_size", "null or a positive integer")
-        _check(_int(self.seed), "seed", "an integer")
+        _check(_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer")
         _check(self.devices is None or (_int(self.devices) and self.devices > 0), "devices",
                "null or a positive integer")
         if self.devices:

@@ -65,9 +65,10 @@ def plot_learning_curve(metrics_path: str, png: str, title: str = "") -> str:
     evals = [r for r in recs if r["kind"] == "eval"]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8, color="C0")
+    ax.plot([r["step"] for r in train], [r.get("loss_per_label", r["loss"]) for r in train],
+            lw=0.8, color="C0")
     ax.set_xlabel("training step")
-    ax.set_ylabel("training loss", color="C0")
+    ax.set_ylabel("training loss per labelled step", color="C0")
     if evals:
         ax2 = ax.twinx()
         ax2.plot([r["step"] for r in evals], [r["accuracy"] for r in evals], "o-", color="C1")

@@ -207,11 +207,15 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
                     f"last checkpoint ({ckpt}) is unchanged: lower lr or set grad_clip")
             state = new_state
             done = step + 1
-            emit({"kind": "train", "step": done, "loss": loss,
+            # the learner's loss averages over all T x B entries, masked ones as 0;
+            # per labelled entry it is larger by T B / (number labelled)
+            n_lab = max(int(np.sum(np.asarray(ys) >= 0)), 1)
+            per_label = loss * np.size(ys) / n_lab
+            emit({"kind": "train", "step": done, "loss": loss, "loss_per_label": per_label,
                   "grad_norm": float(metrics["grad_norm"]),
                   "seconds": time.perf_counter() - t0})
             if bar is not None:
-                bar.update(1, loss=loss)
+                bar.update(1, loss=per_label)
             last = done == cfg.steps
             if done % cfg.eval_every == 0 or last:
                 rec = {"kind": "eval", "step": done, **evaluate(task, learner, state, eval_bs,
