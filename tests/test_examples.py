@@ -26,3 +26,22 @@ def test_readme_quick_start_runs(capsys):
     exec(compile(code, "README.md quick start", "exec"), namespace)
     assert namespace["outs"].shape[1:] == (64, 10)
     assert "hidden groups" in capsys.readouterr().out
+
+
+def test_copy_task_quick_compares_d_rtrl_with_bptt(tmp_path):
+    rows = load("copy_task").main(["--quick", "--out", str(tmp_path)], log=lambda *a: None)
+    assert [r["algorithm"] for r in rows] == ["d_rtrl", "bptt"]
+    for r in rows:
+        assert 0 < r["final_loss"] < 5 and 0 <= r["final_accuracy"] <= 1
+        assert len(r["train_token_loss"]) == r["steps"]
+    assert (tmp_path / "copy_task.png").stat().st_size > 0
+
+
+def test_dataset_examples_learn_on_synthetic_files(capsys):
+    """Each neuromorphic-dataset example, on a fake folder written in the
+    real file format, goes through reading, binning, caching and training."""
+    for name, chance in (("nmnist", 0.1), ("shd", 0.05), ("dvs_gesture", 1 / 11)):
+        res = load(name).main(["--synthetic"])
+        assert res["status"] == "completed"
+        assert res["final"]["accuracy"] >= 0.8 > 3 * chance, (name, res["final"])
+    assert "test accuracy" in capsys.readouterr().out
