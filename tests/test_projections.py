@@ -233,3 +233,49 @@ def test_jit_and_vmap(name):
     }[name]
     xs = (np.random.default_rng(7).random((20, 3, 8)) < 0.4).astype(np.float32)
     _check_batched(make, xs)
+
+
+class _SparseRecurrent(nnx.Module):
+    """Dense input, sparse Dale recurrence on the previous spikes, leaky readout."""
+
+    def __init__(self, compute):
+        from brainscale.neurons import ALIF
+
+        rngs = nnx.Rngs(0)
+        sign = np.where(np.arange(12) < 9, 1.0, -1.0)
+        self.inp = Linear(6, 12, rngs=rngs, scale=8.0)
+        self.rec = SparseLinear(12, 12, rngs=rngs, prob=0.3, seed=2, dale=sign,
+                                w_init_std=4.0, compute=compute)
+        self.neuron = ALIF(12, tau=5.0, tau_a=50.0, beta=0.2)
+        self.out = LeakyReadout(12, 3, rngs=rngs)
+        self.spk = HiddenState(jnp.zeros((12,)))
+
+    def __call__(self, x):
+        z = self.neuron(self.inp(x) + self.rec(self.spk[...]))
+        self.spk[...] = z
+        return self.out(z)
+
+
+def test_sparse_linear_dense_compute_gives_the_same_gradients():
+    """compute='dense' is a dense op whose weight is a function of the
+    per-synapse values: every algorithm's gradient equals the segment-sum
+    version's, and the compiler sees a dense op."""
+    from gradcheck import float64, rel_err, sequence_grads
+
+    import brainscale as bs
+
+    with float64():
+        k1, k2 = jax.random.split(jax.random.PRNGKey(3))
+        xs = jax.random.bernoulli(k1, 0.4, (15, 4, 6)).astype(jnp.float64)
+        ys = jax.random.randint(k2, (15, 4), 0, 3)
+        g_seg, _ = sequence_grads(_SparseRecurrent("segment"), xs, ys)
+        g_den, _ = sequence_grads(_SparseRecurrent("dense"), xs, ys)
+        for alg in ("bptt", "d_rtrl", "es_d_rtrl"):
+            assert np.linalg.norm(np.asarray(g_seg[alg]["rec"]["W"])) > 0
+            assert rel_err(g_den[alg], g_seg[alg]) < 1e-10, alg
+        learner = bs.online(_SparseRecurrent("dense"), "es_d_rtrl")
+        learner.init(jax.random.PRNGKey(0), xs[0])
+        kinds = {op.path: op.kind for op in learner.graph.ops}
+        assert kinds["params['rec']['W']"] == "dense"
+    with pytest.raises(ValueError, match="compute must be"):
+        SparseLinear(4, 4, rngs=nnx.Rngs(0), prob=0.5, compute="csr")
