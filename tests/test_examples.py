@@ -45,3 +45,21 @@ def test_dataset_examples_learn_on_synthetic_files(capsys):
         assert res["status"] == "completed"
         assert res["final"]["accuracy"] >= 0.8 > 3 * chance, (name, res["final"])
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_dmts_quick_runs(tmp_path):
+    rows = load("dmts").main(["--quick", "--out", str(tmp_path)], log=lambda *a: None)
+    assert rows and all(0.0 <= r["final_accuracy"] <= 1.0 for r in rows)
+    assert (tmp_path / "dmts.png").stat().st_size > 0
+
+
+def test_evidence_accumulation_quick_plots_first_spike_times(tmp_path):
+    import numpy as np
+
+    res = load("evidence_accumulation").main(["--quick", "--out", str(tmp_path)],
+                                             log=lambda *a: None)
+    assert 0.0 <= res["accuracy"] <= 1.0
+    times = np.asarray(res["first_spike_times"])
+    assert times.shape[0] == len(res["labels"])
+    assert np.isfinite(times).any()              # some neurons fire after the delay onset
+    assert (tmp_path / "first_spike_times.png").stat().st_size > 0

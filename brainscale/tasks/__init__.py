@@ -13,6 +13,7 @@ from brainscale.tasks.digits import (
     rate_encode,
 )
 from brainscale.tasks.dmts import dmts_batch, dmts_rates
+from brainscale.tasks.evidence import evidence_batch
 
 __all__ = [
     "load_digits_split",
@@ -23,4 +24,5 @@ __all__ = [
     "copy_batch",
     "dmts_batch",
     "dmts_rates",
+    "evidence_batch",
 ]

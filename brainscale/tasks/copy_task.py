@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
 from flax import nnx
 
 from brainscale.readout import LinearReadout
 from brainscale.rnn import GRU
 from brainscale.train.task import Task
+from brainscale.tasks.seeding import numpy_rng
 
 __all__ = ["copy_batch", "make_task", "make_model", "CopyGRU", "N_CLASSES", "BLANK",
            "TRIGGER", "TOKENS", "CHANCE_LOSS", "EVAL_SEED", "MODEL_DEFAULTS"]
@@ -38,19 +38,7 @@ EVAL_SEED = 2 ** 31 - 1  # the fixed evaluation set; training uses [seed, step]
 MODEL_DEFAULTS = {"n_hidden": 128}
 
 
-def _rng(key_or_seed):
-    """A numpy Generator from an int seed, a sequence of ints, a Generator or
-    a ``jax.random`` key (its raw key data seeds the generator)."""
-    if isinstance(key_or_seed, np.random.Generator):
-        return key_or_seed
-    if isinstance(key_or_seed, (int, np.integer)):
-        return np.random.default_rng(int(key_or_seed))
-    if isinstance(key_or_seed, (list, tuple)):
-        return np.random.default_rng([int(s) for s in key_or_seed])
-    key = key_or_seed
-    if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    return np.random.default_rng(np.asarray(key, dtype=np.uint32).ravel().tolist())
+_rng = numpy_rng
 
 
 def copy_batch(key_or_seed, batch_size: int, *, lag: int = 10, n_tokens: int = 10,
