@@ -61,6 +61,7 @@ MODEL_DEFAULTS = {
     "tau_out": 20.0,
     "readout": "exc",
     "conn_seed": 0,
+    "rec_compute": "segment",
 }
 
 
@@ -70,7 +71,8 @@ class EINetwork(nnx.Module):
 
     def __init__(self, n_in, n_out, *, rngs, n_rec=800, exc_fraction=0.8, p_rec=0.2,
                  tau=20.0, tau_a=2000.0, beta=0.07, w_in_scale=50.0, w_rec_scale=10.0,
-                 balanced=True, tau_out=20.0, readout="exc", conn_seed=0, dt=1.0):
+                 balanced=True, tau_out=20.0, readout="exc", conn_seed=0,
+                 rec_compute="segment", dt=1.0):
         if readout not in ("exc", "all"):
             raise ValueError(f"readout must be 'exc' or 'all', got {readout!r}")
         self.n_in, self.n_out, self.n_rec = int(n_in), int(n_out), int(n_rec)
@@ -83,7 +85,7 @@ class EINetwork(nnx.Module):
         self.sign = nnx.Variable(jnp.asarray(sign))
         self.inp = Linear(self.n_in, self.n_rec, rngs=rngs, scale=float(w_in_scale))
         self.rec = SparseLinear(self.n_rec, self.n_rec, rngs=rngs, prob=float(p_rec),
-                                seed=int(conn_seed), dale=sign,
+                                seed=int(conn_seed), dale=sign, compute=rec_compute,
                                 w_init_std=float(w_rec_scale) / np.sqrt(p_rec * self.n_rec))
         if balanced and self.n_inh > 0:
             gain = np.where(sign > 0, 1.0, self.n_exc / self.n_inh)
