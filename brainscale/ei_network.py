@@ -17,7 +17,9 @@ excitatory, -1 for an inhibitory presynaptic neuron)::
   keeps the sign of its presynaptic neuron whatever the optimizer does.
   Initial magnitudes are ``|N(0, w_rec_scale^2 / (p_rec n_rec))|``, those of
   inhibitory synapses multiplied by ``n_exc / n_inh`` (``balanced``) so the
-  mean recurrent input starts at zero.
+  mean recurrent input starts at zero. ``rec_compute="dense"`` computes
+  the product on the densified matrix (same parameters and gradients,
+  about 13x faster per step on CPU at 800 neurons; see ``SparseLinear``).
 - Input: a dense ``Linear`` without sign constraint (external afferents, as
   in e-prop), ``N(0, w_in_scale^2 / n_in)``.
 - Readout: ``LeakyReadout`` from the excitatory neurons only
