@@ -17,9 +17,11 @@ excitatory, -1 for an inhibitory presynaptic neuron)::
   keeps the sign of its presynaptic neuron whatever the optimizer does.
   Initial magnitudes are ``|N(0, w_rec_scale^2 / (p_rec n_rec))|``, those of
   inhibitory synapses multiplied by ``n_exc / n_inh`` (``balanced``) so the
-  mean recurrent input starts at zero. ``rec_compute="dense"`` computes
-  the product on the densified matrix (same parameters and gradients,
-  about 13x faster per step on CPU at 800 neurons; see ``SparseLinear``).
+  mean recurrent input starts at zero. ``rec_compute="dense"`` (default)
+  computes the product on the densified matrix: same parameters and
+  gradients, about 13x faster per step on CPU at 800 neurons than
+  ``"segment"`` (a scatter-add, for networks of 10^4 neurons and more;
+  see ``SparseLinear``).
 - Input: a dense ``Linear`` without sign constraint (external afferents, as
   in e-prop), ``N(0, w_in_scale^2 / n_in)``.
 - Readout: ``LeakyReadout`` from the excitatory neurons only
@@ -63,7 +65,7 @@ MODEL_DEFAULTS = {
     "tau_out": 20.0,
     "readout": "exc",
     "conn_seed": 0,
-    "rec_compute": "segment",
+    "rec_compute": "dense",
 }
 
 
@@ -74,7 +76,7 @@ class EINetwork(nnx.Module):
     def __init__(self, n_in, n_out, *, rngs, n_rec=800, exc_fraction=0.8, p_rec=0.2,
                  tau=20.0, tau_a=2000.0, beta=0.07, w_in_scale=50.0, w_rec_scale=10.0,
                  balanced=True, tau_out=20.0, readout="exc", conn_seed=0,
-                 rec_compute="segment", dt=1.0):
+                 rec_compute="dense", dt=1.0):
         if readout not in ("exc", "all"):
             raise ValueError(f"readout must be 'exc' or 'all', got {readout!r}")
         self.n_in, self.n_out, self.n_rec = int(n_in), int(n_out), int(n_rec)

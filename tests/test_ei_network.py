@@ -61,7 +61,10 @@ def test_built_from_library_pieces_and_compiled_as_expected(tiny):
     assert (type(net.inp), type(net.rec), type(net.neuron), type(net.out)) == (
         Linear, SparseLinear, ALIF, LeakyReadout)
     g = learners["es_d_rtrl"].graph
-    assert [op.kind for op in g.ops] == ["dense", "sparse", "dense"]
+    assert [op.kind for op in g.ops] == ["dense", "dense", "dense"]   # rec_compute="dense"
+    seg = bs.online(ei_network(6, 2, **TINY, rec_compute="segment"), "es_d_rtrl")
+    seg.init(jax.random.PRNGKey(0), data()[0][0])
+    assert [op.kind for op in seg.graph.ops] == ["dense", "sparse", "dense"]
     assert len(g.readout_paths) == 2           # W_in and W_rec through the leaky readout
     # the readout rows of the inhibitory neurons are zero: readout from E only
     w_out = np.asarray(net.out.W[...])
