@@ -91,7 +91,7 @@ class Learner:
         p, h, xx = (jax.tree.map(spec, t) for t in (params, hidden, x))
         key = tuple((jax.tree_util.tree_structure(t), tuple(_leaves(t))) for t in (p, h, xx))
         if key not in self._graphs:
-            graph = analyse(trace_step(self.model.apply, p, h, xx))
+            graph = analyse(trace_step(self.model.apply, p, h, xx), self.model.elementwise)
             check_algorithm_supported(graph, self.algorithm)
             if self.algorithm == "es_d_rtrl":
                 graph.linear_groups = linear_groups(graph)
@@ -198,11 +198,12 @@ class Learner:
             hidden, traces, acc_imm, acc_w = carry
             sig, g_weff, traces = self._online_terms(graph, state.params, hidden, traces, *inp,
                                                      window=k > 1)
-            acc_imm = [None if g is None else a + g for a, g in zip(acc_imm, sig.g_immediate)]
+            acc_imm = [None if g is None else a + g.astype(a.dtype)
+                       for a, g in zip(acc_imm, sig.g_immediate)]
             if k > 1:
                 return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w), (
                     sig.loss, g_weff)
-            acc_w = [a + g for a, g in zip(acc_w, g_weff)]
+            acc_w = [a + g.astype(a.dtype) for a, g in zip(acc_w, g_weff)]
             return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w), sig.loss
 
         def chunk(carry, inp):
@@ -211,11 +212,11 @@ class Learner:
             (hidden, traces, acc_imm, acc_w), (losses, (x, dy, u)) = jax.lax.scan(body, carry, inp)
             g = weight_grads(graph, *ALGORITHMS["es_d_rtrl"].window_factors(
                 graph, self.decay, ex0, x, dy, u))
-            return (hidden, traces, acc_imm, [a + b for a, b in zip(acc_w, g)]), losses
+            return (hidden, traces, acc_imm, [a + b.astype(a.dtype) for a, b in zip(acc_w, g)]), losses
 
         trained = {op.param for op in graph.trained_ops()}
         zeros_imm = [None if i in trained else jnp.zeros_like(a) for i, a in enumerate(p)]
-        zeros_w = [jnp.zeros(op.weff_shape, p[op.param].dtype) for op in graph.trained_ops()]
+        zeros_w = [jnp.zeros(op.weff_shape, op.weff_dtype) for op in graph.trained_ops()]
         carry = (state.hidden, state.traces, zeros_imm, zeros_w)
         if k == 1:
             carry, losses = jax.lax.scan(body, carry, (xs, ys))

@@ -4,7 +4,8 @@
     init(rng, x) -> (params, hidden)          x is one sample
     apply(params, hidden, x) -> (hidden', out)
 
-``from_nnx(module)`` adapts a flax.nnx module whose weights are ``nnx.Param``
+``elementwise`` names custom primitives of the step that act element by
+element (the compiler knows jax's own). ``from_nnx(module)`` adapts a flax.nnx module whose weights are ``nnx.Param``
 and whose carried state is ``brainscale.HiddenState``: ``module(x)`` is one
 time step for one sample. Other variables (constants, masks, sparse indices)
 are closed over.
@@ -22,6 +23,7 @@ from brainscale.state import HiddenState
 class StepModel(NamedTuple):
     init: Callable[[jax.Array, Any], tuple[Any, Any]]
     apply: Callable[[Any, Any, Any], tuple[Any, Any]]
+    elementwise: frozenset = frozenset()   # custom primitives that act element by element
 
 
 def _copy_state(template, pure):
@@ -65,6 +67,9 @@ def as_step_model(model) -> StepModel:
         return from_nnx(model)
     if isinstance(model, tuple) and len(model) == 2 and all(callable(f) for f in model):
         return StepModel(*model)
+    from brainscale.brainstate_model import from_brainstate, is_brainstate_module
+    if is_brainstate_module(model):
+        return from_brainstate(model)
     raise TypeError(
-        f"cannot learn a {type(model).__name__}: pass a flax.nnx.Module or "
-        "brainscale.StepModel(init, apply)")
+        f"cannot learn a {type(model).__name__}: pass a flax.nnx.Module, a "
+        "brainstate.nn.Module or brainscale.StepModel(init, apply)")

@@ -63,9 +63,10 @@ def _merge(into, deps, mixed_at=None):
             into[src] = how
 
 
-def propagate(jaxpr, in_deps, *, cores=None):
+def propagate(jaxpr, in_deps, *, cores=None, elementwise=ELEMENTWISE):
     """Per-var dependencies through ``jaxpr``. ``cores`` maps the index of an
-    op's last core equation to ``(op_index, elementwise_operand_vars)``."""
+    op's last core equation to ``(op_index, elementwise_operand_vars)``;
+    ``elementwise`` names the primitives that do not mix array elements."""
     deps = dict(zip(jaxpr.invars, in_deps))
 
     def get(a):
@@ -80,7 +81,7 @@ def propagate(jaxpr, in_deps, *, cores=None):
                 _merge(d, get(a))
             deps[eqn.outvars[0]] = d
             continue
-        if name in ELEMENTWISE:
+        if name in elementwise:
             d = {}
             out_shape = eqn.outvars[0].aval.shape
             for a in eqn.invars:
@@ -90,13 +91,16 @@ def propagate(jaxpr, in_deps, *, cores=None):
         elif name in _CUSTOM:
             inner, _ = _inner_jaxpr(eqn)
             n_extra = len(eqn.invars) - len(inner.invars)
-            outs = propagate(inner, [get(a) for a in eqn.invars[n_extra:]])[0]
+            outs = propagate(inner, [get(a) for a in eqn.invars[n_extra:]],
+                             elementwise=elementwise)[0]
         elif name == "cond":
             idx_deps = {}
             _merge(idx_deps, get(eqn.invars[0]), (name, source_of(eqn)))
             outs = [dict(idx_deps) for _ in eqn.outvars]
             for br in eqn.params["branches"]:
-                for o, d in zip(outs, propagate(br.jaxpr, [get(a) for a in eqn.invars[1:]])[0]):
+                br_outs = propagate(br.jaxpr, [get(a) for a in eqn.invars[1:]],
+                                    elementwise=elementwise)[0]
+                for o, d in zip(outs, br_outs):
                     _merge(o, d)
         else:
             d = {}
@@ -271,7 +275,10 @@ def _const_env(t: TracedStep, kind) -> dict:
     return {v: c for v, c in env.items() if kind.get(v, None) is None}
 
 
-def analyse(t: TracedStep) -> Graph:
+def analyse(t: TracedStep, elementwise=frozenset()) -> Graph:
+    """The graph IR of ``t``. ``elementwise``: names of further primitives
+    (beyond jax's elementwise ones) that act element by element, e.g. a
+    library's custom spike primitive."""
     kind, chain, core_at, consumers = _find_ops(t)
     for p in range(t.n_params):
         if p not in core_at and not _reaches_output(t, t.param_vars[p]):
@@ -287,7 +294,8 @@ def analyse(t: TracedStep) -> Graph:
 
     in_deps = ([{} for _ in t.param_vars] + [{("h", j): ELEM} for j in range(t.n_hidden)]
                + [{("x", j): ELEM} for j in range(len(t.x_vars))])
-    outs, deps = propagate(t.jaxpr, in_deps, cores=cores)
+    outs, deps = propagate(t.jaxpr, in_deps, cores=cores,
+                           elementwise=ELEMENTWISE | frozenset(elementwise))
 
     uf = _UnionFind(t.n_hidden)
     drives: dict[int, set] = {op.index: set() for op in ops}
@@ -301,7 +309,9 @@ def analyse(t: TracedStep) -> Graph:
                         f"{how[0]}, which mixes neurons outside a weight op",
                         path=t.hidden_paths[j], **where,
                         hint="couple neurons only through weight ops (x @ W, sparse "
-                             "segment_sum); keep per-neuron dynamics elementwise")
+                             "segment_sum); keep per-neuron dynamics elementwise. If "
+                             f"{how[0]} acts element by element, declare it: "
+                             f"StepModel(init, apply, elementwise={{'{how[0]}'}})")
                 uf.union(j, idx)
             elif src == "y":
                 if how is not ELEM:

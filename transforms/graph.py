@@ -58,6 +58,10 @@ class WeightOp:
         return tuple(self.weff_var.aval.shape)
 
     @property
+    def weff_dtype(self):
+        return self.weff_var.aval.dtype
+
+    @property
     def x_shape(self):
         return () if self.x_var is None else tuple(self.x_var.aval.shape)
 

@@ -197,6 +197,7 @@ def param_grads(graph: Graph, params, g_immediate, g_weff):
     op's W_eff gradient pulled back through the op's parameter chain."""
     grads = [g if g is not None else jnp.zeros_like(p) for g, p in zip(g_immediate, params)]
     for op, gw in zip(graph.trained_ops(), g_weff):
-        _, pull = jax.vjp(lambda w, op=op: graph.weff(op, w), params[op.param])
-        grads[op.param] = grads[op.param] + pull(gw.astype(params[op.param].dtype))[0]
+        weff, pull = jax.vjp(lambda w, op=op: graph.weff(op, w), params[op.param])
+        grads[op.param] = grads[op.param] + pull(gw.astype(weff.dtype))[0].astype(
+            grads[op.param].dtype)
     return grads
