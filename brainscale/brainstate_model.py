@@ -24,11 +24,14 @@ import contextlib
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 from brainscale.model import StepModel
 from transforms.errors import CompileError
 
 __all__ = ["from_brainstate", "to_brainstate", "is_brainstate_module", "ELEMENTWISE_PRIMITIVES"]
+
+CLOCK = "_clock"     # the hidden leaf of the time, for models that read brainstate's t
 
 # elementwise primitives of braintools (the surrogate spike: heaviside(x) forward,
 # a given dx as its derivative) and brainunit (exprel(x) = (exp(x) - 1) / x)
@@ -104,9 +107,18 @@ def _classify(model):
     return params, carried
 
 
-def _dt_context(dt):
+def _env(dt, t=None):
+    """brainstate.environ with the step's dt (and the time t, for models that
+    read it, e.g. refractory neurons comparing t with their last spike)."""
     import brainstate
-    return brainstate.environ.context(dt=dt) if dt is not None else contextlib.nullcontext()
+    kw = {} if t is None else {"t": t}
+    if dt is not None:
+        kw["dt"] = dt
+    return brainstate.environ.context(**kw) if kw else contextlib.nullcontext()
+
+
+def _needs_time(error: Exception) -> bool:
+    return isinstance(error, KeyError) and "'t'" in str(error)
 
 
 def from_brainstate(model, *, dt=None, x_unit=None,
@@ -134,7 +146,7 @@ def from_brainstate(model, *, dt=None, x_unit=None,
                 "brainstate.environ has no dt: pass dt= to from_brainstate (e.g. "
                 "0.1 * brainunit.ms) or call brainstate.environ.set(dt=...)") from e
     if init_states:
-        with _dt_context(dt):
+        with _env(dt):
             brainstate.nn.init_all_states(model)
     p_states, h_states = _classify(model)
     p_spec, h_spec, p0, h0 = {}, {}, {}, {}
@@ -146,7 +158,16 @@ def from_brainstate(model, *, dt=None, x_unit=None,
     fn = call if call is not None else (lambda m, x: m(x))
 
     def init(rng, x):
-        del rng, x
+        """(params, hidden); a model that reads the time ``t`` gets a clock,
+        ``hidden['_clock']`` (the step count; brainstate's t is count * dt),
+        which the compiler sees as autonomous: no gradient flows through it."""
+        del rng
+        try:
+            jax.eval_shape(apply, p0, h0, x)
+        except KeyError as e:
+            if not _needs_time(e):
+                raise
+            return p0, {**h0, CLOCK: jnp.zeros((), jnp.result_type(float))}
         return p0, h0
 
     def apply(p, h, x):
@@ -169,7 +190,8 @@ def from_brainstate(model, *, dt=None, x_unit=None,
             for path, st in h_states.items():
                 st.value = _dress(_get(h, path), h_spec[path])
             xx = x if x_unit is None else jax.tree.map(lambda a: a * x_unit, x)
-            with _dt_context(dt):
+            t = h.get(CLOCK)
+            with _env(dt, None if t is None else t * dt):
                 out = fn(model, xx)
             new_h = {}
             for path, st in h_states.items():
@@ -182,7 +204,10 @@ def from_brainstate(model, *, dt=None, x_unit=None,
                 new_h[path] = value
             out = jax.tree.map(lambda a: _strip(a)[0] if _is_quantity(a) else a, out,
                                is_leaf=_is_quantity)
-            return _nest(new_h), out
+            new_h = _nest(new_h)
+            if t is not None:
+                new_h[CLOCK] = t + 1.0
+            return new_h, out
         finally:
             for path, st in states.items():
                 st.value = saved[path]

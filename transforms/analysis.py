@@ -243,6 +243,21 @@ def _make_op(t, kind, chain, consumers, p, i, index) -> tuple[WeightOp, tuple]:
     return op, passthrough
 
 
+def _autonomous(hidden_outs) -> set:
+    """Hidden leaves that evolve on their own: each new value depends only on
+    such leaves (a clock ``t' = t + dt``, a step counter, a constant), never
+    on an input or a weight, so no gradient flows through them."""
+    auto = set(range(len(hidden_outs)))
+    changed = True
+    while changed:
+        changed = False
+        for j in sorted(auto):
+            if any(src != "h" or k not in auto for src, k in hidden_outs[j]):
+                auto.discard(j)
+                changed = True
+    return auto
+
+
 def _producer(t, v):
     for i, eqn in enumerate(t.eqns):
         if any(o is v for o in eqn.outvars):
@@ -294,15 +309,17 @@ def analyse(t: TracedStep, elementwise=frozenset()) -> Graph:
 
     in_deps = ([{} for _ in t.param_vars] + [{("h", j): ELEM} for j in range(t.n_hidden)]
                + [{("x", j): ELEM} for j in range(len(t.x_vars))])
-    outs, deps = propagate(t.jaxpr, in_deps, cores=cores,
-                           elementwise=ELEMENTWISE | frozenset(elementwise))
-
+    ew = ELEMENTWISE | frozenset(elementwise)
+    outs, deps = propagate(t.jaxpr, in_deps, cores=cores, elementwise=ew)
+    clocks = _autonomous(outs[:t.n_hidden])
     uf = _UnionFind(t.n_hidden)
     drives: dict[int, set] = {op.index: set() for op in ops}
     for j, d in enumerate(outs[:t.n_hidden]):
         for (src, idx), how in d.items():
             where = dict(primitive=how[0], source=how[1]) if how is not ELEM else {}
             if src == "h":
+                if how is not ELEM and idx in clocks:
+                    continue    # no gradient flows through a clock: any use of it is fine
                 if how is not ELEM:
                     raise NonElementwiseCouplingError(
                         f"{t.hidden_paths[j]} depends on {t.hidden_paths[idx]} through "

@@ -19,6 +19,7 @@ import dataclasses
 import math
 from typing import Any
 
+import jax.numpy as jnp
 from jax.extend import core as jcore
 
 from transforms.trace import TracedStep, _bind
@@ -109,9 +110,11 @@ class Graph:
         return self._read(env, op.weff_var)
 
     def core(self, op: WeightOp, x, w_eff):
-        """y = core(x, W_eff) for one sample; a bias is W_eff * x, x = 1."""
+        """y = core(x, W_eff) for one sample; a bias is W_eff * x, x = 1,
+        broadcast to the add's output and reshaped as y."""
         if op.kind == BIAS:
-            return w_eff * x
+            added = self.traced.eqns[op.core[0]].outvars[0].aval.shape
+            return jnp.reshape(jnp.broadcast_to(w_eff * x, added), op.y_shape)
         env = {op.x_var: x, op.weff_var: w_eff}
         for i in op.core:
             eqn = self.traced.eqns[i]

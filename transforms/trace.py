@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.extend import core as jcore
 from jax._src import source_info_util
 
+from transforms.canonical import squeeze_rules
 from transforms.errors import CompileError, HiddenStructureError
 
 _INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat"}
@@ -186,6 +187,10 @@ def trace_step(apply: Callable, params, hidden, x) -> TracedStep:
     out_tree, out_paths = flat_fn.out_info
     flat = jax.make_jaxpr(
         lambda *a: evaluate(closed.jaxpr, closed.consts, a, inline=True))(*avals)
+    rules = squeeze_rules(flat.jaxpr)
+    if rules:
+        flat = jax.make_jaxpr(
+            lambda *a: evaluate(flat.jaxpr, flat.consts, a, replace=rules))(*avals)
     return TracedStep(
         jaxpr=flat.jaxpr, consts=tuple(flat.consts),
         param_paths=tuple("params" + keystr(p) for p, _ in p_flat),
