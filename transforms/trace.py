@@ -29,7 +29,12 @@ def keystr(path) -> str:
 
 
 def source_of(eqn) -> str:
-    """The user's file:line (function) that produced an equation."""
+    """The user's file:line (function) that produced an equation: the
+    innermost frame outside installed packages (so a brainpy or flax layer
+    points at the user's line that called it), else the innermost frame."""
+    for frame in source_info_util.user_frames(eqn.source_info.traceback):
+        if not any(d in frame.file_name for d in ("site-packages", "dist-packages")):
+            return source_info_util._summarize_frame(frame)
     return source_info_util.summarize(eqn.source_info)
 
 
