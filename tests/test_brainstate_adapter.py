@@ -209,3 +209,21 @@ def test_a_state_changing_its_unit_is_named():
     with pytest.raises(CompileError, match="changed the unit") as e:
         learner.init(jax.random.PRNGKey(0), data()[0][0])
     assert "hidden['v']" in str(e.value)
+
+
+def test_coverage_benchmark_rows(tmp_path):
+    """benchmarks/brainpy_coverage.py on a refractory neuron (it reads t: the
+    adapter's clock), a neuron with a bundled synapse and a presynaptic
+    conductance whose spike-arrival time is compared with t."""
+    import os
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "brainpy_coverage.py")
+    out = tmp_path / "coverage.md"
+    proc = subprocess.run([sys.executable, script, "--only", "LIFRef", "CubaLIF", "AMPA",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| neuron")
+            or line.startswith("| presynaptic")]
+    assert len(rows) == 3 and all("| compiles |" in r for r in rows), rows
+    assert "['_clock']" in rows[0]
