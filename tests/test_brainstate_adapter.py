@@ -101,7 +101,7 @@ def test_bptt_equals_brainstate_grad_and_d_rtrl_is_exact(name):
 def test_hidden_states_and_units_are_found():
     net, dt = build("adexif")
     step = from_brainstate(net, dt=dt)
-    params, hidden = step.init(None, None)
+    params, hidden = step.init(None, jnp.zeros(N_IN))
     assert set(hidden["neuron"]) == {"V", "w"}            # membrane and adaptation current
     assert set(params) == {"fc", "readout"}
     np.testing.assert_allclose(hidden["neuron"]["V"], -65.0)   # mV stripped to its mantissa
