@@ -1,0 +1,125 @@
+"""Local plasticity on any model the compiler accepts.
+
+    net = bs.plasticity(model, rules={"params['fc']['kernel']": stdp(...)})
+    state = net.init(rng, x_batch)
+    state, out, dws = net.step(state, x_t, modulator=None)   # one time step
+    state, outs = net.run(state, xs, modulators=None)         # lax.scan over T
+
+Each rule (``transforms.rules``) updates the weight of one op from its
+presynaptic input, its output current and the postsynaptic activity the
+compiler finds in the graph; the update is added to the weight after the
+step. Everything is a pure function of a ``PlasticityState`` pytree, so
+``jax.jit`` / ``jax.vmap`` apply.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from brainscale.model import as_step_model
+from transforms.analysis import analyse
+from transforms.errors import CompileError
+from transforms.local_rules import Rule, check_rule_op, local_step, post_activity_vars
+from transforms.trace import trace_step
+
+
+class PlasticityState(NamedTuple):
+    params: Any
+    hidden: Any              # (B, ...) leaves
+    rules: Any               # {op path: rule state}
+    hidden0: Any             # per-sample initial hidden state
+
+
+def _leaves(tree):
+    return jax.tree_util.tree_leaves(tree)
+
+
+class Plasticity:
+    def __init__(self, model, rules: dict[str, Rule]):
+        if not rules:
+            raise ValueError("give at least one rule: {param path: rule}")
+        self.model = as_step_model(model)
+        self.rules = dict(rules)
+        self.graph = None
+        self.step = jax.jit(self._step)
+        self.run = jax.jit(self._run)
+
+    def _compile(self, params, hidden, x):
+        spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+        graph = analyse(trace_step(self.model.apply, *(jax.tree.map(spec, t)
+                                                       for t in (params, hidden, x))),
+                        self.model.elementwise)
+        by_path = {op.path: op for op in graph.ops}
+        post = post_activity_vars(graph)
+        self.op_of = {}
+        for path, rule in self.rules.items():
+            if path not in by_path:
+                raise CompileError(f"no weight op {path!r}; the model's weight ops are "
+                                   f"{sorted(by_path)}", path=path)
+            op = by_path[path]
+            check_rule_op(graph, op, post, rule.needs_post)
+            if op.chain:
+                raise CompileError(
+                    f"{path} is transformed before use (e.g. |W| * sign); a local rule "
+                    "changes the weight the op uses, which must be the parameter itself",
+                    path=path, source=op.source, hint="use a gradient algorithm for it")
+            self.op_of[path] = op.index
+        self.graph = graph
+        return graph
+
+    def init(self, rng, example_x) -> PlasticityState:
+        """Parameters, batched hidden state and each rule's state;
+        ``example_x`` carries the batch axis first."""
+        x0 = jax.tree.map(lambda a: jnp.asarray(a)[0], example_x)
+        params, hidden0 = self.model.init(rng, x0)
+        graph = self._compile(params, hidden0, x0)
+        B = jax.tree_util.tree_leaves(example_x)[0].shape[0]
+        hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), hidden0)
+        p = _leaves(params)
+        states = {}
+        for path, k in self.op_of.items():
+            op = graph.ops[k]
+            post_shape = graph.groups[op.groups[0]].shape if op.groups else op.y_shape
+            states[path] = self.rules[path].init(graph.weff(op, p[op.param]), op.x_shape,
+                                                 post_shape, B)
+        return PlasticityState(params, hidden, states, hidden0)
+
+    def _step(self, state: PlasticityState, x, modulator=None):
+        graph = self.graph
+        p_leaves, p_tree = jax.tree_util.tree_flatten(state.params)
+        h_leaves, h_tree = jax.tree_util.tree_flatten(state.hidden)
+        rules = {self.op_of[k]: r for k, r in self.rules.items()}
+        rstates = {self.op_of[k]: s for k, s in state.rules.items()}
+        h_new, out, dws, new_states = local_step(graph, rules, p_leaves, h_leaves,
+                                                 _leaves(x), rstates, modulator)
+        for k, dw in dws.items():
+            i = graph.ops[k].param
+            p_leaves[i] = p_leaves[i] + dw.astype(p_leaves[i].dtype)
+        out = jax.tree_util.tree_unflatten(graph.traced.out_tree, out)
+        dw_by_path = {graph.ops[k].path: dw for k, dw in dws.items()}
+        new = PlasticityState(jax.tree_util.tree_unflatten(p_tree, p_leaves),
+                              jax.tree_util.tree_unflatten(h_tree, h_new),
+                              {graph.ops[k].path: s for k, s in new_states.items()},
+                              state.hidden0)
+        return new, out, dw_by_path
+
+    def _run(self, state: PlasticityState, xs, modulators=None):
+        """Steps over the leading time axis of ``xs``; returns the final state
+        and the outputs (T, B, ...)."""
+        def body(s, inp):
+            x, m = inp
+            s, out, _ = self._step(s, x, m)
+            return s, out
+        T = jax.tree_util.tree_leaves(xs)[0].shape[0]
+        mods = jnp.zeros((T,)) if modulators is None else modulators
+        return jax.lax.scan(body, state, (xs, mods))
+
+
+def plasticity(model, rules: dict[str, Rule]) -> Plasticity:
+    """A learner that applies local ``rules`` ({weight path: Rule}) to ``model``."""
+    return Plasticity(model, rules)
+
+
+__all__ = ["Plasticity", "PlasticityState", "plasticity"]

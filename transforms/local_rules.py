@@ -1,0 +1,132 @@
+"""Local plasticity on the graph IR: what a synapse sees, and one step of it.
+
+A local rule updates the weight of one op from what is available at that
+synapse: the op's presynaptic input ``x``, its output ``y`` (the current it
+injects), the postsynaptic activity ``post`` of the neurons it drives, the
+weight itself and an optional third factor (a neuromodulator, a reward, a
+local error). A rule is a pair of pure functions, as in optax::
+
+    rule.init(w, x_shape, post_shape, batch) -> state
+    rule.update(state, LocalSignals) -> (dw, state)      # dw is ADDED to W_eff
+
+``post`` of an op driving hidden group G is the value the model itself
+emits from G this step: a variable that depends elementwise only on G's
+state and on this step's drive of G, and that a weight op reads as its
+presynaptic input (the spikes the next layer or the readout sees) or the
+step returns. ``post_activity_vars`` finds it in the JAXPR.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+from jax.extend import core as jcore
+
+from transforms.analysis import ELEM
+from transforms.errors import CompileError
+from transforms.graph import DENSE, Graph
+from transforms.trace import evaluate
+
+
+class LocalSignals(NamedTuple):
+    """What one synapse population sees at one step (leading axis: batch)."""
+    x: jax.Array             # (B, I)   presynaptic input
+    y: jax.Array             # (B, O)   the op's output current
+    post: jax.Array          # (B, O)   postsynaptic activity (spikes / rates)
+    w: jax.Array             # (I, O)   the effective weight W_eff
+    modulator: Any           # third factor, (B,) or scalar, or None
+
+
+class Rule(NamedTuple):
+    init: Callable[..., Any]
+    update: Callable[[Any, LocalSignals], tuple[jax.Array, Any]]
+    needs_post: bool = True      # False: the rule uses only x and y (e.g. SoftHebb on u = y)
+
+
+def _emitted(graph: Graph):
+    t = graph.traced
+    xs = {op.x_var: op for op in graph.ops if op.x_var is not None}
+    outs = list(t.out_vars)
+    return xs, outs
+
+
+def post_activity_vars(graph: Graph) -> dict[int, Any]:
+    """Per hidden group driven by an op: the var of its postsynaptic activity
+    (see module docstring); first a weight op's input, else a step output."""
+    t = graph.traced
+    xs, outs = _emitted(graph)
+    order = [v for eqn in t.eqns for v in eqn.outvars]
+    result = {}
+    for g in graph.groups:
+        if not g.ops:
+            continue
+        own = {("h", j) for j in g.leaves} | {("y", k) for k in g.ops}
+
+        def is_post(v):
+            d = graph.deps.get(v)
+            if not d or tuple(v.aval.shape) != g.shape:
+                return False
+            return (all(how is ELEM for how in d.values()) and set(d) <= own
+                    and any(src == "y" for src, _ in d))
+
+        found = [v for v in order if v in xs and is_post(v)]
+        found += [v for v in outs if not isinstance(v, jcore.Literal) and is_post(v)]
+        if found:
+            result[g.index] = found[0]
+    return result
+
+
+def check_rule_op(graph: Graph, op, post_vars, needs_post=True) -> None:
+    """A local rule needs a dense op with a vector input; one that uses the
+    postsynaptic activity needs the op to drive one group the model emits."""
+    if op.kind != DENSE or len(op.x_shape) != 1 or len(op.weff_shape) != 2:
+        raise CompileError(
+            f"a local rule needs a dense x @ W op with a vector input; {op.path} is a "
+            f"{op.kind} op, W {op.weff_shape}, x {op.x_shape}", path=op.path,
+            source=op.source, hint="use a gradient algorithm for this weight")
+    if not needs_post:
+        return
+    if len(op.groups) != 1:
+        raise CompileError(f"{op.path} drives {len(op.groups)} hidden groups; a local rule "
+                           "needs the one population it drives", path=op.path,
+                           source=op.source)
+    if op.groups[0] not in post_vars:
+        raise CompileError(
+            f"no postsynaptic activity found for {op.path}: nothing the step emits "
+            f"depends only on hidden group G{op.groups[0]} this step", path=op.path,
+            source=op.source,
+            hint="feed the population's spikes to a weight op or return them from the step")
+
+
+def run_recording(graph: Graph, params, hidden, x, record):
+    """Per-sample forward that also returns the values of ``record`` vars."""
+    t = graph.traced
+    outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x),
+                         record=list(record))
+    return outs[:t.n_hidden], outs[t.n_hidden:], [env[v] for v in record]
+
+
+def local_step(graph: Graph, rules: dict[int, Rule], params, hidden, x, states,
+               modulator=None):
+    """One batched step with local plasticity on the ops in ``rules`` (op
+    index -> Rule). Returns (new hidden leaves, output leaves, {op: dW_eff},
+    new rule states); the W_eff updates are computed from this step's
+    signals with the weights as they were at the start of the step."""
+    post_vars = post_activity_vars(graph)
+    ops = {k: graph.ops[k] for k in rules}
+    record = []
+    for k, op in ops.items():
+        post = post_vars[op.groups[0]] if rules[k].needs_post else op.y_var
+        record += [op.x_var, op.y_var, post]
+    h_new, out, rec = jax.vmap(
+        lambda h, xx: run_recording(graph, params, h, xx, record))(hidden, x)
+    dws, new_states = {}, {}
+    for i, (k, op) in enumerate(ops.items()):
+        xv, yv, post = rec[3 * i:3 * i + 3]
+        w = graph.weff(op, params[op.param])
+        sig = LocalSignals(xv, yv, post.astype(xv.dtype), w, modulator)
+        dws[k], new_states[k] = rules[k].update(states[k], sig)
+    return h_new, out, dws, new_states
+
+
+__all__ = ["LocalSignals", "Rule", "post_activity_vars", "check_rule_op", "local_step"]

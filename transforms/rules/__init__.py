@@ -1,0 +1,1 @@
+"""Local plasticity rules: pure (init, update) pairs on LocalSignals."""

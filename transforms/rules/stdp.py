@@ -1,0 +1,98 @@
+"""Spike-timing-dependent plasticity as local rules (W laid out (I, O)).
+
+Pair-based, with exponential traces of the pre and post spike trains::
+
+    x_t = a_pre x_{t-1} + s_pre_t            a_pre  = exp(-dt / tau_pre)
+    y_t = a_post y_{t-1} + s_post_t          a_post = exp(-dt / tau_post)
+    dw_t = A+ f+(w) (x_t (x) s_post_t) - A- f-(w) (s_pre_t (x) y_{t-1}')
+
+with ``y_{t-1}' = y_t - s_post_t`` (the post trace before this step's post
+spike), so a post spike d >= 0 steps after a pre spike gives
+``+A+ a_pre^d`` and one d > 0 steps before gives ``-A- a_post^d``: the
+classic pairing window. Bounds: additive f+ = f- = 1 (then clip to
+[w_min, w_max]), or multiplicative f+ = w_max - w, f- = w - w_min. Batch
+terms are averaged. Kept: one trace per pre and per post neuron and sample.
+
+Three-factor (reward-modulated) STDP keeps the pair term in a per-synapse
+eligibility trace, ``e_t = a_e e_{t-1} + stdp_t``, and changes the weight
+only by ``dw = eta <M e>`` with M the modulator (per sample or scalar):
+per-synapse memory B x I x O.
+"""
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+from transforms.local_rules import LocalSignals, Rule
+
+
+def _decay(dt, tau):
+    return math.exp(-dt / tau)
+
+
+def _pair_term(pre, post_before, sig: LocalSignals, a_plus, a_minus, bounds, w_min, w_max):
+    """Per-sample LTP and LTD terms (B, I, O) and their bound factors."""
+    ltp = pre[:, :, None] * sig.post[:, None, :]
+    ltd = sig.x[:, :, None] * post_before[:, None, :]
+    if bounds == "multiplicative":
+        return a_plus * (w_max - sig.w) * ltp - a_minus * (sig.w - w_min) * ltd
+    return a_plus * ltp - a_minus * ltd
+
+
+def _traces(state, sig, ap, aq):
+    pre, post = state
+    pre = ap * pre + sig.x
+    post_before = aq * post
+    return pre, post_before, post_before + sig.post
+
+
+def stdp(a_plus: float = 0.01, a_minus: float = 0.012, tau_pre: float = 20.0,
+         tau_post: float = 20.0, dt: float = 1.0, bounds: str = "additive",
+         w_min: float = -jnp.inf, w_max: float = jnp.inf) -> Rule:
+    """Pair-based STDP (see module docstring); ``dw`` keeps W in
+    [w_min, w_max] with additive bounds."""
+    if bounds not in ("additive", "multiplicative"):
+        raise ValueError(f"bounds must be 'additive' or 'multiplicative', got {bounds!r}")
+    if bounds == "multiplicative" and not (math.isfinite(w_min) and math.isfinite(w_max)):
+        raise ValueError("multiplicative bounds need finite w_min and w_max")
+    ap, aq = _decay(dt, tau_pre), _decay(dt, tau_post)
+
+    def init(w, x_shape, post_shape, batch):
+        return (jnp.zeros((batch,) + tuple(x_shape), w.dtype),
+                jnp.zeros((batch,) + tuple(post_shape), w.dtype))
+
+    def update(state, sig: LocalSignals):
+        pre, post_before, post = _traces(state, sig, ap, aq)
+        dw = jnp.mean(_pair_term(pre, post_before, sig, a_plus, a_minus, bounds, w_min, w_max),
+                      axis=0)
+        if bounds == "additive":
+            dw = jnp.clip(sig.w + dw, w_min, w_max) - sig.w
+        return dw, (pre, post)
+
+    return Rule(init, update)
+
+
+def reward_stdp(eta: float, a_plus: float = 1.0, a_minus: float = 1.0, tau_pre: float = 20.0,
+                tau_post: float = 20.0, tau_e: float = 200.0, dt: float = 1.0) -> Rule:
+    """Three-factor STDP: the pair term feeds an eligibility trace; the weight
+    moves by ``eta * mean_b(M_b e_b)`` with M the step's modulator."""
+    ap, aq, ae = _decay(dt, tau_pre), _decay(dt, tau_post), _decay(dt, tau_e)
+
+    def init(w, x_shape, post_shape, batch):
+        return (jnp.zeros((batch,) + tuple(x_shape), w.dtype),
+                jnp.zeros((batch,) + tuple(post_shape), w.dtype),
+                jnp.zeros((batch,) + tuple(w.shape), w.dtype))
+
+    def update(state, sig: LocalSignals):
+        pre, post_before, post = _traces(state[:2], sig, ap, aq)
+        e = ae * state[2] + _pair_term(pre, post_before, sig, a_plus, a_minus, "additive",
+                                       None, None)
+        m = jnp.zeros(()) if sig.modulator is None else jnp.asarray(sig.modulator)
+        m = jnp.broadcast_to(m, (e.shape[0],)).astype(e.dtype)
+        return eta * jnp.einsum("b,bio->io", m, e) / e.shape[0], (pre, post, e)
+
+    return Rule(init, update)
+
+
+__all__ = ["stdp", "reward_stdp"]
