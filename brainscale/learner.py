@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from brainscale import local_terms
 from brainscale.losses import cross_entropy
 from brainscale.model import as_step_model
 from transforms import d_rtrl, es_d_rtrl
@@ -39,6 +40,7 @@ class LearnerState(NamedTuple):
     hidden: Any          # batched hidden state, leaves (B, ...)
     traces: Any          # the algorithm's eligibility traces (empty for BPTT)
     hidden0: Any         # per-sample initial hidden state, used by reset
+    local: Any = ()      # the local rules' states, {weight path: state}
 
 
 def _leaves(tree):
@@ -51,7 +53,8 @@ class Learner:
     def __init__(self, model, algorithm: str = "es_d_rtrl",
                  optimizer: optax.GradientTransformation | None = None,
                  loss: Callable = cross_entropy, decay: float = 0.9, trace_dtype=None,
-                 readout_paths: bool = True, skip_silent: bool = True, window: int = 8):
+                 readout_paths: bool = True, skip_silent: bool = True, window: int = 8,
+                 rules: dict | None = None):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; choose one of "
                              f"{sorted(ALGORITHMS)}")
@@ -68,6 +71,10 @@ class Learner:
         if int(window) < 1:
             raise ValueError(f"window must be a positive number of steps, got {window}")
         self.window = int(window)
+        self.rules = dict(rules or {})
+        if self.rules and algorithm == "bptt":
+            raise ValueError("local rules run online, beside an online algorithm: use "
+                             "'es_d_rtrl' or 'd_rtrl' with rules=")
         self.num_traces = 0           # how often a jitted method was traced
         self._graphs: dict = {}
         self._last_graph = None
@@ -92,6 +99,8 @@ class Learner:
         key = tuple((jax.tree_util.tree_structure(t), tuple(_leaves(t))) for t in (p, h, xx))
         if key not in self._graphs:
             graph = analyse(trace_step(self.model.apply, p, h, xx), self.model.elementwise)
+            if self.rules:
+                local_terms.resolve(graph, self.rules)
             check_algorithm_supported(graph, self.algorithm)
             if self.algorithm == "es_d_rtrl":
                 graph.linear_groups = linear_groups(graph)
@@ -124,8 +133,9 @@ class Learner:
         B = _batch_size(example_x)
         graph = self.compile(params, hidden0, x0)
         hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), hidden0)
+        local = local_terms.init_states(graph, self.rules, _leaves(params), B)
         return LearnerState(params, self.optimizer.init(params), hidden,
-                            self._zero_traces(graph, B, hidden0), hidden0)
+                            self._zero_traces(graph, B, hidden0), hidden0, local)
 
     def _zero_traces(self, graph, batch, hidden0):
         algo = ALGORITHMS[self.algorithm]
@@ -135,19 +145,24 @@ class Learner:
         return algo.init(graph, batch, dtype, self.decay, self.trace_dtype)
 
     def _reset(self, state: LearnerState) -> LearnerState:
-        """Hidden state back to its initial value, traces to zero."""
+        """Hidden state back to its initial value, traces (and the local rules'
+        activity traces) to zero."""
         B = _batch_size(state.hidden)
         hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), state.hidden0)
-        return state._replace(hidden=hidden, traces=jax.tree.map(jnp.zeros_like, state.traces))
+        return state._replace(hidden=hidden, traces=jax.tree.map(jnp.zeros_like, state.traces),
+                              local=jax.tree.map(jnp.zeros_like, state.local))
 
     # -- one online step -----------------------------------------------------------
-    def _online_terms(self, graph, params, hidden, traces, x, y, window=False):
-        """Signals, this step's weight-gradient terms and the advanced traces.
-        With ``window`` (ES-D-RTRL), the terms are returned as stacked factors
-        for a later, larger contraction instead of being contracted now."""
+    def _online_terms(self, graph, params, hidden, traces, x, y, local, window=False):
+        """Signals, this step's weight-gradient terms, the advanced traces and
+        the local rules' updates and states. With ``window`` (ES-D-RTRL), the
+        terms are returned as stacked factors for a later, larger contraction
+        instead of being contracted now."""
         algo = ALGORITHMS[self.algorithm]
         p, h, xx = _leaves(params), _leaves(hidden), _leaves(x)
-        sig = step_signals(graph, self.loss, p, h, xx, y)
+        sig = step_signals(graph, self.loss, p, h, xx, y, extra=local_terms.extra_vars(graph),
+                           skip=local_terms.local_params(graph))
+        dws, local = local_terms.updates(graph, self.rules, p, sig.extra, local)
         args = (graph, traces, sig.signal, self.decay, readout_signal(graph, p, sig.signal),
                 sig.x, sig.dy)
         if window:              # the window's factors x, dy, u; contracted by the caller
@@ -166,7 +181,7 @@ class Learner:
             return jax.vmap(one)(h, xx, sig.y, sig.x, tr)
 
         traces = algo.advance(graph, traces, per_sample, self.decay, sig.x)
-        return sig, g_weff, traces
+        return sig, g_weff, traces, dws, local
 
     def _step(self, state: LearnerState, x, y):
         self.num_traces += 1
@@ -174,16 +189,28 @@ class Learner:
             raise ValueError("BPTT needs the whole sequence: use sequence_grad or "
                              "train_sequence, or an online algorithm for step()")
         graph = self._graph_of(state, x)
-        sig, g_weff, traces = self._online_terms(graph, state.params, state.hidden,
-                                                 state.traces, x, y)
+        sig, g_weff, traces, dws, local = self._online_terms(
+            graph, state.params, state.hidden, state.traces, x, y, state.local)
         p = _leaves(state.params)
         grads = _unflatten_like(state.params, param_grads(graph, p, sig.g_immediate, g_weff))
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state = self._apply(state, grads, dws)
         hidden = _unflatten_like(state.hidden, sig.hidden)
         metrics = {"loss": sig.loss, "grad_norm": _norm(grads)}
         return state._replace(params=params, opt_state=opt_state, hidden=hidden,
-                              traces=traces), sig.out, metrics
+                              traces=traces, local=local), sig.out, metrics
+
+    def _apply(self, state, grads, dws):
+        """The optimizer's update of the gradient-trained weights; the weights
+        under a local rule get their rule's ``dw`` instead."""
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if dws:
+            old = _leaves(state.params)
+            new = _leaves(params)
+            for i, dw in dws.items():
+                new[i] = old[i] + dw
+            params = _unflatten_like(state.params, new)
+        return params, opt_state
 
     # -- sequences -----------------------------------------------------------------
     def _scan_online(self, state, xs, ys):
@@ -195,38 +222,44 @@ class Learner:
             k = max(d for d in range(1, min(self.window, T) + 1) if T % d == 0)
 
         def body(carry, inp):
-            hidden, traces, acc_imm, acc_w = carry
-            sig, g_weff, traces = self._online_terms(graph, state.params, hidden, traces, *inp,
-                                                     window=k > 1)
+            hidden, traces, acc_imm, acc_w, local, acc_local = carry
+            sig, g_weff, traces, dws, local = self._online_terms(
+                graph, state.params, hidden, traces, *inp, local, window=k > 1)
             acc_imm = [None if g is None else a + g.astype(a.dtype)
                        for a, g in zip(acc_imm, sig.g_immediate)]
+            acc_local = {i: a + dws[i] for i, a in acc_local.items()}
             if k > 1:
-                return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w), (
-                    sig.loss, g_weff)
+                return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w, local,
+                        acc_local), (sig.loss, g_weff)
             acc_w = [a + g.astype(a.dtype) for a, g in zip(acc_w, g_weff)]
-            return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w), sig.loss
+            return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w, local,
+                    acc_local), sig.loss
 
         def chunk(carry, inp):
             """k steps, then one contraction of their stacked factors per op."""
             ex0 = carry[1]["x"]
-            (hidden, traces, acc_imm, acc_w), (losses, (x, dy, u)) = jax.lax.scan(body, carry, inp)
+            (hidden, traces, acc_imm, acc_w, local, acc_local), (losses, (x, dy, u)) = \
+                jax.lax.scan(body, carry, inp)
             g = weight_grads(graph, *ALGORITHMS["es_d_rtrl"].window_factors(
                 graph, self.decay, ex0, x, dy, u))
-            return (hidden, traces, acc_imm, [a + b.astype(a.dtype) for a, b in zip(acc_w, g)]), losses
+            acc_w = [a + b.astype(a.dtype) for a, b in zip(acc_w, g)]
+            return (hidden, traces, acc_imm, acc_w, local, acc_local), losses
 
-        trained = {op.param for op in graph.trained_ops()}
-        zeros_imm = [None if i in trained else jnp.zeros_like(a) for i, a in enumerate(p)]
+        skip = {op.param for op in graph.trained_ops()} | local_terms.local_params(graph)
+        zeros_imm = [None if i in skip else jnp.zeros_like(a) for i, a in enumerate(p)]
         zeros_w = [jnp.zeros(op.weff_shape, op.weff_dtype) for op in graph.trained_ops()]
-        carry = (state.hidden, state.traces, zeros_imm, zeros_w)
+        carry = (state.hidden, state.traces, zeros_imm, zeros_w, state.local,
+                 local_terms.zero_like_dws(graph, p))
         if k == 1:
             carry, losses = jax.lax.scan(body, carry, (xs, ys))
         else:
             chunks = jax.tree.map(lambda a: a.reshape((T // k, k) + a.shape[1:]), (xs, ys))
             carry, losses = jax.lax.scan(chunk, carry, chunks)
             losses = losses.reshape(-1)
-        hidden, traces, acc_imm, acc_w = carry
+        hidden, traces, acc_imm, acc_w, local, acc_local = carry
         grads = [g / T for g in param_grads(graph, p, acc_imm, acc_w)]
-        return _unflatten_like(state.params, grads), losses, hidden, traces
+        return (_unflatten_like(state.params, grads), losses, hidden, traces,
+                (acc_local, local))
 
     def _scan_bptt(self, state, xs, ys):
         graph = self._graph_of(state, xs, time_axis=True)
@@ -250,7 +283,7 @@ class Learner:
             return jnp.mean(losses), (losses, hidden)
 
         grads, (losses, hidden) = jax.grad(total, has_aux=True)(state.params)
-        return grads, losses, hidden, state.traces
+        return grads, losses, hidden, state.traces, ({}, state.local)
 
     def _sequence(self, state, xs, ys):
         if self.algorithm == "bptt":
@@ -261,19 +294,18 @@ class Learner:
         """Gradient of the mean per-step loss over ``xs`` (T, B, ...), starting
         from the hidden state and traces in ``state``; returns (grads, losses)."""
         self.num_traces += 1
-        grads, losses, _, _ = self._sequence(state, xs, ys)
+        grads, losses, _, _, _ = self._sequence(state, xs, ys)
         return grads, losses
 
     def _train_sequence(self, state: LearnerState, xs, ys):
         """Reset, gradient over the sequence, one optimizer update."""
         self.num_traces += 1
         state = self._reset(state)
-        grads, losses, hidden, traces = self._sequence(state, xs, ys)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        grads, losses, hidden, traces, (dws, local) = self._sequence(state, xs, ys)
+        params, opt_state = self._apply(state, grads, dws)
         metrics = {"loss": jnp.mean(losses), "grad_norm": _norm(grads)}
         return state._replace(params=params, opt_state=opt_state, hidden=hidden,
-                              traces=traces), metrics
+                              traces=traces, local=local), metrics
 
     def _predict(self, state: LearnerState, xs):
         """Outputs (T, B, ...) from a reset hidden state; no learning."""
@@ -317,7 +349,7 @@ def _unflatten_like(tree, leaves):
 
 def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entropy,
            decay: float = 0.9, trace_dtype=None, readout_paths: bool = True,
-           skip_silent: bool = True, window: int = 8) -> Learner:
+           skip_silent: bool = True, window: int = 8, rules: dict | None = None) -> Learner:
     """Compile ``model`` (an nnx module or ``StepModel``) into an online learner.
 
     algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), or "bptt"
@@ -329,7 +361,10 @@ def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entro
     is zero (e.g. outside a task's loss window). ``window`` (ES-D-RTRL over a
     sequence) stacks the weight-gradient factors of up to that many steps (the
     largest divisor of T) into one contraction per op (a larger matmul); the
-    result is the same.
+    result is the same. ``rules`` ({weight path: ``transforms.rules`` rule})
+    puts those weights under local plasticity: no gradient for them, their
+    rule's update instead (every step in ``step``; summed over the sequence
+    in ``train_sequence``).
     """
     return Learner(model, algorithm, optimizer, loss, decay, trace_dtype, readout_paths,
-                   skip_silent, window)
+                   skip_silent, window, rules)

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 
 from brainscale.model import as_step_model
 from transforms.analysis import analyse
-from transforms.errors import CompileError
-from transforms.local_rules import Rule, check_rule_op, local_step, post_activity_vars
+from brainscale.local_terms import add, extra_vars, init_states, resolve, updates
+from transforms.local_rules import Rule
+from transforms.online import run_step
 from transforms.trace import trace_step
 
 
@@ -51,21 +52,7 @@ class Plasticity:
         graph = analyse(trace_step(self.model.apply, *(jax.tree.map(spec, t)
                                                        for t in (params, hidden, x))),
                         self.model.elementwise)
-        by_path = {op.path: op for op in graph.ops}
-        post = post_activity_vars(graph)
-        self.op_of = {}
-        for path, rule in self.rules.items():
-            if path not in by_path:
-                raise CompileError(f"no weight op {path!r}; the model's weight ops are "
-                                   f"{sorted(by_path)}", path=path)
-            op = by_path[path]
-            check_rule_op(graph, op, post, rule.needs_post)
-            if op.chain:
-                raise CompileError(
-                    f"{path} is transformed before use (e.g. |W| * sign); a local rule "
-                    "changes the weight the op uses, which must be the parameter itself",
-                    path=path, source=op.source, hint="use a gradient algorithm for it")
-            self.op_of[path] = op.index
+        resolve(graph, self.rules)
         self.graph = graph
         return graph
 
@@ -77,33 +64,23 @@ class Plasticity:
         graph = self._compile(params, hidden0, x0)
         B = jax.tree_util.tree_leaves(example_x)[0].shape[0]
         hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), hidden0)
-        p = _leaves(params)
-        states = {}
-        for path, k in self.op_of.items():
-            op = graph.ops[k]
-            post_shape = graph.groups[op.groups[0]].shape if op.groups else op.y_shape
-            states[path] = self.rules[path].init(graph.weff(op, p[op.param]), op.x_shape,
-                                                 post_shape, B)
+        states = init_states(graph, self.rules, _leaves(params), B)
         return PlasticityState(params, hidden, states, hidden0)
 
     def _step(self, state: PlasticityState, x, modulator=None):
         graph = self.graph
         p_leaves, p_tree = jax.tree_util.tree_flatten(state.params)
         h_leaves, h_tree = jax.tree_util.tree_flatten(state.hidden)
-        rules = {self.op_of[k]: r for k, r in self.rules.items()}
-        rstates = {self.op_of[k]: s for k, s in state.rules.items()}
-        h_new, out, dws, new_states = local_step(graph, rules, p_leaves, h_leaves,
-                                                 _leaves(x), rstates, modulator)
-        for k, dw in dws.items():
-            i = graph.ops[k].param
-            p_leaves[i] = p_leaves[i] + dw.astype(p_leaves[i].dtype)
-        out = jax.tree_util.tree_unflatten(graph.traced.out_tree, out)
-        dw_by_path = {graph.ops[k].path: dw for k, dw in dws.items()}
-        new = PlasticityState(jax.tree_util.tree_unflatten(p_tree, p_leaves),
-                              jax.tree_util.tree_unflatten(h_tree, h_new),
-                              {graph.ops[k].path: s for k, s in new_states.items()},
+        h_new, out, _, _, rec = jax.vmap(
+            lambda h, xx: run_step(graph, p_leaves, h, xx, extra=extra_vars(graph)))(
+                h_leaves, _leaves(x))
+        dws, states = updates(graph, self.rules, p_leaves, rec, state.rules, modulator)
+        new = PlasticityState(jax.tree_util.tree_unflatten(p_tree, add(p_leaves, dws)),
+                              jax.tree_util.tree_unflatten(h_tree, h_new), states,
                               state.hidden0)
-        return new, out, dw_by_path
+        out = jax.tree_util.tree_unflatten(graph.traced.out_tree, out)
+        by_path = {op.path: dws[op.param] for op in graph.ops if op.param in dws}
+        return new, out, by_path
 
     def _run(self, state: PlasticityState, xs, modulators=None):
         """Steps over the leading time axis of ``xs``; returns the final state

@@ -261,3 +261,65 @@ def test_rule_on_a_missing_or_unsupported_weight_is_named():
     with pytest.raises(bs.CompileError, match="sparse op"):
         plasticity(ei, {"params['rec']['W']": hebbian.hebb(0.1)}).init(
             jax.random.PRNGKey(0), x)
+
+
+class Hybrid(nnx.Module):
+    """fc1 (local rule) -> LIF -> fc2 (gradient) -> LIF -> readout (gradient)."""
+
+    def __init__(self, rngs, n_in=4, n1=12, n2=8, n_out=2):
+        f64 = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+        self.fc1 = nnx.Linear(n_in, n1, use_bias=False, rngs=rngs, **f64)
+        self.lif1 = LIF(n1, tau=5.0, v_th=0.3)
+        self.fc2 = nnx.Linear(n1, n2, rngs=rngs, **f64)
+        self.lif2 = LIF(n2, tau=5.0, v_th=0.3)
+        self.out = nnx.Linear(n2, n_out, rngs=rngs, **f64)
+
+    def __call__(self, x):
+        return self.out(self.lif2(self.fc2(self.lif1(self.fc1(2.0 * x)))))
+
+
+def rate_task(key, T=30, B=16, n_in=4):
+    """Which half of the input channels fires more? Asked at every step."""
+    k1, k2 = jax.random.split(key)
+    label = jax.random.randint(k1, (B,), 0, 2)
+    hi = jnp.repeat(jax.nn.one_hot(label, 2), n_in // 2, axis=1)
+    xs = jax.random.bernoulli(k2, 0.1 + 0.5 * hi, (T, B, n_in)).astype(jnp.float64)
+    return xs, jnp.broadcast_to(label, (T, B))
+
+
+def test_a_hebbian_layer_beside_an_es_d_rtrl_layer():
+    """SoftHebb on the first layer, ES-D-RTRL on the rest. The gradient of the
+    other weights is the plain learner's, the ruled weight moves by its
+    rule's summed update, and the network trains."""
+    import optax
+    rule = {"params['fc1']['kernel']": hebbian.softhebb(0.05)}
+    xs, ys = rate_task(jax.random.PRNGKey(0))
+    hybrid = bs.online(Hybrid(nnx.Rngs(0)), "es_d_rtrl", optimizer=optax.adam(2e-2), rules=rule)
+    plain = bs.online(Hybrid(nnx.Rngs(0)), "es_d_rtrl")
+    sh = hybrid.init(jax.random.PRNGKey(0), xs[0])
+    sp = plain.init(jax.random.PRNGKey(0), xs[0])
+    assert [op.path for op in hybrid.graph.trained_ops()] == [
+        "params['fc2']['kernel']", "params['fc2']['bias']"]
+    gh, _ = hybrid.sequence_grad(sh, xs, ys)
+    gp, _ = plain.sequence_grad(sp, xs, ys)
+    for name in ("fc2", "out"):
+        for k in gh[name]:
+            np.testing.assert_allclose(gh[name][k], gp[name][k], rtol=1e-10, atol=1e-14)
+    # the ruled weight: W + sum_t dw_t, with the rule fed the recorded x and spikes
+    alone = plasticity(Hybrid(nnx.Rngs(0)), rule)
+    s_alone = alone.init(jax.random.PRNGKey(0), xs[0])
+    total = 0.0
+    for t in range(xs.shape[0]):
+        s_alone, _, dw = alone.step(s_alone._replace(params=sh.params), xs[t])
+        total = total + dw["params['fc1']['kernel']"]
+    sh1, _ = hybrid.train_sequence(sh, xs, ys)
+    np.testing.assert_allclose(sh1.params["fc1"]["kernel"], sh.params["fc1"]["kernel"] + total,
+                               rtol=1e-10)
+    # and the whole network learns the task
+    state, first = sh, None
+    for i in range(40):
+        state, m = hybrid.train_sequence(state, *rate_task(jax.random.PRNGKey(i + 1)))
+        first = float(m["loss"]) if first is None else first
+    acc = np.mean([float(jnp.mean(hybrid.predict(state, xt)[-1].argmax(-1) == yt[-1]))
+                   for xt, yt in (rate_task(jax.random.PRNGKey(900 + i)) for i in range(4))])
+    assert float(m["loss"]) < 0.5 * first and acc >= 0.85, (first, float(m["loss"]), acc)

@@ -98,6 +98,8 @@ class Graph:
     deps: dict = dataclasses.field(default_factory=dict)   # var -> {source: elementwise?}
     readout_paths: list = dataclasses.field(default_factory=list)  # traced leaky-readout paths
     linear_groups: dict = dataclasses.field(default_factory=dict)  # group -> LinearGroup
+    local_ops: frozenset = frozenset()     # ops updated by a local rule, not by gradient
+    local_post: dict = dataclasses.field(default_factory=dict)   # their path -> post var
 
     # -- evaluation of an op's pieces, used by the learners -------------------
     def weff(self, op: WeightOp, w):
@@ -130,8 +132,9 @@ class Graph:
         return self.const_env[v]
 
     def trained_ops(self) -> list[WeightOp]:
-        """Ops whose output drives hidden state (they get eligibility traces)."""
-        return [op for op in self.ops if op.groups]
+        """Ops whose output drives hidden state (they get eligibility traces),
+        except those a local rule updates."""
+        return [op for op in self.ops if op.groups and op.index not in self.local_ops]
 
     # -- reporting -------------------------------------------------------------
     def memory(self) -> dict[str, int]:

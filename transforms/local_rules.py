@@ -1,4 +1,4 @@
-"""Local plasticity on the graph IR: what a synapse sees, and one step of it.
+"""Local plasticity on the graph IR: what a synapse sees.
 
 A local rule updates the weight of one op from what is available at that
 synapse: the op's presynaptic input ``x``, its output ``y`` (the current it
@@ -9,6 +9,8 @@ local error). A rule is a pair of pure functions, as in optax::
     rule.init(w, x_shape, post_shape, batch) -> state
     rule.update(state, LocalSignals) -> (dw, state)      # dw is ADDED to W_eff
 
+(``brainscale.plasticity`` runs rules alone, ``bs.online(..., rules=...)``
+beside a gradient learner.)
 ``post`` of an op driving hidden group G is the value the model itself
 emits from G this step: a variable that depends elementwise only on G's
 state and on this step's drive of G, and that a weight op reads as its
@@ -25,7 +27,6 @@ from jax.extend import core as jcore
 from transforms.analysis import ELEM
 from transforms.errors import CompileError
 from transforms.graph import DENSE, Graph
-from transforms.trace import evaluate
 
 
 class LocalSignals(NamedTuple):
@@ -98,35 +99,4 @@ def check_rule_op(graph: Graph, op, post_vars, needs_post=True) -> None:
             hint="feed the population's spikes to a weight op or return them from the step")
 
 
-def run_recording(graph: Graph, params, hidden, x, record):
-    """Per-sample forward that also returns the values of ``record`` vars."""
-    t = graph.traced
-    outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x),
-                         record=list(record))
-    return outs[:t.n_hidden], outs[t.n_hidden:], [env[v] for v in record]
-
-
-def local_step(graph: Graph, rules: dict[int, Rule], params, hidden, x, states,
-               modulator=None):
-    """One batched step with local plasticity on the ops in ``rules`` (op
-    index -> Rule). Returns (new hidden leaves, output leaves, {op: dW_eff},
-    new rule states); the W_eff updates are computed from this step's
-    signals with the weights as they were at the start of the step."""
-    post_vars = post_activity_vars(graph)
-    ops = {k: graph.ops[k] for k in rules}
-    record = []
-    for k, op in ops.items():
-        post = post_vars[op.groups[0]] if rules[k].needs_post else op.y_var
-        record += [op.x_var, op.y_var, post]
-    h_new, out, rec = jax.vmap(
-        lambda h, xx: run_recording(graph, params, h, xx, record))(hidden, x)
-    dws, new_states = {}, {}
-    for i, (k, op) in enumerate(ops.items()):
-        xv, yv, post = rec[3 * i:3 * i + 3]
-        w = graph.weff(op, params[op.param])
-        sig = LocalSignals(xv, yv, post.astype(xv.dtype), w, modulator)
-        dws[k], new_states[k] = rules[k].update(states[k], sig)
-    return h_new, out, dws, new_states
-
-
-__all__ = ["LocalSignals", "Rule", "post_activity_vars", "check_rule_op", "local_step"]
+__all__ = ["LocalSignals", "Rule", "post_activity_vars", "check_rule_op"]

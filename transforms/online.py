@@ -36,16 +36,18 @@ class StepSignals(NamedTuple):
     x: list                  # per trained op: its input x_t (B, ...) (ones for a bias)
     y: list                  # per trained op: its output y_t (B, ...)
     dy: list                 # per trained op: d l / d y_t (B, ...)
+    extra: list = []         # values of the ``extra`` vars asked for (B, ...)
 
 
-def run_step(graph: Graph, params, hidden, x, dys=None):
-    """Per-sample forward: new hidden leaves, output leaves, and the x and y
-    values of every trained op. With ``dys``, each trained op's output is
-    offset by dy and its weight is held constant, so that a VJP gives
-    d l/d y_t instead of the weight gradient."""
+def run_step(graph: Graph, params, hidden, x, dys=None, extra=None):
+    """Per-sample forward: new hidden leaves, output leaves, the x and y
+    values of every trained op (and of the ``extra`` vars). With ``dys``,
+    each trained op's output is offset by dy and its weight is held
+    constant, so that a VJP gives d l/d y_t instead of the weight gradient."""
     t = graph.traced
     ops = graph.trained_ops()
-    rec = [op.x_var for op in ops if op.x_var is not None] + [op.y_var for op in ops]
+    rec = ([op.x_var for op in ops if op.x_var is not None] + [op.y_var for op in ops]
+           + list(extra or ()))
     wrap = None
     if dys is not None:
         wrap = {op.weff_var: jax.lax.stop_gradient for op in ops}
@@ -55,19 +57,24 @@ def run_step(graph: Graph, params, hidden, x, dys=None):
     dtype = outs[0].dtype if outs else jnp.float32
     xs = [env[op.x_var] if op.x_var is not None else jnp.ones((), dtype) for op in ops]
     ys = [env[op.y_var] for op in ops]
+    if extra is not None:
+        return outs[:t.n_hidden], outs[t.n_hidden:], xs, ys, [env[v] for v in extra]
     return outs[:t.n_hidden], outs[t.n_hidden:], xs, ys
 
 
-def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target) -> StepSignals:
+def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
+                 extra=(), skip=frozenset()) -> StepSignals:
     """Forward over the batch plus one VJP for the learning signal
     d l_t / d h_{t-1}, the output cotangents d l_t / d y_t of the trained
-    ops, and the immediate gradient of every other parameter."""
+    ops, and the immediate gradient of every other parameter (except the
+    ``skip`` ones, e.g. weights under a local rule); ``extra`` vars are
+    recorded along."""
     t = graph.traced
     ops = graph.trained_ops()
     B = jax.tree_util.tree_leaves(hidden)[0].shape[0]
     dys0 = [jnp.zeros((B,) + op.y_shape, op.y_var.aval.dtype) for op in ops]
     trained = {op.param for op in ops}          # their gradient comes from dy, not this VJP
-    free = [i for i in range(len(params)) if i not in trained]
+    free = [i for i in range(len(params)) if i not in trained and i not in skip]
 
     def batch_loss(free_params, hidden, dys):
         full = list(params)
@@ -75,19 +82,19 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target) -> 
             full[i] = p
 
         def one(h, xx, y, dy):
-            h_new, out, xs, ys = run_step(graph, full, h, xx, dy)
+            h_new, out, xs, ys, ex = run_step(graph, full, h, xx, dy, list(extra))
             out = jax.tree_util.tree_unflatten(t.out_tree, out)
-            return loss_fn(out, y), (h_new, out, xs, ys)
+            return loss_fn(out, y), (h_new, out, xs, ys, ex)
         ls, aux = jax.vmap(one)(hidden, x, target, dys)
         return jnp.mean(ls), (ls, aux)
 
-    loss, vjp, (ls, (h_new, out, xs, ys)) = jax.vjp(
+    loss, vjp, (ls, (h_new, out, xs, ys, ex)) = jax.vjp(
         batch_loss, [params[i] for i in free], list(hidden), dys0, has_aux=True)
     g_free, signal, dy = vjp(jnp.ones_like(loss))
     g_params = [None] * len(params)
     for i, g in zip(free, g_free):
         g_params[i] = g
-    return StepSignals(loss, ls, h_new, out, g_params, signal, xs, ys, dy)
+    return StepSignals(loss, ls, h_new, out, g_params, signal, xs, ys, dy, ex)
 
 
 def weight_grads(graph: Graph, xs, cots):

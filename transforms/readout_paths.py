@@ -109,7 +109,7 @@ def find_readout_paths(graph: Graph, deps: dict) -> list[ReadoutPath]:
             G = _source_group(graph, deps.get(o.x_var, {}), o)
             if G is None:
                 continue
-            for k in graph.groups[G].ops:
+            for k in (k for k in graph.groups[G].ops if k in index):   # local ops: no trace
                 paths.append(ReadoutPath(index[k], index[o.index], G, R.index, kappa,
                                          lin.coeff[index[o.index]]))
     return [p for p in paths if p.coeff != 0.0]
@@ -154,7 +154,7 @@ def linear_groups(graph: Graph) -> dict[int, LinearGroup]:
     index = {op.index: i for i, op in enumerate(ops)}
     found = {}
     for R in graph.groups:
-        if R.k != 1 or not R.ops:
+        if R.k != 1 or not R.ops or any(o not in index for o in R.ops):
             continue
         j = R.leaves[0]
         seeds = {t.hidden_in_vars[j]: {("h", j): 1.0}}

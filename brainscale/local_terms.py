@@ -1,0 +1,89 @@
+"""Local rules inside a gradient learner: some weights follow a local rule
+(``bs.online(..., rules={path: rule})``), the others the learner's gradient.
+
+The rule-driven ops are taken out of the gradient algorithm (no eligibility
+traces, no gradient computed for them); their presynaptic input, output
+and postsynaptic activity are recorded in the same forward pass that gives
+the learning signal, and each rule's ``dw`` is added to its weight.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from transforms.errors import CompileError
+from transforms.local_rules import LocalSignals, check_rule_op, post_activity_vars
+
+
+def resolve(graph, rules: dict) -> list:
+    """[(path, op)] for ``rules``; marks the ops as local on ``graph``."""
+    by_path = {op.path: op for op in graph.ops}
+    post = post_activity_vars(graph)
+    out = []
+    for path, rule in rules.items():
+        if path not in by_path:
+            raise CompileError(f"no weight op {path!r}; the model's weight ops are "
+                               f"{sorted(by_path)}", path=path)
+        op = by_path[path]
+        check_rule_op(graph, op, post, rule.needs_post)
+        if op.chain:
+            raise CompileError(
+                f"{path} is transformed before use (e.g. |W| * sign); a local rule changes "
+                "the weight the op uses, which must be the parameter itself", path=path,
+                source=op.source, hint="use a gradient algorithm for it")
+        out.append((path, op, post[op.groups[0]] if rule.needs_post else op.y_var))
+    graph.local_ops = frozenset(op.index for _, op, _ in out)
+    graph.local_post = {path: v for path, _, v in out}
+    return out
+
+
+def extra_vars(graph) -> list:
+    """The vars to record per local op: x, y, post."""
+    ops = {op.path: op for op in graph.ops}
+    return [v for path, post in graph.local_post.items()
+            for v in (ops[path].x_var, ops[path].y_var, post)]
+
+
+def local_params(graph) -> frozenset:
+    return frozenset(op.param for op in graph.ops if op.index in graph.local_ops)
+
+
+def init_states(graph, rules, params, batch) -> dict:
+    ops = {op.path: op for op in graph.ops}
+    states = {}
+    for path in graph.local_post:
+        op = ops[path]
+        post_shape = graph.groups[op.groups[0]].shape if op.groups else op.y_shape
+        states[path] = rules[path].init(graph.weff(op, params[op.param]), op.x_shape,
+                                        post_shape, batch)
+    return states
+
+
+def updates(graph, rules, params, recorded, states, modulator=None):
+    """({param index: dw}, new states) from the recorded (x, y, post) values."""
+    ops = {op.path: op for op in graph.ops}
+    dws, new = {}, {}
+    for i, path in enumerate(graph.local_post):
+        op = ops[path]
+        x, y, post = recorded[3 * i:3 * i + 3]
+        sig = LocalSignals(x, y, post.astype(x.dtype), graph.weff(op, params[op.param]),
+                           modulator)
+        dw, new[path] = rules[path].update(states[path], sig)
+        dws[op.param] = dw.astype(params[op.param].dtype)
+    return dws, new
+
+
+def add(params_leaves, dws):
+    """Leaves with each local dw added."""
+    out = list(params_leaves)
+    for i, dw in dws.items():
+        out[i] = out[i] + dw
+    return out
+
+
+def zero_like_dws(graph, params):
+    return {op.param: jnp.zeros_like(params[op.param]) for op in graph.ops
+            if op.index in graph.local_ops}
+
+
+__all__ = ["resolve", "extra_vars", "local_params", "init_states", "updates", "add",
+           "zero_like_dws"]
