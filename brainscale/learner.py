@@ -26,12 +26,15 @@ from brainscale.model import as_step_model
 from transforms import d_rtrl, es_d_rtrl
 from transforms.analysis import analyse, check_algorithm_supported
 from transforms.errors import ShapeMismatchError
+from transforms.feedback import random_feedback
 from transforms.online import (linearized_cut, param_grads, readout_signal, step_signals,
                                weight_grads)
 from transforms.readout_paths import linear_groups, readout_paths
 from transforms.trace import evaluate, trace_step
 
-ALGORITHMS = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "bptt": None}
+ALGORITHMS = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "bptt": None,
+              "e_prop": d_rtrl,     # D-RTRL traces with e-prop's broadcast learning signal
+              "ostl": d_rtrl}       # = D-RTRL on feed-forward layers (checked at compile)
 
 
 class LearnerState(NamedTuple):
@@ -54,7 +57,7 @@ class Learner:
                  optimizer: optax.GradientTransformation | None = None,
                  loss: Callable = cross_entropy, decay: float = 0.9, trace_dtype=None,
                  readout_paths: bool = True, skip_silent: bool = True, window: int = 8,
-                 rules: dict | None = None):
+                 rules: dict | None = None, feedback: str = "symmetric", feedback_seed: int = 0):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; choose one of "
                              f"{sorted(ALGORITHMS)}")
@@ -72,6 +75,11 @@ class Learner:
             raise ValueError(f"window must be a positive number of steps, got {window}")
         self.window = int(window)
         self.rules = dict(rules or {})
+        if feedback not in ("symmetric", "random"):
+            raise ValueError(f"feedback must be 'symmetric' or 'random', got {feedback!r}")
+        if feedback == "random" and algorithm != "e_prop":
+            raise ValueError("random feedback is e-prop's: use algorithm='e_prop'")
+        self.feedback, self.feedback_seed = feedback, int(feedback_seed)
         if self.rules and algorithm == "bptt":
             raise ValueError("local rules run online, beside an online algorithm: use "
                              "'es_d_rtrl' or 'd_rtrl' with rules=")
@@ -106,6 +114,8 @@ class Learner:
                 graph.linear_groups = linear_groups(graph)
             if self.readout_paths and self.algorithm != "bptt":
                 graph.readout_paths = readout_paths(graph)
+            if self.feedback == "random":
+                graph.feedback = random_feedback(graph, self.feedback_seed)
             self._graphs[key] = graph
         self._last_graph = self._graphs[key]
         return self._graphs[key]
@@ -161,9 +171,10 @@ class Learner:
         algo = ALGORITHMS[self.algorithm]
         p, h, xx = _leaves(params), _leaves(hidden), _leaves(x)
         sig = step_signals(graph, self.loss, p, h, xx, y, extra=local_terms.extra_vars(graph),
-                           skip=local_terms.local_params(graph))
+                           skip=local_terms.local_params(graph), feedback=graph.feedback)
         dws, local = local_terms.updates(graph, self.rules, p, sig.extra, local)
-        args = (graph, traces, sig.signal, self.decay, readout_signal(graph, p, sig.signal),
+        args = (graph, traces, sig.signal, self.decay,
+                readout_signal(graph, p, sig.signal, graph.feedback),
                 sig.x, sig.dy)
         if window:              # the window's factors x, dy, u; contracted by the caller
             g_weff = (sig.x, sig.dy, algo.neuron_cotangents(*args[:5]))
@@ -349,11 +360,15 @@ def _unflatten_like(tree, leaves):
 
 def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entropy,
            decay: float = 0.9, trace_dtype=None, readout_paths: bool = True,
-           skip_silent: bool = True, window: int = 8, rules: dict | None = None) -> Learner:
+           skip_silent: bool = True, window: int = 8, rules: dict | None = None,
+           feedback: str = "symmetric", feedback_seed: int = 0) -> Learner:
     """Compile ``model`` (an nnx module or ``StepModel``) into an online learner.
 
-    algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), or "bptt"
-    (exact reference, memory grows with T). ``decay`` is ES-D-RTRL's alpha;
+    algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), "e_prop"
+    (D-RTRL's traces with the output error broadcast back: ``feedback``
+    "symmetric", which equals D-RTRL, or "random", a fixed random matrix
+    drawn with ``feedback_seed``), or "bptt" (exact reference, memory grows
+    with T). ``decay`` is ES-D-RTRL's alpha;
     ``trace_dtype`` (e.g. ``jnp.bfloat16``) stores D-RTRL traces in a smaller
     type. ``readout_paths`` carries the loss's temporal path through linear
     leaky readouts with filtered traces (off: the paper's plain algorithms).
@@ -367,4 +382,4 @@ def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entro
     in ``train_sequence``).
     """
     return Learner(model, algorithm, optimizer, loss, decay, trace_dtype, readout_paths,
-                   skip_silent, window, rules)
+                   skip_silent, window, rules, feedback, feedback_seed)

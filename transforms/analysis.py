@@ -385,18 +385,26 @@ def analyse(t: TracedStep, elementwise=frozenset()) -> Graph:
 
 
 def check_algorithm_supported(graph: Graph, algorithm: str):
-    """D-RTRL keeps one trace entry per weight element and neuron state, which
-    needs every weight element to drive exactly one neuron."""
+    """D-RTRL (and e-prop, OSTL, which share its traces) keeps one trace
+    entry per weight element and neuron state, which needs every weight
+    element to drive exactly one neuron. OSTL is D-RTRL only on feed-forward
+    layers: on a recurrent weight its trace needs the full layer Jacobian."""
     from transforms.errors import UnsupportedAlgorithmError
-    if algorithm != "d_rtrl":
+    if algorithm not in ("d_rtrl", "e_prop", "ostl"):
         return
     for op in graph.trained_ops():
         if not op.one_post:
             raise UnsupportedAlgorithmError(
-                f"D-RTRL needs each weight element to drive one neuron, but {op.path} "
+                f"{algorithm} needs each weight element to drive one neuron, but {op.path} "
                 f"({op.kind}, W {op.weff_shape} -> y {op.y_shape}) drives several",
                 primitive=graph.traced.eqns[op.core[-1]].primitive.name, path=op.path,
                 source=op.source, hint="use algorithm='es_d_rtrl' (or 'bptt') for this model")
+        if algorithm == "ostl" and any(f"G{g}" in op.pre for g in op.groups):
+            raise UnsupportedAlgorithmError(
+                f"OSTL on the recurrent weight {op.path} needs the full Jacobian of its "
+                "layer (O(N^3) memory), which is not implemented; D-RTRL is its "
+                "per-neuron diagonal", path=op.path, source=op.source,
+                hint="use algorithm='d_rtrl' (OSTL's diagonal) or 'bptt'")
 
 
 __all__ = ["analyse", "check_algorithm_supported", "propagate", "CompileError"]

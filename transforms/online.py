@@ -22,6 +22,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from transforms.errors import CompileError
 from transforms.graph import Graph
 from transforms.trace import _bind, evaluate
 
@@ -39,11 +40,34 @@ class StepSignals(NamedTuple):
     extra: list = []         # values of the ``extra`` vars asked for (B, ...)
 
 
-def run_step(graph: Graph, params, hidden, x, dys=None, extra=None):
+def feedback_replace(graph: Graph, feedback) -> dict:
+    """``evaluate`` replacements that keep each feedback op's forward value
+    x @ W but send the cotangent of x through a fixed matrix B instead of W
+    (random feedback, as in e-prop): y = sg(x) @ W + x @ B - sg(x @ B)."""
+    rules = {}
+    for k, B in (feedback or {}).items():
+        op = graph.ops[k]
+        eqn = graph.traced.eqns[op.core[-1]]
+        if len(op.core) != 1 or set(eqn.invars) != {op.x_var, op.weff_var}:
+            raise CompileError(f"feedback needs a single-equation x @ W op; {op.path} is "
+                               f"computed by {len(op.core)} equations", path=op.path)
+
+        def run(read, eqn, op=op, B=B):
+            sub = lambda xv, wv: _bind(eqn, [xv if v is op.x_var else wv for v in eqn.invars])[0]
+            xv, wv = read(op.x_var), read(op.weff_var)
+            fb = sub(xv, B)
+            return [sub(jax.lax.stop_gradient(xv), wv) + fb - jax.lax.stop_gradient(fb)]
+        rules[op.core[-1]] = run
+    return rules
+
+
+def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=None):
     """Per-sample forward: new hidden leaves, output leaves, the x and y
     values of every trained op (and of the ``extra`` vars). With ``dys``,
     each trained op's output is offset by dy and its weight is held
-    constant, so that a VJP gives d l/d y_t instead of the weight gradient."""
+    constant, so that a VJP gives d l/d y_t instead of the weight gradient.
+    ``feedback`` ({op index: B}) routes the backward pass of those ops' x
+    through B."""
     t = graph.traced
     ops = graph.trained_ops()
     rec = ([op.x_var for op in ops if op.x_var is not None] + [op.y_var for op in ops]
@@ -53,7 +77,7 @@ def run_step(graph: Graph, params, hidden, x, dys=None, extra=None):
         wrap = {op.weff_var: jax.lax.stop_gradient for op in ops}
         wrap.update({op.y_var: (lambda v, dy=dy: v + dy) for op, dy in zip(ops, dys)})
     outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x), record=rec,
-                         wrap=wrap)
+                         wrap=wrap, replace=feedback_replace(graph, feedback) or None)
     dtype = outs[0].dtype if outs else jnp.float32
     xs = [env[op.x_var] if op.x_var is not None else jnp.ones((), dtype) for op in ops]
     ys = [env[op.y_var] for op in ops]
@@ -63,7 +87,7 @@ def run_step(graph: Graph, params, hidden, x, dys=None, extra=None):
 
 
 def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
-                 extra=(), skip=frozenset()) -> StepSignals:
+                 extra=(), skip=frozenset(), feedback=None) -> StepSignals:
     """Forward over the batch plus one VJP for the learning signal
     d l_t / d h_{t-1}, the output cotangents d l_t / d y_t of the trained
     ops, and the immediate gradient of every other parameter (except the
@@ -82,7 +106,7 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
             full[i] = p
 
         def one(h, xx, y, dy):
-            h_new, out, xs, ys, ex = run_step(graph, full, h, xx, dy, list(extra))
+            h_new, out, xs, ys, ex = run_step(graph, full, h, xx, dy, list(extra), feedback)
             out = jax.tree_util.tree_unflatten(t.out_tree, out)
             return loss_fn(out, y), (h_new, out, xs, ys, ex)
         ls, aux = jax.vmap(one)(hidden, x, target, dys)
@@ -185,13 +209,15 @@ def jacobians(graph: Graph, lin, hidden, ys):
     return D, Df, Jh, Jy
 
 
-def readout_signal(graph: Graph, params, signal):
-    """Per readout path: c core_o^T(dl/dr_{t-1}), batched (B, *x_o)."""
+def readout_signal(graph: Graph, params, signal, feedback=None):
+    """Per readout path: c core_o^T(dl/dr_{t-1}), batched (B, *x_o); through
+    the op's feedback matrix instead of its weight where one is given."""
     ops = graph.trained_ops()
     out = []
     for p in graph.readout_paths:
         o = ops[p.readout_op]
-        w = graph.weff(o, params[o.param])
+        w = (feedback or {}).get(o.index)
+        w = graph.weff(o, params[o.param]) if w is None else w
         L = signal[graph.groups[p.readout_group].leaves[0]]
         x0 = jnp.zeros((L.shape[0],) + o.x_shape, L.dtype)
         _, pull = jax.vjp(lambda xx: jax.vmap(lambda xi: graph.core(o, xi, w))(xx), x0)

@@ -27,7 +27,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                     "SIGINT/SIGTERM), learning_curve.png, raster.png and result.json into "
                     "the output folder. Tasks: " + ", ".join(task_names()))
     p.add_argument("--task", help="task name (or 'task' in the config file)")
-    p.add_argument("--algorithm", choices=["es_d_rtrl", "d_rtrl", "bptt"])
+    p.add_argument("--algorithm", choices=["es_d_rtrl", "d_rtrl", "e_prop", "ostl", "bptt"])
     p.add_argument("--config", metavar="FILE", help="JSON config (see brainscale.train.TrainConfig)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int, dest="batch_size")

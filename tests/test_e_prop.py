@@ -1,0 +1,109 @@
+"""e-prop as D-RTRL with a broadcast learning signal.
+
+- symmetric e-prop (B = W_out^T) IS D-RTRL: identical gradients;
+- random e-prop equals a hand-written numpy e-prop (Bellec et al. 2020) for
+  a LIF layer with the reset detached and a linear readout:
+  eps_t = d eps_{t-1} + (1 - d) x_t, e_t = psi_t eps_t,
+  L_t = B (pi_t - pi*_t), dW_in = <sum_t L_t e_t>, dW_out exact;
+- feedback only changes the backward pass: the outputs are unchanged.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import brainscale as bs
+from brainscale.neurons import LIF
+from gradcheck import float64
+
+TAU, VTH, ALPHA = 5.0, 0.5, 4.0
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with float64():
+        yield
+
+
+class OneLayer(nnx.Module):
+    def __init__(self, rngs, n_in=5, n=7, n_out=3):
+        f64 = dict(dtype=jnp.float64, param_dtype=jnp.float64, use_bias=False)
+        self.inp = nnx.Linear(n_in, n, rngs=rngs, **f64)
+        self.lif = LIF(n, tau=TAU, v_th=VTH, detach_reset=True)
+        self.out = nnx.Linear(n, n_out, rngs=rngs, **f64)
+
+    def __call__(self, x):
+        return self.out(self.lif(self.inp(3.0 * x)))
+
+
+def data(T=25, B=4):
+    xs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (T, B, 5)).astype(jnp.float64)
+    ys = jax.random.randint(jax.random.PRNGKey(2), (T, B), 0, 3)
+    return xs, ys
+
+
+def grads(algorithm, **kw):
+    learner = bs.online(OneLayer(nnx.Rngs(0)), algorithm, **kw)
+    xs, ys = data()
+    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    g, _ = learner.sequence_grad(state, xs, ys)
+    return learner, state, g
+
+
+def test_symmetric_e_prop_is_d_rtrl():
+    _, _, g_e = grads("e_prop")
+    _, _, g_d = grads("d_rtrl")
+    for a, b in zip(jax.tree.leaves(g_e), jax.tree.leaves(g_d)):
+        np.testing.assert_array_equal(a, b)
+
+
+def eprop_numpy(w_in, w_out, B_fb, xs, ys):
+    T, Bn, _ = xs.shape
+    d = math.exp(-1.0 / TAU)
+    n = w_in.shape[1]
+    v = np.zeros((Bn, n))
+    eps = np.zeros((Bn,) + w_in.shape)
+    g_in, g_out = np.zeros_like(w_in), np.zeros_like(w_out)
+    for t in range(T):
+        x = 3.0 * xs[t]
+        v = v * d + (x @ w_in) * (1 - d)
+        z = (v - VTH) / VTH
+        s = (z >= 0).astype(float)
+        sg = 1 / (1 + np.exp(-ALPHA * z))
+        psi = ALPHA * sg * (1 - sg) / VTH                 # d s / d v
+        eps = d * eps + (1 - d) * x[:, :, None]           # d v / d W_in, per synapse
+        logits = s @ w_out
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        err = p - np.eye(w_out.shape[1])[ys[t]]           # pi - pi*
+        L = err @ B_fb.T                                   # broadcast back: (B, n)
+        g_in += np.einsum("bj,bij->ij", L * psi, eps) / Bn
+        g_out += s.T @ err / Bn
+        v = v - VTH * s                                    # detached soft reset
+    return g_in / T, g_out / T
+
+
+def test_random_e_prop_equals_numpy():
+    learner, state, g = grads("e_prop", feedback="random", feedback_seed=3)
+    (k,) = learner.graph.feedback
+    assert learner.graph.ops[k].path == "params['out']['kernel']"
+    B_fb = np.asarray(learner.graph.feedback[k])
+    xs, ys = data()
+    w_in, w_out = (np.asarray(state.params[n]["kernel"]) for n in ("inp", "out"))
+    assert not np.allclose(B_fb, w_out)
+    g_in, g_out = eprop_numpy(w_in, w_out, B_fb, np.asarray(xs), np.asarray(ys))
+    assert np.max(np.abs(g_in)) > 1e-4                         # the neurons spiked
+    np.testing.assert_allclose(g["inp"]["kernel"], g_in, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(g["out"]["kernel"], g_out, rtol=1e-9, atol=1e-14)
+    # feedback changes the backward pass only
+    plain = bs.online(OneLayer(nnx.Rngs(0)), "d_rtrl")
+    np.testing.assert_array_equal(learner.predict(state, xs),
+                                  plain.predict(plain.init(jax.random.PRNGKey(0), xs[0]), xs))
+
+
+def test_random_feedback_needs_e_prop():
+    with pytest.raises(ValueError, match="e_prop"):
+        bs.online(OneLayer(nnx.Rngs(0)), "d_rtrl", feedback="random")

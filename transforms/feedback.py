@@ -1,0 +1,42 @@
+"""Feedback matrices for e-prop's learning signal.
+
+e-prop (Bellec et al. 2020) is D-RTRL's eligibility trace with a learning
+signal broadcast from the output error, L_t = B (pi_t - pi*_t): with
+B = W_out^T (symmetric e-prop) it is exactly D-RTRL's one-step learning
+signal, so symmetric e-prop IS ``d_rtrl``; random e-prop replaces W_out by
+a fixed random matrix of the same shape in the backward pass only. The
+readout ops are the dense ops whose output reaches the step's output
+without passing a neuron: output-only ops and the ops feeding a linear
+leaky readout (``readout_paths``).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+
+from transforms.graph import DENSE, Graph
+
+
+def readout_ops(graph: Graph) -> list[int]:
+    ops = graph.trained_ops()
+    idx = [op.index for op in graph.ops
+           if not op.groups and op.kind == DENSE and op.x_var is not None]
+    idx += [ops[p.readout_op].index for p in graph.readout_paths]
+    return sorted(set(idx))
+
+
+def random_feedback(graph: Graph, seed: int = 0) -> dict:
+    """{op index: B}, B ~ N(0, 1 / fan_in) with the op's W_eff shape, fixed
+    by ``seed``."""
+    out = {}
+    key = jax.random.PRNGKey(seed)
+    for k in readout_ops(graph):
+        op = graph.ops[k]
+        key, sub = jax.random.split(key)
+        fan_in = math.prod(op.x_shape)
+        out[k] = jax.random.normal(sub, op.weff_shape, op.weff_dtype) / math.sqrt(fan_in)
+    return out
+
+
+__all__ = ["readout_ops", "random_feedback"]
