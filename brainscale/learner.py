@@ -160,7 +160,7 @@ class Learner:
         B = _batch_size(state.hidden)
         hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), state.hidden0)
         return state._replace(hidden=hidden, traces=jax.tree.map(jnp.zeros_like, state.traces),
-                              local=jax.tree.map(jnp.zeros_like, state.local))
+                              local=local_terms.reset_states(self.rules, state.local))
 
     # -- one online step -----------------------------------------------------------
     def _online_terms(self, graph, params, hidden, traces, x, y, local, window=False):
@@ -172,7 +172,9 @@ class Learner:
         p, h, xx = _leaves(params), _leaves(hidden), _leaves(x)
         sig = step_signals(graph, self.loss, p, h, xx, y, extra=local_terms.extra_vars(graph),
                            skip=local_terms.local_params(graph), feedback=graph.feedback)
-        dws, local = local_terms.updates(graph, self.rules, p, sig.extra, local)
+        slopes = local_terms.post_slopes(graph, self.rules, p, h, xx)
+        dws, local = local_terms.updates(graph, self.rules, p, sig.extra, local, None, slopes,
+                                         y)
         args = (graph, traces, sig.signal, self.decay,
                 readout_signal(graph, p, sig.signal, graph.feedback),
                 sig.x, sig.dy)

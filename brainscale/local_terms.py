@@ -8,10 +8,12 @@ the learning signal, and each rule's ``dw`` is added to its weight.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from transforms.errors import CompileError
 from transforms.local_rules import LocalSignals, check_rule_op, post_activity_vars
+from transforms.trace import evaluate
 
 
 def resolve(graph, rules: dict) -> list:
@@ -58,18 +60,55 @@ def init_states(graph, rules, params, batch) -> dict:
     return states
 
 
-def updates(graph, rules, params, recorded, states, modulator=None):
-    """({param index: dw}, new states) from the recorded (x, y, post) values."""
+def post_slopes(graph, rules, params, hidden, x) -> dict:
+    """{path: d post / d y (B, O)} for the rules that ask for it: one forward
+    linearisation per sample in each such op's output offset dy (post depends
+    on y elementwise, so a tangent of ones on that op alone gives the
+    per-neuron slope)."""
+    ops = {op.path: op for op in graph.ops}
+    paths = [p for p in graph.local_post if rules[p].needs_dpost]
+    if not paths:
+        return {}
+    t = graph.traced
+    posts = [graph.local_post[p] for p in paths]
+
+    def one(h, xx):
+        def f(dys):
+            wrap = {ops[p].y_var: (lambda v, d=d: v + d) for p, d in zip(paths, dys)}
+            _, env = evaluate(t.jaxpr, t.consts, list(params) + list(h) + list(xx),
+                              record=posts, wrap=wrap)
+            return [env[v] for v in posts]
+        zeros = [jnp.zeros(ops[p].y_shape, ops[p].y_var.aval.dtype) for p in paths]
+        lin = jax.linearize(f, zeros)[1]
+        # one op's offset at a time: other layers' posts depend on it too
+        return [lin([jnp.ones_like(z) if j == i else z for j, z in enumerate(zeros)])[i]
+                for i in range(len(paths))]
+
+    return dict(zip(paths, jax.vmap(one)(list(hidden), list(x))))
+
+
+def updates(graph, rules, params, recorded, states, modulator=None, slopes=None,
+            target=None):
+    """({param index: dw}, new states) from the recorded (x, y, post) values
+    (and the post slopes and the label, for the rules that use them)."""
     ops = {op.path: op for op in graph.ops}
     dws, new = {}, {}
     for i, path in enumerate(graph.local_post):
         op = ops[path]
         x, y, post = recorded[3 * i:3 * i + 3]
         sig = LocalSignals(x, y, post.astype(x.dtype), graph.weff(op, params[op.param]),
-                           modulator)
+                           modulator, (slopes or {}).get(path), target)
         dw, new[path] = rules[path].update(states[path], sig)
         dws[op.param] = dw.astype(params[op.param].dtype)
     return dws, new
+
+
+def reset_states(rules, states) -> dict:
+    """The rules' states at the start of a sequence (activity traces to 0)."""
+    if not states:
+        return states
+    return {p: rules[p].reset(s) if rules[p].reset is not None
+            else jax.tree.map(jnp.zeros_like, s) for p, s in states.items()}
 
 
 def add(params_leaves, dws):
@@ -85,5 +124,5 @@ def zero_like_dws(graph, params):
             if op.index in graph.local_ops}
 
 
-__all__ = ["resolve", "extra_vars", "local_params", "init_states", "updates", "add",
-           "zero_like_dws"]
+__all__ = ["resolve", "extra_vars", "local_params", "init_states", "post_slopes", "updates",
+           "reset_states", "add", "zero_like_dws"]

@@ -2,8 +2,8 @@
 
     net = bs.plasticity(model, rules={"params['fc']['kernel']": stdp(...)})
     state = net.init(rng, x_batch)
-    state, out, dws = net.step(state, x_t, modulator=None)   # one time step
-    state, outs = net.run(state, xs, modulators=None)         # lax.scan over T
+    state, out, dws = net.step(state, x_t, modulator=None, target=None)   # one step
+    state, outs = net.run(state, xs, modulators=None, targets=None)       # scan over T
 
 Each rule (``transforms.rules``) updates the weight of one op from its
 presynaptic input, its output current and the postsynaptic activity the
@@ -20,7 +20,8 @@ import jax.numpy as jnp
 
 from brainscale.model import as_step_model
 from transforms.analysis import analyse
-from brainscale.local_terms import add, extra_vars, init_states, resolve, updates
+from brainscale.local_terms import (add, extra_vars, init_states, post_slopes, resolve,
+                                    updates)
 from transforms.local_rules import Rule
 from transforms.online import run_step
 from transforms.trace import trace_step
@@ -67,14 +68,16 @@ class Plasticity:
         states = init_states(graph, self.rules, _leaves(params), B)
         return PlasticityState(params, hidden, states, hidden0)
 
-    def _step(self, state: PlasticityState, x, modulator=None):
+    def _step(self, state: PlasticityState, x, modulator=None, target=None):
         graph = self.graph
         p_leaves, p_tree = jax.tree_util.tree_flatten(state.params)
         h_leaves, h_tree = jax.tree_util.tree_flatten(state.hidden)
         h_new, out, _, _, rec = jax.vmap(
             lambda h, xx: run_step(graph, p_leaves, h, xx, extra=extra_vars(graph)))(
                 h_leaves, _leaves(x))
-        dws, states = updates(graph, self.rules, p_leaves, rec, state.rules, modulator)
+        slopes = post_slopes(graph, self.rules, p_leaves, h_leaves, _leaves(x))
+        dws, states = updates(graph, self.rules, p_leaves, rec, state.rules, modulator,
+                              slopes, target)
         new = PlasticityState(jax.tree_util.tree_unflatten(p_tree, add(p_leaves, dws)),
                               jax.tree_util.tree_unflatten(h_tree, h_new), states,
                               state.hidden0)
@@ -82,16 +85,15 @@ class Plasticity:
         by_path = {op.path: dws[op.param] for op in graph.ops if op.param in dws}
         return new, out, by_path
 
-    def _run(self, state: PlasticityState, xs, modulators=None):
-        """Steps over the leading time axis of ``xs``; returns the final state
-        and the outputs (T, B, ...)."""
+    def _run(self, state: PlasticityState, xs, modulators=None, targets=None):
+        """Steps over the leading time axis of ``xs`` (with per-step
+        ``modulators`` and ``targets`` if given); returns the final state and
+        the outputs (T, B, ...)."""
         def body(s, inp):
-            x, m = inp
-            s, out, _ = self._step(s, x, m)
+            x, m, y = inp
+            s, out, _ = self._step(s, x, m, y)
             return s, out
-        T = jax.tree_util.tree_leaves(xs)[0].shape[0]
-        mods = jnp.zeros((T,)) if modulators is None else modulators
-        return jax.lax.scan(body, state, (xs, mods))
+        return jax.lax.scan(body, state, (xs, modulators, targets))
 
 
 def plasticity(model, rules: dict[str, Rule]) -> Plasticity:

@@ -13,9 +13,10 @@ local error). A rule is a pair of pure functions, as in optax::
 beside a gradient learner.)
 ``post`` of an op driving hidden group G is the value the model itself
 emits from G this step: a variable that depends elementwise only on G's
-state and on this step's drive of G, and that a weight op reads as its
-presynaptic input (the spikes the next layer or the readout sees) or the
-step returns. ``post_activity_vars`` finds it in the JAXPR.
+state and on this step's drive of G, and that is the output of a spike
+function (a surrogate-gradient primitive), or else a weight op's
+presynaptic input (a rate layer's activation) or a step output.
+``post_activity_vars`` finds it in the JAXPR.
 """
 from __future__ import annotations
 
@@ -36,12 +37,16 @@ class LocalSignals(NamedTuple):
     post: jax.Array          # (B, O)   postsynaptic activity (spikes / rates)
     w: jax.Array             # (I, O)   the effective weight W_eff
     modulator: Any           # third factor, (B,) or scalar, or None
+    dpost: Any = None        # (B, O)   d post / d y (surrogate slope), for rules asking it
+    target: Any = None       # (B,)     the step's label, for supervised local rules
 
 
 class Rule(NamedTuple):
     init: Callable[..., Any]
     update: Callable[[Any, LocalSignals], tuple[jax.Array, Any]]
     needs_post: bool = True      # False: the rule uses only x and y (e.g. SoftHebb on u = y)
+    needs_dpost: bool = False    # True: the engine also gives d post / d y
+    reset: Callable | None = None   # state at a sequence start; default: all zeros (traces)
 
 
 def _emitted(graph: Graph):
@@ -51,11 +56,19 @@ def _emitted(graph: Graph):
     return xs, outs
 
 
-def post_activity_vars(graph: Graph) -> dict[int, Any]:
+SPIKE_PRIMITIVES = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr",
+                              "heaviside_surrogate_gradient"})
+
+
+def post_activity_vars(graph: Graph, spike_primitives=SPIKE_PRIMITIVES) -> dict[int, Any]:
     """Per hidden group driven by an op: the var of its postsynaptic activity
-    (see module docstring); first a weight op's input, else a step output."""
+    (see module docstring). First choice: the output of a spike function (a
+    surrogate-gradient primitive) on the group; then a weight op's input
+    (a rate layer's activation); then a step output."""
     t = graph.traced
     xs, outs = _emitted(graph)
+    spikes = [v for eqn in t.eqns if eqn.primitive.name in spike_primitives
+              for v in eqn.outvars]
     order = [v for eqn in t.eqns for v in eqn.outvars]
     result = {}
     for g in graph.groups:
@@ -70,7 +83,8 @@ def post_activity_vars(graph: Graph) -> dict[int, Any]:
             return (all(how is ELEM for how in d.values()) and set(d) <= own
                     and any(src == "y" for src, _ in d))
 
-        found = [v for v in order if v in xs and is_post(v)]
+        found = [v for v in spikes if is_post(v)]
+        found += [v for v in order if v in xs and is_post(v)]
         found += [v for v in outs if not isinstance(v, jcore.Literal) and is_post(v)]
         if found:
             result[g.index] = found[0]
