@@ -1,7 +1,7 @@
 """Data parallelism: the batch of a learner split across devices.
 
 Every per-sample quantity of a ``LearnerState`` (hidden state, eligibility
-traces) carries the batch on one axis; parameters and optimizer state are
+traces, local rules' activity traces) carries the batch on one axis; parameters and optimizer state are
 replicated. Placing the state and the inputs with ``NamedSharding`` is all
 it takes: the jitted learner methods are unchanged and XLA partitions them
 (GSPMD), reducing the weight gradients across devices.
@@ -16,6 +16,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from brainscale import local_terms
 
 __all__ = ["batch_mesh", "state_batch_axes", "shard_state", "shard_batch"]
 
@@ -44,6 +46,8 @@ def state_batch_axes(learner, state):
     B + 1 and the one axis whose length changes is the batch axis."""
     B = int(jax.tree_util.tree_leaves(state.hidden)[0].shape[0])
     grown = jax.eval_shape(lambda: learner._zero_traces(learner.graph, B + 1, state.hidden0))
+    grown_local = jax.eval_shape(lambda: local_terms.init_states(
+        learner.graph, learner.rules, jax.tree_util.tree_leaves(state.params), B + 1))
 
     def axis_of(a, b):
         diff = [i for i, (m, n) in enumerate(zip(np.shape(a), b.shape)) if m != n]
@@ -53,7 +57,8 @@ def state_batch_axes(learner, state):
     return type(state)(params=none(state.params), opt_state=none(state.opt_state),
                        hidden=jax.tree.map(lambda _: 0, state.hidden),
                        traces=jax.tree.map(axis_of, state.traces, grown),
-                       hidden0=none(state.hidden0))
+                       hidden0=none(state.hidden0),
+                       local=jax.tree.map(axis_of, state.local, grown_local))
 
 
 def _sharding(mesh, ndim, axis, name):
