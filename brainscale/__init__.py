@@ -4,6 +4,7 @@
 """
 from brainscale import losses
 from brainscale.learner import ALGORITHMS, Learner, LearnerState, online
+from brainscale.local_learning import Plasticity, PlasticityState, plasticity
 from brainscale.brainstate_model import from_brainstate, to_brainstate
 from brainscale.model import StepModel, from_nnx, to_nnx
 from brainscale.state import HiddenState
@@ -12,5 +13,5 @@ from transforms.errors import CompileError
 __version__ = "0.1.0"
 
 __all__ = ["ALGORITHMS", "CompileError", "HiddenState", "Learner", "LearnerState",
-           "StepModel", "from_brainstate", "from_nnx", "losses", "online", "to_brainstate",
-           "to_nnx"]
+           "Plasticity", "PlasticityState", "StepModel", "from_brainstate", "from_nnx", "losses",
+           "online", "plasticity", "to_brainstate", "to_nnx"]

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from brainscale.decolle_layer import DecolleLayer
-from brainscale.plasticity import plasticity
+from brainscale.local_learning import plasticity
 from gradcheck import float64
 from transforms.rules.decolle import decolle, local_readout
 

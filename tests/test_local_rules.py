@@ -12,7 +12,7 @@ from flax import nnx
 
 import brainscale as bs
 from brainscale.neurons import LIF
-from brainscale.plasticity import plasticity
+from brainscale.local_learning import plasticity
 from gradcheck import float64
 from transforms.local_rules import LocalSignals, post_activity_vars
 from transforms.rules import hebbian, stdp
