@@ -63,3 +63,15 @@ def test_memory_time_tiny(tmp_path):
     temp = {(r["algorithm"], int(r["T"])): int(r["temp_bytes"]) for r in rows}
     assert temp["bptt", 64] > temp["bptt", 32]
     assert temp["es_d_rtrl", 64] <= 1.1 * temp["es_d_rtrl", 32]
+
+
+def test_local_rules_tiny(tmp_path):
+    lr = load("local_rules")
+    argv = ["--steps", "3", "--T", "6", "--only", "es_d_rtrl", "softhebb + es_d_rtrl", "decolle",
+            "--out", str(tmp_path)]
+    assert lr.main(argv) == 0
+    rows = read_rows(tmp_path / "local_rules.csv")
+    assert [r["method"] for r in rows] == ["es_d_rtrl", "softhebb + es_d_rtrl", "decolle"]
+    for r in rows:
+        assert 0.0 <= float(r["accuracy"]) <= 1.0 and float(r["s_per_sequence"]) > 0
+    assert "| decolle |" in (tmp_path / "local_rules.md").read_text()
