@@ -16,6 +16,7 @@ QUICK = {
     "fidelity": ["--quick"],
     "memory_time": ["--quick"],
     "vs_braintrace": ["--T", "100", "--seeds", "0", "--reps", "2"],
+    "local_rules": ["--steps", "40"],
 }
 
 
