@@ -369,7 +369,8 @@ def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entro
     algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), "e_prop"
     (D-RTRL's traces with the output error broadcast back: ``feedback``
     "symmetric", which equals D-RTRL, or "random", a fixed random matrix
-    drawn with ``feedback_seed``), or "bptt" (exact reference, memory grows
+    drawn with ``feedback_seed``), "ostl" (D-RTRL on feed-forward layers;
+    recurrent weights refused), or "bptt" (exact reference, memory grows
     with T). ``decay`` is ES-D-RTRL's alpha;
     ``trace_dtype`` (e.g. ``jnp.bfloat16``) stores D-RTRL traces in a smaller
     type. ``readout_paths`` carries the loss's temporal path through linear

@@ -18,10 +18,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from brainscale.model import as_step_model
-from transforms.analysis import analyse
 from brainscale.local_terms import (add, extra_vars, init_states, post_slopes, resolve,
                                     updates)
+from brainscale.model import as_step_model
+from transforms.analysis import analyse
 from transforms.local_rules import Rule
 from transforms.online import run_step
 from transforms.trace import trace_step
