@@ -323,3 +323,46 @@ def test_a_hebbian_layer_beside_an_es_d_rtrl_layer():
     acc = np.mean([float(jnp.mean(hybrid.predict(state, xt)[-1].argmax(-1) == yt[-1]))
                    for xt, yt in (rate_task(jax.random.PRNGKey(900 + i)) for i in range(4))])
     assert float(m["loss"]) < 0.5 * first and acc >= 0.85, (first, float(m["loss"]), acc)
+
+
+def test_triplet_stdp_equals_numpy_and_reduces_to_pairs():
+    r = np.random.default_rng(7)
+    T, B, I, O = 40, 2, 3, 2
+    xs = (r.random((T, B, I)) < 0.3).astype(float)
+    posts = (r.random((T, B, O)) < 0.3).astype(float)
+    kw = dict(a2_plus=5e-3, a3_plus=6e-3, a2_minus=7e-3, a3_minus=2e-4,
+              tau_plus=16.8, tau_x=101.0, tau_minus=33.7, tau_y=125.0)
+    rule = stdp.triplet_stdp(**kw)
+    state = rule.init(jnp.zeros((I, O)), (I,), (O,), B)
+    got = np.zeros((I, O))
+    for t in range(T):
+        dw, state = rule.update(state, LocalSignals(jnp.asarray(xs[t]), None,
+                                                    jnp.asarray(posts[t]), None, None))
+        got += np.asarray(dw)
+    dec = {k: math.exp(-1 / kw[k]) for k in ("tau_plus", "tau_x", "tau_minus", "tau_y")}
+    r1, r2 = np.zeros((B, I)), np.zeros((B, I))
+    o1, o2 = np.zeros((B, O)), np.zeros((B, O))
+    want = np.zeros((I, O))
+    for t in range(T):
+        r1, r2, o1, o2 = (r1 * dec["tau_plus"], r2 * dec["tau_x"], o1 * dec["tau_minus"],
+                          o2 * dec["tau_y"])
+        for b in range(B):
+            for j in range(I):
+                for k in range(O):
+                    ltp = posts[t, b, k] * (r1[b, j] + xs[t, b, j]) * (
+                        kw["a2_plus"] + kw["a3_plus"] * o2[b, k])
+                    ltd = xs[t, b, j] * o1[b, k] * (kw["a2_minus"] + kw["a3_minus"] * r2[b, j])
+                    want[j, k] += (ltp - ltd) / B
+        r1, r2, o1, o2 = r1 + xs[t], r2 + xs[t], o1 + posts[t], o2 + posts[t]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    # without the triplet terms it is the pair rule
+    pair = stdp.stdp(a_plus=5e-3, a_minus=7e-3, tau_pre=16.8, tau_post=33.7)
+    no3 = stdp.triplet_stdp(**{**kw, "a3_plus": 0.0, "a3_minus": 0.0})
+    s1 = pair.init(jnp.zeros((I, O)), (I,), (O,), B)
+    s2 = no3.init(jnp.zeros((I, O)), (I,), (O,), B)
+    for t in range(T):
+        sig = LocalSignals(jnp.asarray(xs[t]), None, jnp.asarray(posts[t]), jnp.zeros((I, O)),
+                           None)
+        d1, s1 = pair.update(s1, sig)
+        d2, s2 = no3.update(s2, sig)
+        np.testing.assert_allclose(d1, d2, rtol=1e-12, atol=1e-15)

@@ -13,6 +13,9 @@ classic pairing window. Bounds: additive f+ = f- = 1 (then clip to
 [w_min, w_max]), or multiplicative f+ = w_max - w, f- = w - w_min. Batch
 terms are averaged. Kept: one trace per pre and per post neuron and sample.
 
+Triplet STDP (Pfister & Gerstner 2006) adds to each pair term a factor of
+a slower trace of the other side's earlier spikes (``triplet_stdp``).
+
 Three-factor (reward-modulated) STDP keeps the pair term in a per-synapse
 eligibility trace, ``e_t = a_e e_{t-1} + stdp_t``, and changes the weight
 only by ``dw = eta <M e>`` with M the modulator (per sample or scalar):
@@ -95,4 +98,32 @@ def reward_stdp(eta: float, a_plus: float = 1.0, a_minus: float = 1.0, tau_pre: 
     return Rule(init, update)
 
 
-__all__ = ["stdp", "reward_stdp"]
+def triplet_stdp(a2_plus: float = 5e-3, a3_plus: float = 6e-3, a2_minus: float = 7e-3,
+                 a3_minus: float = 2e-4, tau_plus: float = 16.8, tau_x: float = 101.0,
+                 tau_minus: float = 33.7, tau_y: float = 125.0, dt: float = 1.0) -> Rule:
+    """Triplet STDP (Pfister & Gerstner 2006, all-to-all; defaults: their
+    visual-cortex fit). Pre traces r1 (tau_plus), r2 (tau_x); post traces o1
+    (tau_minus), o2 (tau_y); each ``tr = a tr + s``. With ``before`` the
+    value of a trace before this step's own spike::
+
+        dw = s_post r1 (A2+ + A3+ o2_before) - s_pre o1_before (A2- + A3- r2_before)
+
+    With A3+ = A3- = 0 it is the pair rule. Kept: four traces per neuron."""
+    a = [_decay(dt, t) for t in (tau_plus, tau_x, tau_minus, tau_y)]
+
+    def init(w, x_shape, post_shape, batch):
+        z = lambda shape: jnp.zeros((batch,) + tuple(shape), w.dtype)
+        return (z(x_shape), z(x_shape), z(post_shape), z(post_shape))
+
+    def update(state, sig: LocalSignals):
+        r1, r2, o1, o2 = (ai * tr for ai, tr in zip(a, state))     # decayed: "before"
+        r1n, r2n = r1 + sig.x, r2 + sig.x
+        o1n, o2n = o1 + sig.post, o2 + sig.post
+        ltp = (r1n[:, :, None] * (sig.post * (a2_plus + a3_plus * o2))[:, None, :])
+        ltd = (sig.x * (a2_minus + a3_minus * r2))[:, :, None] * o1[:, None, :]
+        return jnp.mean(ltp - ltd, axis=0), (r1n, r2n, o1n, o2n)
+
+    return Rule(init, update)
+
+
+__all__ = ["stdp", "reward_stdp", "triplet_stdp"]
