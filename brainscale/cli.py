@@ -63,14 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench", help="quick versions of all benchmarks (fidelity, memory/time vs T, "
-                      "side by side with braintrace) into one folder",
+                      "side by side with braintrace, local rules) into one folder",
         description="Run the benchmarks of benchmarks/ with quick settings (under ten "
                     "minutes on 2 CPU cores): gradient fidelity across neuron models, "
-                    "memory and time vs sequence length, and BrainScale vs braintrace on "
-                    "the lif-delta network (skipped if braintrace is not installed).")
+                    "memory and time vs sequence length, BrainScale vs braintrace on "
+                    "the lif-delta network (skipped if braintrace is not installed), and "
+                    "every learning rule on spike-encoded digits.")
     bench.add_argument("--out", default="bench_out", metavar="DIR",
                        help="output directory (default: bench_out)")
-    bench.add_argument("--only", nargs="+", choices=["fidelity", "memory_time", "vs_braintrace"],
+    from brainscale.bench import QUICK
+
+    bench.add_argument("--only", nargs="+", choices=sorted(QUICK),
                        help="run only these benchmarks")
     bench.set_defaults(func=_cmd_bench)
 
