@@ -127,27 +127,23 @@ def run_decolle(data, steps, T):
     x0 = rate_encode(x_tr[:B], T, jax.random.PRNGKey(0))[0]
     state = net.init(jax.random.PRNGKey(0), x0)
 
-    def fresh(s, r):
-        hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + h.shape), s.hidden0)
-        return s._replace(hidden=hidden, rules={k: r[k].reset(v) for k, v in s.rules.items()})
-
-    rng, times, r = np.random.default_rng(0), [], rules(optax.adamax(3e-3))
+    rng, times = np.random.default_rng(0), []
     for step in range(steps):
         idx = rng.choice(len(x_tr), B, replace=False)
         xs = rate_encode(x_tr[idx], T, jax.random.PRNGKey(step + 1))
         ys = jnp.broadcast_to(jnp.asarray(y_tr[idx]), (T, B))
         t0 = time.perf_counter()
-        state, out = net.run(fresh(state, r), xs, targets=ys)
+        state, out = net.run(net.reset(state), xs, targets=ys)
         jax.block_until_ready(out)
         times.append(time.perf_counter() - t0)
-    mem = xla_temp_mib(net._run, fresh(state, r), xs, None, ys)
+    mem = xla_temp_mib(net._run, net.reset(state), xs, None, ys)
     frozen = bs.plasticity(model, rules(optax.sgd(0.0)))
     ev = frozen.init(jax.random.PRNGKey(0), x0)._replace(params=state.params)
     G = ev.rules["params['l2']['fc']['W']"]
     correct, n = 0, (len(x_te) // B) * B
     for i in range(0, n, B):
         xs = rate_encode(x_te[i:i + B], T, jax.random.PRNGKey(10 ** 6 + i))
-        _, spikes = frozen.run(fresh(ev, rules(optax.sgd(0.0))), xs, targets=jnp.full((T, B), -1))
+        _, spikes = frozen.run(frozen.reset(ev), xs, targets=jnp.full((T, B), -1))
         pred = np.asarray(local_readout(G, spikes[T // 2:]).sum(0)).argmax(-1)
         correct += int(np.sum(pred == y_te[i:i + B]))
     return correct / n, statistics.median(times[1:]), mem

@@ -4,6 +4,7 @@
     state = net.init(rng, x_batch)
     state, out, dws = net.step(state, x_t, modulator=None, target=None)   # one step
     state, outs = net.run(state, xs, modulators=None, targets=None)       # scan over T
+    state = net.reset(state)                                              # new sequence
 
 Each rule (``transforms.rules``) updates the weight of one op from its
 presynaptic input, its output current and the postsynaptic activity the
@@ -18,8 +19,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from brainscale.local_terms import (add, extra_vars, init_states, post_slopes, resolve,
-                                    updates)
+from brainscale.local_terms import (add, extra_vars, init_states, post_slopes, reset_states,
+                                    resolve, updates)
 from brainscale.model import as_step_model
 from transforms.analysis import analyse
 from transforms.local_rules import Rule
@@ -47,6 +48,7 @@ class Plasticity:
         self.graph = None
         self.step = jax.jit(self._step)
         self.run = jax.jit(self._run)
+        self.reset = jax.jit(self._reset)
 
     def _compile(self, params, hidden, x):
         spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
@@ -67,6 +69,13 @@ class Plasticity:
         hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), hidden0)
         states = init_states(graph, self.rules, _leaves(params), B)
         return PlasticityState(params, hidden, states, hidden0)
+
+    def _reset(self, state: PlasticityState) -> PlasticityState:
+        """A new sequence: hidden state back to its initial value, the rules'
+        activity traces to zero (``Rule.reset`` where a rule keeps more)."""
+        B = jax.tree_util.tree_leaves(state.hidden)[0].shape[0] if _leaves(state.hidden) else 0
+        hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), state.hidden0)
+        return state._replace(hidden=hidden, rules=reset_states(self.rules, state.rules))
 
     def _step(self, state: PlasticityState, x, modulator=None, target=None):
         graph = self.graph

@@ -94,11 +94,6 @@ def test_decolle_trains_on_digits_and_its_state_is_flat_in_T():
     state = net.init(jax.random.PRNGKey(0), rate_encode(x_tr[:B], T, jax.random.PRNGKey(0))[0])
     sizes = sum(a.size for a in jax.tree.leaves(state.rules))
 
-    def fresh(s, learner):
-        hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + h.shape), s.hidden0)
-        return s._replace(hidden=hidden, rules={k: r.reset(s.rules[k])
-                                                for k, r in learner.rules.items()})
-
     rng = np.random.default_rng(0)
     for epoch in range(3):
         order = rng.permutation(len(x_tr))
@@ -106,7 +101,7 @@ def test_decolle_trains_on_digits_and_its_state_is_flat_in_T():
             idx = order[i:i + B]
             xs = rate_encode(x_tr[idx], T, jax.random.PRNGKey(epoch * 10000 + i))
             ys = jnp.broadcast_to(jnp.asarray(y_tr[idx]), (T, B))
-            state, _ = net.run(fresh(state, net), xs, targets=ys)
+            state, _ = net.run(net.reset(state), xs, targets=ys)
     assert sum(a.size for a in jax.tree.leaves(state.rules)) == sizes      # flat in T
 
     frozen = plasticity(model, rules(optax.sgd(0.0)))             # the same readouts, lr 0
@@ -116,7 +111,7 @@ def test_decolle_trains_on_digits_and_its_state_is_flat_in_T():
     correct, n_test = 0, (len(x_te) // B) * B
     for i in range(0, n_test, B):
         xs = rate_encode(x_te[i:i + B], T, jax.random.PRNGKey(10 ** 6 + i))
-        _, outs = frozen.run(fresh(ev, frozen), xs, targets=jnp.full((T, B), -1))
+        _, outs = frozen.run(frozen.reset(ev), xs, targets=jnp.full((T, B), -1))
         votes = np.asarray(local_readout(G, outs[-10:])).argmax(-1)
         pred = np.array([np.bincount(v, minlength=10).argmax() for v in votes.T])
         correct += int((pred == y_te[i:i + B]).sum())
