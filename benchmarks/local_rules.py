@@ -1,4 +1,4 @@
-"""Every learning rule on spike-encoded digits, side by side.
+"""Every learning rule on spike-encoded digits (and on DMTS), side by side.
 
 Network: 64 rate-coded inputs (T steps, max rate 0.5) -> LIF 128 -> LIF 64
 -> linear readout to 10 classes; the label is asked at every step of the
@@ -7,11 +7,18 @@ feedback, OSTL) train all weights; the hybrids put the first layer under a
 local rule (SoftHebb, Oja, pair STDP) and train the rest with ES-D-RTRL;
 DECOLLE trains two DecolleLayers (64 -> 128 -> 64) with their local
 readouts. Reported: test accuracy (readout summed over the labelled steps,
-360 held-out digits), median seconds per training sequence, and XLA's
+352 held-out digits), median seconds per training sequence, and XLA's
 temporary memory of the compiled training step.
 
-    python benchmarks/local_rules.py [--steps 135] [--T 20] [--only NAME ...]
-        [--out bench_out/local_rules]
+``--task dmts``: delayed match-to-sample (sample 200 ms, ``--delay`` 300 ms,
+test 200 ms; the answer scored on the test window) with the examples'
+recurrent ALIF network (100 -> 200 recurrent -> leaky readout 2); the
+hybrids' rule drives the recurrent layer's weight (input and recurrent
+rows); DECOLLE is two feed-forward DecolleLayers 100 -> 200 -> 64, which
+keep nothing over the delay.
+
+    python benchmarks/local_rules.py [--task digits|dmts] [--steps N] [--T 20]
+        [--delay 300] [--only NAME ...] [--out DIR]
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +42,7 @@ import brainscale as bs  # noqa: E402
 from brainscale.decolle_layer import DecolleLayer  # noqa: E402
 from brainscale.neurons import LIF  # noqa: E402
 from brainscale.tasks.digits import load_digits_split, rate_encode  # noqa: E402
+from brainscale.tasks.dmts_task import make_task  # noqa: E402
 from transforms.rules import hebbian, stdp  # noqa: E402
 from transforms.rules.decolle import decolle, local_readout  # noqa: E402
 
@@ -54,35 +63,96 @@ class Net(nnx.Module):
 
 
 class DecolleNet(nnx.Module):
-    def __init__(self, rngs):
+    def __init__(self, rngs, n_in, n1, n2):
         kw = dict(rngs=rngs, alpha=0.9, beta=0.8, scale=4.0)
-        self.l1 = DecolleLayer(64, 128, **kw)
-        self.l2 = DecolleLayer(128, 64, **kw)
+        self.l1 = DecolleLayer(n_in, n1, **kw)
+        self.l2 = DecolleLayer(n1, n2, **kw)
 
     def __call__(self, x):
         return self.l2(self.l1(x))
 
 
 FIRST = "params['fc1']['kernel']"
-GRADIENT = {
-    "bptt": dict(algorithm="bptt"),
-    "d_rtrl": dict(algorithm="d_rtrl"),
-    "es_d_rtrl": dict(algorithm="es_d_rtrl"),
-    "e_prop (random B)": dict(algorithm="e_prop", feedback="random"),
-    "ostl": dict(algorithm="ostl"),
-    "softhebb + es_d_rtrl": dict(algorithm="es_d_rtrl",
-                                 rules={FIRST: hebbian.softhebb(0.05)}),
-    "oja + es_d_rtrl": dict(algorithm="es_d_rtrl", rules={FIRST: hebbian.oja(0.005)}),
-    "stdp + es_d_rtrl": dict(algorithm="es_d_rtrl", rules={FIRST: stdp.stdp(
-        a_plus=1e-3, a_minus=1.2e-3, bounds="multiplicative", w_min=-1.0, w_max=1.0)}),
-}
-METHODS = list(GRADIENT) + ["decolle"]
+
+
+def gradient_methods(first):
+    """The gradient learners and the hybrids whose layer ``first`` follows a
+    local rule."""
+    return {
+        "bptt": dict(algorithm="bptt"),
+        "d_rtrl": dict(algorithm="d_rtrl"),
+        "es_d_rtrl": dict(algorithm="es_d_rtrl"),
+        "e_prop (random B)": dict(algorithm="e_prop", feedback="random"),
+        "ostl": dict(algorithm="ostl"),
+        "softhebb + es_d_rtrl": dict(algorithm="es_d_rtrl",
+                                     rules={first: hebbian.softhebb(0.05)}),
+        "oja + es_d_rtrl": dict(algorithm="es_d_rtrl", rules={first: hebbian.oja(0.005)}),
+        "stdp + es_d_rtrl": dict(algorithm="es_d_rtrl", rules={first: stdp.stdp(
+            a_plus=1e-3, a_minus=1.2e-3, bounds="multiplicative", w_min=-1.0, w_max=1.0)}),
+    }
+
+
+METHODS = list(gradient_methods(FIRST)) + ["decolle"]
 
 
 def labels(y, T):
     ys = np.full((T, len(y)), -1, np.int32)
     ys[T // 2:] = y[None]
     return jnp.asarray(ys)
+
+
+class Setup(NamedTuple):
+    """One task for the table: networks, batches and the held-out set."""
+    net: Callable                 # () -> the gradient learners' network
+    first: str                    # the path of the layer the hybrids' rules drive
+    decolle_net: Callable         # () -> DecolleNet
+    n_out: int
+    batch: Callable               # step -> (xs (T,B,I), ys (T,B), -1 = no label)
+    held_out: Callable            # () -> iterable of (xs, ys (T,B), y (B,))
+    lr: float
+
+
+def digits_setup(T) -> Setup:
+    x_tr, y_tr, x_te, y_te = load_digits_split()
+    rng = np.random.default_rng(0)
+
+    def batch(step):
+        idx = rng.choice(len(x_tr), B, replace=False)
+        return rate_encode(x_tr[idx], T, jax.random.PRNGKey(step + 1)), labels(y_tr[idx], T)
+
+    def held_out():
+        for i in range(0, (len(x_te) // B) * B, B):
+            xs = rate_encode(x_te[i:i + B], T, jax.random.PRNGKey(10 ** 6 + i))
+            yield xs, labels(y_te[i:i + B], T), y_te[i:i + B]
+
+    return Setup(lambda: Net(nnx.Rngs(0)), FIRST,
+                 lambda: DecolleNet(nnx.Rngs(0), 64, 128, 64), 10, batch, held_out, 3e-3)
+
+
+def dmts_setup(delay, n_eval=256) -> Setup:
+    """DMTS (100 direction-tuned inputs; the answer in the test window only)
+    with the examples' recurrent ALIF network (200 neurons, tau_a 2 s)."""
+    task = make_task(delay=delay, fixation=10, sample=200, test=200, n_eval=n_eval)
+
+    def batch(step):
+        xs, ys = task.train_batch(0, step, B)
+        return jnp.asarray(xs), jnp.asarray(ys)
+
+    def held_out():
+        for xs, ys in task.eval_batches(B):
+            yield jnp.asarray(xs), jnp.asarray(ys), np.asarray(ys).max(0)
+
+    return Setup(lambda: task.make_model({}, 0), "params['layers'][0]['linear']['W']",
+                 lambda: DecolleNet(nnx.Rngs(0), 100, 200, 64), 2, batch,
+                 held_out, 5e-3)
+
+
+def score(logits, ys, y):
+    """Held-out hits: the logits summed over the labelled steps."""
+    mask = (np.asarray(ys) >= 0)[..., None]
+    pred = (np.asarray(logits) * mask).sum(0).argmax(-1)
+    keep = y >= 0
+    return int(np.sum(pred[keep] == y[keep])), int(keep.sum())
 
 
 def xla_temp_mib(fn, *args) -> float:
@@ -93,90 +163,90 @@ def xla_temp_mib(fn, *args) -> float:
         return float("nan")
 
 
-def run_gradient(name, data, steps, T, lr=3e-3):
-    x_tr, y_tr, x_te, y_te = data
-    cfg = dict(GRADIENT[name])
-    learner = bs.online(Net(nnx.Rngs(0)), optimizer=optax.adam(lr), **cfg)
-    state = learner.init(jax.random.PRNGKey(0), rate_encode(x_tr[:B], T, jax.random.PRNGKey(0))[0])
-    rng, times = np.random.default_rng(0), []
+def run_gradient(name, setup: Setup, steps):
+    cfg = dict(gradient_methods(setup.first)[name])
+    learner = bs.online(setup.net(), optimizer=optax.adam(setup.lr), **cfg)
+    xs, ys = setup.batch(0)
+    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    times = []
     for step in range(steps):
-        idx = rng.choice(len(x_tr), B, replace=False)
-        xs = rate_encode(x_tr[idx], T, jax.random.PRNGKey(step + 1))
+        xs, ys = setup.batch(step)
         t0 = time.perf_counter()
-        state, m = learner.train_sequence(state, xs, labels(y_tr[idx], T))
+        state, m = learner.train_sequence(state, xs, ys)
         jax.block_until_ready(m["loss"])
         times.append(time.perf_counter() - t0)
-    mem = xla_temp_mib(learner._train_sequence, state, xs, labels(y_tr[idx], T))
-    correct = 0
-    n = (len(x_te) // B) * B
-    for i in range(0, n, B):
-        out = learner.predict(state, rate_encode(x_te[i:i + B], T, jax.random.PRNGKey(10 ** 6 + i)))
-        correct += int(np.sum(np.asarray(out[T // 2:].sum(0)).argmax(-1) == y_te[i:i + B]))
-    return correct / n, statistics.median(times[1:]), mem
+    mem = xla_temp_mib(learner._train_sequence, state, xs, ys)
+    hits = [score(learner.predict(state, xs), ys, y) for xs, ys, y in setup.held_out()]
+    return (sum(h for h, _ in hits) / sum(n for _, n in hits),
+            statistics.median(times[1:] or times), mem)
 
 
-def run_decolle(data, steps, T):
-    x_tr, y_tr, x_te, y_te = data
-
+def run_decolle(setup: Setup, steps):
     def rules(opt):
-        return {f"params['{l}']['fc']['W']": decolle(opt, 10, burn_in=5, seed=i)
+        return {f"params['{l}']['fc']['W']": decolle(opt, setup.n_out, burn_in=5, seed=i)
                 for i, l in enumerate(("l1", "l2"))}
 
-    model = DecolleNet(nnx.Rngs(0))
+    model = setup.decolle_net()
     net = bs.plasticity(model, rules(optax.adamax(3e-3)))
-    x0 = rate_encode(x_tr[:B], T, jax.random.PRNGKey(0))[0]
-    state = net.init(jax.random.PRNGKey(0), x0)
-
-    rng, times = np.random.default_rng(0), []
+    xs, ys = setup.batch(0)
+    state = net.init(jax.random.PRNGKey(0), xs[0])
+    times = []
     for step in range(steps):
-        idx = rng.choice(len(x_tr), B, replace=False)
-        xs = rate_encode(x_tr[idx], T, jax.random.PRNGKey(step + 1))
-        ys = jnp.broadcast_to(jnp.asarray(y_tr[idx]), (T, B))
+        xs, ys = setup.batch(step)
         t0 = time.perf_counter()
         state, out = net.run(net.reset(state), xs, targets=ys)
         jax.block_until_ready(out)
         times.append(time.perf_counter() - t0)
     mem = xla_temp_mib(net._run, net.reset(state), xs, None, ys)
     frozen = bs.plasticity(model, rules(optax.sgd(0.0)))
-    ev = frozen.init(jax.random.PRNGKey(0), x0)._replace(params=state.params)
+    ev = frozen.init(jax.random.PRNGKey(0), xs[0])._replace(params=state.params)
     G = ev.rules["params['l2']['fc']['W']"]
-    correct, n = 0, (len(x_te) // B) * B
-    for i in range(0, n, B):
-        xs = rate_encode(x_te[i:i + B], T, jax.random.PRNGKey(10 ** 6 + i))
-        _, spikes = frozen.run(frozen.reset(ev), xs, targets=jnp.full((T, B), -1))
-        pred = np.asarray(local_readout(G, spikes[T // 2:]).sum(0)).argmax(-1)
-        correct += int(np.sum(pred == y_te[i:i + B]))
-    return correct / n, statistics.median(times[1:]), mem
+    hits = []
+    for xs, ys, y in setup.held_out():
+        _, spikes = frozen.run(frozen.reset(ev), xs, targets=jnp.full(ys.shape, -1))
+        hits.append(score(local_readout(G, spikes), ys, y))
+    return (sum(h for h, _ in hits) / sum(n for _, n in hits),
+            statistics.median(times[1:] or times), mem)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=135, help="training sequences (batch 32)")
-    p.add_argument("--T", type=int, default=20)
+    p.add_argument("--task", choices=["digits", "dmts"], default="digits")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training sequences of batch 32 (135 digits, 150 DMTS)")
+    p.add_argument("--T", type=int, default=20, help="digits: steps per digit")
+    p.add_argument("--delay", type=float, default=300.0, help="DMTS: delay in ms")
+    p.add_argument("--n-eval", type=int, default=256, help="DMTS: held-out trials")
     p.add_argument("--only", nargs="*", choices=METHODS)
-    p.add_argument("--out", default=os.path.join("bench_out", "local_rules"))
+    p.add_argument("--out", default=None, help="default bench_out/local_rules[_dmts]")
     args = p.parse_args(argv)
-    data = load_digits_split()
+    if args.task == "digits":
+        setup, steps, title = digits_setup(args.T), args.steps or 135, "spike-encoded digits"
+    else:
+        setup, steps = dmts_setup(args.delay, args.n_eval), args.steps or 150
+        title = f"DMTS ({args.delay:g} ms delay)"
+    out_dir = args.out or os.path.join("bench_out", "local_rules" + (
+        "" if args.task == "digits" else "_dmts"))
     rows = []
     for name in args.only or METHODS:
         if name == "decolle":
-            acc, sec, mem = run_decolle(data, args.steps, args.T)
+            acc, sec, mem = run_decolle(setup, steps)
         else:
-            acc, sec, mem = run_gradient(name, data, args.steps, args.T)
+            acc, sec, mem = run_gradient(name, setup, steps)
         rows.append({"method": name, "accuracy": acc, "s_per_sequence": sec,
-                     "xla_temp_mib": mem, "steps": args.steps})
+                     "xla_temp_mib": mem, "steps": steps})
         print(f"{name:22s} accuracy {acc:.3f}  {sec * 1000:7.1f} ms/sequence  "
               f"XLA temp {mem:.2f} MiB", flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    common.write_csv(os.path.join(args.out, "local_rules.csv"), rows, FIELDS)
+    os.makedirs(out_dir, exist_ok=True)
+    common.write_csv(os.path.join(out_dir, "local_rules.csv"), rows, FIELDS)
     table = common.md_table(
         ["method", "test accuracy", "ms per sequence (median)", "XLA temp (MiB)"],
         [[r["method"], f"{100 * r['accuracy']:.1f}%", f"{1000 * r['s_per_sequence']:.1f}",
           f"{r['xla_temp_mib']:.2f}"] for r in rows])
     info = common.device_info()
-    lines = common.header_lines("Local rules on spike-encoded digits", info,
+    lines = common.header_lines(f"Local rules on {title}", info,
                                 common.command_line("benchmarks/local_rules.py", argv))
-    with open(os.path.join(args.out, "local_rules.md"), "w") as f:
+    with open(os.path.join(out_dir, "local_rules.md"), "w") as f:
         f.write("\n".join(lines) + "\n\n" + table + "\n")
     print(table)
     return 0

@@ -34,10 +34,12 @@ def _decay(dt, tau):
     return math.exp(-dt / tau)
 
 
-def _pair_term(pre, post_before, sig: LocalSignals, a_plus, a_minus, bounds, w_min, w_max):
-    """Per-sample LTP and LTD terms (B, I, O) and their bound factors."""
-    ltp = pre[:, :, None] * sig.post[:, None, :]
-    ltd = sig.x[:, :, None] * post_before[:, None, :]
+def _pair_term(pre, post_before, sig: LocalSignals, a_plus, a_minus, bounds, w_min, w_max,
+               spec="bi,bo->io"):
+    """LTP minus LTD with their bound factors; ``spec`` "bi,bo->io" sums the
+    batch (the caller divides), "bi,bo->bio" keeps it (for eligibility)."""
+    ltp = jnp.einsum(spec, pre, sig.post)
+    ltd = jnp.einsum(spec, sig.x, post_before)
     if bounds == "multiplicative":
         return a_plus * (w_max - sig.w) * ltp - a_minus * (sig.w - w_min) * ltd
     return a_plus * ltp - a_minus * ltd
@@ -67,8 +69,8 @@ def stdp(a_plus: float = 0.01, a_minus: float = 0.012, tau_pre: float = 20.0,
 
     def update(state, sig: LocalSignals):
         pre, post_before, post = _traces(state, sig, ap, aq)
-        dw = jnp.mean(_pair_term(pre, post_before, sig, a_plus, a_minus, bounds, w_min, w_max),
-                      axis=0)
+        dw = _pair_term(pre, post_before, sig, a_plus, a_minus, bounds, w_min,
+                        w_max) / sig.x.shape[0]
         if bounds == "additive":
             dw = jnp.clip(sig.w + dw, w_min, w_max) - sig.w
         return dw, (pre, post)
@@ -90,7 +92,7 @@ def reward_stdp(eta: float, a_plus: float = 1.0, a_minus: float = 1.0, tau_pre: 
     def update(state, sig: LocalSignals):
         pre, post_before, post = _traces(state[:2], sig, ap, aq)
         e = ae * state[2] + _pair_term(pre, post_before, sig, a_plus, a_minus, "additive",
-                                       None, None)
+                                       None, None, spec="bi,bo->bio")
         m = jnp.zeros(()) if sig.modulator is None else jnp.asarray(sig.modulator)
         m = jnp.broadcast_to(m, (e.shape[0],)).astype(e.dtype)
         return eta * jnp.einsum("b,bio->io", m, e) / e.shape[0], (pre, post, e)
@@ -119,9 +121,9 @@ def triplet_stdp(a2_plus: float = 5e-3, a3_plus: float = 6e-3, a2_minus: float =
         r1, r2, o1, o2 = (ai * tr for ai, tr in zip(a, state))     # decayed: "before"
         r1n, r2n = r1 + sig.x, r2 + sig.x
         o1n, o2n = o1 + sig.post, o2 + sig.post
-        ltp = (r1n[:, :, None] * (sig.post * (a2_plus + a3_plus * o2))[:, None, :])
-        ltd = (sig.x * (a2_minus + a3_minus * r2))[:, :, None] * o1[:, None, :]
-        return jnp.mean(ltp - ltd, axis=0), (r1n, r2n, o1n, o2n)
+        ltp = jnp.einsum("bi,bo->io", r1n, sig.post * (a2_plus + a3_plus * o2))
+        ltd = jnp.einsum("bi,bo->io", sig.x * (a2_minus + a3_minus * r2), o1)
+        return (ltp - ltd) / sig.x.shape[0], (r1n, r2n, o1n, o2n)
 
     return Rule(init, update)
 
