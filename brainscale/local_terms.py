@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from transforms.errors import CompileError
-from transforms.local_rules import LocalSignals, check_rule_op, post_activity_vars
+from transforms.local_rules import (LocalSignals, check_rule_op, downstream_ops,
+                                    post_activity_vars)
 from transforms.trace import evaluate
 
 
@@ -35,7 +36,45 @@ def resolve(graph, rules: dict) -> list:
         out.append((path, op, post[op.groups[0]] if rule.needs_post else op.y_var))
     graph.local_ops = frozenset(op.index for _, op, _ in out)
     graph.local_post = {path: v for path, _, v in out}
+    graph.local_downstream = _downstream(graph, rules, [op for _, op, _ in out])
     return out
+
+
+def _downstream(graph, rules, ops) -> dict:
+    """{path: [downstream paths]} for the rules that need the dw of their
+    neurons' output synapses; those must follow local rules too."""
+    result = {}
+    for op in ops:
+        if not rules[op.path].needs_downstream:
+            continue
+        down = downstream_ops(graph, op, ops)
+        if not down:
+            feeds = downstream_ops(graph, op, graph.ops)
+            raise CompileError(
+                f"the rule on {op.path} uses the plasticity of its neurons' output synapses, "
+                + (f"but {', '.join(o.path for o in feeds)} follow(s) no local rule"
+                   if feeds else "but no weight op takes those neurons' activity as input"),
+                path=op.path, source=op.source,
+                hint="give the output synapses a local rule in the same rules dict")
+        result[op.path] = [o.path for o in down]
+    return result
+
+
+def _order(graph) -> list:
+    """Local op paths, each after the ops whose dw it uses."""
+    done, order = set(), []
+    pending = list(graph.local_post)
+    while pending:
+        ready = [p for p in pending
+                 if all(d in done for d in graph.local_downstream.get(p, ()))]
+        if not ready:
+            raise CompileError(f"local rules wait on each other's updates in a cycle: "
+                               f"{', '.join(pending)}")
+        for p in ready:
+            done.add(p)
+            order.append(p)
+            pending.remove(p)
+    return order
 
 
 def extra_vars(graph) -> list:
@@ -92,15 +131,19 @@ def updates(graph, rules, params, recorded, states, modulator=None, slopes=None,
     """({param index: dw}, new states) from the recorded (x, y, post) values
     (and the post slopes and the label, for the rules that use them)."""
     ops = {op.path: op for op in graph.ops}
-    dws, new = {}, {}
-    for i, path in enumerate(graph.local_post):
-        op = ops[path]
+    index = {path: i for i, path in enumerate(graph.local_post)}
+    dws, new, by_path = {}, {}, {}
+    for path in _order(graph):
+        op, i = ops[path], index[path]
         x, y, post = recorded[3 * i:3 * i + 3]
+        down = graph.local_downstream.get(path)
         sig = LocalSignals(x, y, post.astype(x.dtype), graph.weff(op, params[op.param]),
-                           modulator, (slopes or {}).get(path), target)
+                           modulator, (slopes or {}).get(path), target,
+                           None if down is None else tuple(by_path[d] for d in down))
         dw, new[path] = rules[path].update(states[path], sig)
+        by_path[path] = dw
         dws[op.param] = dw.astype(params[op.param].dtype)
-    return dws, new
+    return dws, {p: new[p] for p in graph.local_post}
 
 
 def reset_states(rules, states) -> dict:

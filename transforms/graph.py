@@ -100,6 +100,7 @@ class Graph:
     linear_groups: dict = dataclasses.field(default_factory=dict)  # group -> LinearGroup
     local_ops: frozenset = frozenset()     # ops updated by a local rule, not by gradient
     local_post: dict = dataclasses.field(default_factory=dict)   # their path -> post var
+    local_downstream: dict = dataclasses.field(default_factory=dict)  # path -> output-synapse ops
     feedback: dict = dataclasses.field(default_factory=dict)     # op -> fixed feedback matrix
 
     # -- evaluation of an op's pieces, used by the learners -------------------

@@ -13,7 +13,8 @@ local error). A rule is a pair of pure functions, as in optax::
 beside a gradient learner.)
 ``post`` of an op driving hidden group G is the value the model itself
 emits from G this step: a variable that depends elementwise only on G's
-state and on this step's drive of G, and that is the output of a spike
+state and on this step's drive of G (the step's inputs may enter it in any
+way, e.g. a teacher current), and that is the output of a spike
 function (a surrogate-gradient primitive), or else a weight op's
 presynaptic input (a rate layer's activation) or a step output.
 ``post_activity_vars`` finds it in the JAXPR.
@@ -39,6 +40,8 @@ class LocalSignals(NamedTuple):
     modulator: Any           # third factor, (B,) or scalar, or None
     dpost: Any = None        # (B, O)   d post / d y (surrogate slope), for rules asking it
     target: Any = None       # (B,)     the step's label, for supervised local rules
+    downstream: Any = None   # this step's dw (O, O') of each local op fed by this op's
+    #                          neurons (their output synapses), for rules asking it
 
 
 class Rule(NamedTuple):
@@ -47,6 +50,8 @@ class Rule(NamedTuple):
     needs_post: bool = True      # False: the rule uses only x and y (e.g. SoftHebb on u = y)
     needs_dpost: bool = False    # True: the engine also gives d post / d y
     reset: Callable | None = None   # state at a sequence start; default: all zeros (traces)
+    needs_downstream: bool = False  # True: the engine gives the dw of the driven neurons'
+    #                                 output synapses (``downstream_ops``)
 
 
 def _emitted(graph: Graph):
@@ -58,6 +63,13 @@ def _emitted(graph: Graph):
 
 SPIKE_PRIMITIVES = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr",
                               "heaviside_surrogate_gradient"})
+
+
+def _of_group(d, own) -> bool:
+    """``d`` (a var's sources) is elementwise in the group's own state and
+    drive ``own``; the step's inputs may enter in any way (external drive)."""
+    inner = {src: how for src, how in d.items() if src[0] != "x"}
+    return bool(inner) and set(inner) <= own and all(how is ELEM for how in inner.values())
 
 
 def post_activity_vars(graph: Graph, spike_primitives=SPIKE_PRIMITIVES) -> dict[int, Any]:
@@ -80,8 +92,7 @@ def post_activity_vars(graph: Graph, spike_primitives=SPIKE_PRIMITIVES) -> dict[
             d = graph.deps.get(v)
             if not d or tuple(v.aval.shape) != g.shape:
                 return False
-            return (all(how is ELEM for how in d.values()) and set(d) <= own
-                    and any(src == "y" for src, _ in d))
+            return _of_group(d, own) and any(src == "y" for src, _ in d)
 
         found = [v for v in spikes if is_post(v)]
         found += [v for v in order if v in xs and is_post(v)]
@@ -89,6 +100,23 @@ def post_activity_vars(graph: Graph, spike_primitives=SPIKE_PRIMITIVES) -> dict[
         if found:
             result[g.index] = found[0]
     return result
+
+
+def downstream_ops(graph: Graph, op, candidates) -> list:
+    """The ops among ``candidates`` whose presynaptic input is the activity
+    of the neurons ``op`` drives: their x has the group's shape and depends
+    elementwise only on that group's state and drive (e.g. ``3 * spikes``).
+    These are the driven neurons' output synapses."""
+    if len(op.groups) != 1:
+        return []
+    g = graph.groups[op.groups[0]]
+    own = {("h", j) for j in g.leaves} | {("y", k) for k in g.ops}
+    out = []
+    for other in candidates:
+        d = graph.deps.get(other.x_var) if other.x_var is not None else None
+        if other is not op and d and tuple(other.x_shape) == g.shape and _of_group(d, own):
+            out.append(other)
+    return out
 
 
 def check_rule_op(graph: Graph, op, post_vars, needs_post=True) -> None:
@@ -113,4 +141,4 @@ def check_rule_op(graph: Graph, op, post_vars, needs_post=True) -> None:
             hint="feed the population's spikes to a weight op or return them from the step")
 
 
-__all__ = ["LocalSignals", "Rule", "post_activity_vars", "check_rule_op"]
+__all__ = ["LocalSignals", "Rule", "post_activity_vars", "downstream_ops", "check_rule_op"]
