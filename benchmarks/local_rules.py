@@ -6,9 +6,12 @@ second half. Gradient learners (BPTT, D-RTRL, ES-D-RTRL, e-prop with random
 feedback, OSTL) train all weights; the hybrids put the first layer under a
 local rule (SoftHebb, Oja, pair STDP) and train the rest with ES-D-RTRL;
 DECOLLE trains two DecolleLayers (64 -> 128 -> 64) with their local
-readouts. Reported: test accuracy (readout summed over the labelled steps,
+readouts; SBP trains its own 3-layer SNN (64 -> 200 -> 10, two phases per
+batch: ``T`` free steps, 10 nudged; ``--sbp-iterations`` batches).
+Reported: test accuracy (readout summed over the labelled steps,
 352 held-out digits), median seconds per training sequence, and XLA's
-temporary memory of the compiled training step.
+temporary memory and floating-point operation count (its cost analysis:
+the training cost per sequence) of the compiled training step.
 
 ``--task dmts``: delayed match-to-sample (sample 200 ms, ``--delay`` 300 ms,
 test 200 ms; the answer scored on the test window) with the examples'
@@ -41,13 +44,15 @@ import common  # noqa: E402
 import brainscale as bs  # noqa: E402
 from brainscale.decolle_layer import DecolleLayer  # noqa: E402
 from brainscale.neurons import LIF  # noqa: E402
+from brainscale.sbp_snn import SBPNet, TwoPhase, sbp_rules  # noqa: E402
 from brainscale.tasks.digits import load_digits_split, rate_encode  # noqa: E402
 from brainscale.tasks.dmts_task import make_task  # noqa: E402
 from transforms.rules import hebbian, stdp  # noqa: E402
 from transforms.rules.decolle import decolle, local_readout  # noqa: E402
 
 B = 32
-FIELDS = ["method", "accuracy", "s_per_sequence", "xla_temp_mib", "steps"]
+FIELDS = ["method", "accuracy", "s_per_sequence", "xla_temp_mib", "mflop_per_sequence",
+          "steps"]
 
 
 class Net(nnx.Module):
@@ -92,7 +97,7 @@ def gradient_methods(first):
     }
 
 
-METHODS = list(gradient_methods(FIRST)) + ["decolle"]
+METHODS = list(gradient_methods(FIRST)) + ["decolle", "sbp"]
 
 
 def labels(y, T):
@@ -155,12 +160,21 @@ def score(logits, ys, y):
     return int(np.sum(pred[keep] == y[keep])), int(keep.sum())
 
 
-def xla_temp_mib(fn, *args) -> float:
+def xla_cost(fn, *args) -> tuple[float, float]:
+    """XLA's temporary memory (MiB) and floating-point operations (MFLOP) of
+    the compiled training call; NaN where the backend does not report one."""
+    compiled = jax.jit(fn).lower(*args).compile()
     try:
-        mem = jax.jit(fn).lower(*args).compile().memory_analysis()
-        return float(mem.temp_size_in_bytes) / 2 ** 20
-    except Exception:                          # not every backend reports it
-        return float("nan")
+        mem = float(compiled.memory_analysis().temp_size_in_bytes) / 2 ** 20
+    except Exception:
+        mem = float("nan")
+    try:
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops = float(cost["flops"]) / 1e6
+    except Exception:
+        flops = float("nan")
+    return mem, flops
 
 
 def run_gradient(name, setup: Setup, steps):
@@ -175,10 +189,10 @@ def run_gradient(name, setup: Setup, steps):
         state, m = learner.train_sequence(state, xs, ys)
         jax.block_until_ready(m["loss"])
         times.append(time.perf_counter() - t0)
-    mem = xla_temp_mib(learner._train_sequence, state, xs, ys)
+    cost = xla_cost(learner._train_sequence, state, xs, ys)
     hits = [score(learner.predict(state, xs), ys, y) for xs, ys, y in setup.held_out()]
     return (sum(h for h, _ in hits) / sum(n for _, n in hits),
-            statistics.median(times[1:] or times), mem)
+            statistics.median(times[1:] or times)) + cost
 
 
 def run_decolle(setup: Setup, steps):
@@ -197,7 +211,7 @@ def run_decolle(setup: Setup, steps):
         state, out = net.run(net.reset(state), xs, targets=ys)
         jax.block_until_ready(out)
         times.append(time.perf_counter() - t0)
-    mem = xla_temp_mib(net._run, net.reset(state), xs, None, ys)
+    cost = xla_cost(net._run, net.reset(state), xs, None, ys)
     frozen = bs.plasticity(model, rules(optax.sgd(0.0)))
     ev = frozen.init(jax.random.PRNGKey(0), xs[0])._replace(params=state.params)
     G = ev.rules["params['l2']['fc']['W']"]
@@ -206,7 +220,30 @@ def run_decolle(setup: Setup, steps):
         _, spikes = frozen.run(frozen.reset(ev), xs, targets=jnp.full(ys.shape, -1))
         hits.append(score(local_readout(G, spikes), ys, y))
     return (sum(h for h, _ in hits) / sum(n for _, n in hits),
-            statistics.median(times[1:] or times), mem)
+            statistics.median(times[1:] or times)) + cost
+
+
+def run_sbp(T, iterations):
+    """The 3-layer SNN of ``brainscale.sbp_snn`` (64 -> 200 -> 10) trained
+    by two-phase SBP (``T`` free steps, 10 nudged) on rate-coded digits."""
+    x_tr, y_tr, x_te, y_te = load_digits_split()
+    tp = TwoPhase(SBPNet(64, 200, 10, rngs=nnx.Rngs(0)), 10, t_nudged=min(10, T),
+                  rules=sbp_rules(eta=0.3))
+    state = tp.init(jax.random.PRNGKey(0), jnp.zeros((B, 64)))
+    rng, times = np.random.default_rng(0), []
+    for step in range(iterations):
+        idx = rng.choice(len(x_tr), B, replace=False)
+        xs, ys = rate_encode(x_tr[idx], T, jax.random.PRNGKey(step + 1)), jnp.asarray(y_tr[idx])
+        t0 = time.perf_counter()
+        state, r = tp.train(state, xs, ys)
+        jax.block_until_ready(r)
+        times.append(time.perf_counter() - t0)
+    cost = xla_cost(tp._train, state, xs, ys)
+    hits, n = 0, (len(x_te) // B) * B
+    for i in range(0, n, B):
+        r = tp.predict(state, rate_encode(x_te[i:i + B], T, jax.random.PRNGKey(10 ** 6 + i)))
+        hits += int(np.sum(np.asarray(r).argmax(-1) == y_te[i:i + B]))
+    return (hits / n, statistics.median(times[1:] or times)) + cost
 
 
 def main(argv=None):
@@ -217,6 +254,8 @@ def main(argv=None):
     p.add_argument("--T", type=int, default=20, help="digits: steps per digit")
     p.add_argument("--delay", type=float, default=300.0, help="DMTS: delay in ms")
     p.add_argument("--n-eval", type=int, default=256, help="DMTS: held-out trials")
+    p.add_argument("--sbp-iterations", type=int, default=1000,
+                   help="digits: SBP's training iterations (batch 32)")
     p.add_argument("--only", nargs="*", choices=METHODS)
     p.add_argument("--out", default=None, help="default bench_out/local_rules[_dmts]")
     args = p.parse_args(argv)
@@ -228,21 +267,30 @@ def main(argv=None):
     out_dir = args.out or os.path.join("bench_out", "local_rules" + (
         "" if args.task == "digits" else "_dmts"))
     rows = []
-    for name in args.only or METHODS:
-        if name == "decolle":
-            acc, sec, mem = run_decolle(setup, steps)
+    for name in args.only or [m for m in METHODS if args.task == "digits" or m != "sbp"]:
+        if name == "sbp":
+            if args.task != "digits":
+                raise SystemExit("sbp: a two-phase rule on a static target; digits only")
+            n = args.sbp_iterations
+            acc, sec, mem, mflop = run_sbp(args.T, n)
+        elif name == "decolle":
+            n = steps
+            acc, sec, mem, mflop = run_decolle(setup, steps)
         else:
-            acc, sec, mem = run_gradient(name, setup, steps)
+            n = steps
+            acc, sec, mem, mflop = run_gradient(name, setup, steps)
         rows.append({"method": name, "accuracy": acc, "s_per_sequence": sec,
-                     "xla_temp_mib": mem, "steps": steps})
+                     "xla_temp_mib": mem, "mflop_per_sequence": mflop, "steps": n})
         print(f"{name:22s} accuracy {acc:.3f}  {sec * 1000:7.1f} ms/sequence  "
-              f"XLA temp {mem:.2f} MiB", flush=True)
+              f"XLA temp {mem:.2f} MiB  {mflop:.1f} MFLOP/sequence", flush=True)
     os.makedirs(out_dir, exist_ok=True)
     common.write_csv(os.path.join(out_dir, "local_rules.csv"), rows, FIELDS)
     table = common.md_table(
-        ["method", "test accuracy", "ms per sequence (median)", "XLA temp (MiB)"],
-        [[r["method"], f"{100 * r['accuracy']:.1f}%", f"{1000 * r['s_per_sequence']:.1f}",
-          f"{r['xla_temp_mib']:.2f}"] for r in rows])
+        ["method", "test accuracy", "sequences", "ms per sequence (median)", "XLA temp (MiB)",
+         "MFLOP per sequence"],
+        [[r["method"], f"{100 * r['accuracy']:.1f}%", str(r["steps"]),
+          f"{1000 * r['s_per_sequence']:.1f}", f"{r['xla_temp_mib']:.2f}",
+          f"{r['mflop_per_sequence']:.1f}"] for r in rows])
     info = common.device_info()
     lines = common.header_lines(f"Local rules on {title}", info,
                                 common.command_line("benchmarks/local_rules.py", argv))

@@ -52,39 +52,38 @@ class SBPNet(nnx.Module):
         return self.out(self.gain * self.fc2(h) + self.teacher_gain * x[self.n_in:])
 
 
-def contrastive(eta: float, beta: float, t_nudged: int) -> Rule:
+def contrastive(eta: float, beta: float) -> Rule:
     """The two-phase contrastive rule on spikes. ``modulator`` is the phase
-    per step (0 free, 1 nudged). Free steps count the pre and post spikes,
-    nudged steps the post spikes; the last of ``t_nudged`` nudged steps
-    emits ``eta r_pre^T (r_post^nudged - r_post^free) / (beta B)`` with r
-    the rates per phase (zero on every other step), so a whole iteration's
-    modification arrives at once. Kept: a spike count per pre neuron and
-    two per post neuron, per sample."""
+    of the step: 0 free, 1 nudged, 2 the last nudged step. Free steps count
+    the pre and post spikes, nudged steps the post spikes; the last nudged
+    step emits ``eta r_pre^T (r_post^nudged - r_post^free) / (beta B)``
+    with r the rates per phase (every other step: zero), so an iteration's
+    modification arrives at once. Kept: a spike count per pre neuron and two
+    per post neuron, per sample."""
     def init(w, x_shape, post_shape, batch):
         z = lambda shape: jnp.zeros((batch,) + tuple(shape), w.dtype)
         return (z(x_shape), z(post_shape), z(post_shape), jnp.zeros((2,), w.dtype))
 
     def update(state, sig: LocalSignals):
         pre, post_f, post_n, n = state
-        nudged = jnp.asarray(sig.modulator, sig.w.dtype)
-        free = 1.0 - nudged
+        phase = jnp.asarray(sig.modulator, sig.w.dtype)
+        free, last = (phase == 0).astype(phase.dtype), (phase == 2).astype(phase.dtype)
         pre, post_f = pre + free * sig.x, post_f + free * sig.post
-        post_n = post_n + nudged * sig.post
-        n = n + jnp.stack([free, nudged])
+        post_n = post_n + (1.0 - free) * sig.post
+        n = n + jnp.stack([free, 1.0 - free])
         r_pre, r_f = pre / jnp.maximum(n[0], 1.0), post_f / jnp.maximum(n[0], 1.0)
-        r_n = post_n / t_nudged
-        last = (n[1] == t_nudged).astype(sig.w.dtype) * nudged
+        r_n = post_n / jnp.maximum(n[1], 1.0)
         dw = last * eta * r_pre.T @ (r_n - r_f) / (beta * pre.shape[0])
         return dw, (pre, post_f, post_n, n)
 
     return Rule(init, update)
 
 
-def sbp_rules(eta=0.3, beta=0.5, t_nudged=10, cap=2.0, **spread) -> dict:
+def sbp_rules(eta=0.3, beta=0.5, cap=2.0, **spread) -> dict:
     """{path: rule}: the contrastive rule with lateral spreads on the output
     synapses, backward scaling on the hidden input synapses."""
     p = {**DEFAULTS, **spread}
-    return {OUTPUT: sbp_output(contrastive(eta, beta, t_nudged), p["lam_pre"], p["lam_post"],
+    return {OUTPUT: sbp_output(contrastive(eta, beta), p["lam_pre"], p["lam_post"],
                                p["f"]),
             HIDDEN: sbp_backward(p["lam_bp"], p["f"], p["rho"], cap=cap)}
 
@@ -95,7 +94,9 @@ class TwoPhase:
 
     def __init__(self, model, n_out, *, beta=0.5, t_nudged=10, rules=None):
         self.n_out, self.beta, self.t_nudged = int(n_out), float(beta), int(t_nudged)
-        self.net = plasticity(model, rules or sbp_rules(beta=beta, t_nudged=t_nudged))
+        if t_nudged < 1:
+            raise ValueError(f"t_nudged must be >= 1, got {t_nudged}")
+        self.net = plasticity(model, rules or sbp_rules(beta=beta))
         self.train = jax.jit(self._train)
         self.predict = jax.jit(self._predict)
 
@@ -114,12 +115,16 @@ class TwoPhase:
     def _train(self, state, xs, labels):
         """One batch: ``xs`` (T_free, B, n_in) spikes, ``labels`` (B,). The
         nudged phase replays the last ``t_nudged`` input steps."""
+        if xs.shape[0] < self.t_nudged:
+            raise ValueError(f"xs has {xs.shape[0]} steps; the nudged phase replays the last "
+                             f"t_nudged = {self.t_nudged}")
         state, outs = self._free(state, xs)
         r_free = outs.mean(0)
         teacher = self.beta * (jax.nn.one_hot(labels, self.n_out, dtype=xs.dtype) - r_free)
         xn = xs[-self.t_nudged:]
         xn = self._x(xn, jnp.broadcast_to(teacher, xn.shape[:2] + teacher.shape[-1:]))
-        state, _ = self.net._run(state, xn, jnp.ones(self.t_nudged))
+        phase = jnp.ones(self.t_nudged).at[-1].set(2.0)
+        state, _ = self.net._run(state, xn, phase)
         return self.net._reset(state), r_free
 
     def _predict(self, state, xs):

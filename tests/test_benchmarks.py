@@ -67,11 +67,23 @@ def test_memory_time_tiny(tmp_path):
 
 def test_local_rules_tiny(tmp_path):
     lr = load("local_rules")
-    argv = ["--steps", "3", "--T", "6", "--only", "es_d_rtrl", "softhebb + es_d_rtrl", "decolle",
-            "--out", str(tmp_path)]
+    argv = ["--steps", "3", "--T", "6", "--sbp-iterations", "2", "--only", "es_d_rtrl",
+            "softhebb + es_d_rtrl", "decolle", "sbp", "--out", str(tmp_path)]
     assert lr.main(argv) == 0
     rows = read_rows(tmp_path / "local_rules.csv")
-    assert [r["method"] for r in rows] == ["es_d_rtrl", "softhebb + es_d_rtrl", "decolle"]
+    assert [r["method"] for r in rows] == ["es_d_rtrl", "softhebb + es_d_rtrl", "decolle", "sbp"]
     for r in rows:
         assert 0.0 <= float(r["accuracy"]) <= 1.0 and float(r["s_per_sequence"]) > 0
+        assert float(r["mflop_per_sequence"]) > 0
     assert "| decolle |" in (tmp_path / "local_rules.md").read_text()
+
+
+def test_local_rules_dmts_tiny(tmp_path):
+    lr = load("local_rules")
+    argv = ["--task", "dmts", "--delay", "20", "--n-eval", "8", "--steps", "2", "--only",
+            "es_d_rtrl", "stdp + es_d_rtrl", "decolle", "--out", str(tmp_path)]
+    assert lr.main(argv) == 0
+    rows = read_rows(tmp_path / "local_rules.csv")
+    assert [r["method"] for r in rows] == ["es_d_rtrl", "stdp + es_d_rtrl", "decolle"]
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+    assert "DMTS (20 ms delay)" in (tmp_path / "local_rules.md").read_text()

@@ -54,13 +54,13 @@ def test_contrastive_rule_emits_the_two_phase_update_once():
     B, I, O, t_free, t_n, eta, beta = 3, 4, 2, 5, 3, 0.7, 0.5
     pre = (rs.random((t_free + t_n, B, I)) < 0.4).astype(np.float32)
     post = (rs.random((t_free + t_n, B, O)) < 0.4).astype(np.float32)
-    rule = contrastive(eta, beta, t_n)
+    rule = contrastive(eta, beta)
     w = jnp.zeros((I, O))
     state = rule.init(w, (I,), (O,), B)
     dws = []
     for t in range(t_free + t_n):
-        sig = LocalSignals(jnp.asarray(pre[t]), None, jnp.asarray(post[t]), w,
-                           float(t >= t_free))
+        phase = 0.0 if t < t_free else (2.0 if t == t_free + t_n - 1 else 1.0)
+        sig = LocalSignals(jnp.asarray(pre[t]), None, jnp.asarray(post[t]), w, phase)
         dw, state = rule.update(state, sig)
         dws.append(np.asarray(dw))
     r_pre, r_f = pre[:t_free].mean(0), post[:t_free].mean(0)
