@@ -5,6 +5,7 @@
     state, out, dws = net.step(state, x_t, modulator=None, target=None)   # one step
     state, outs = net.run(state, xs, modulators=None, targets=None)       # scan over T
     state = net.reset(state)                                              # new sequence
+    state = net.for_batch(state, 100)                                     # another batch size
 
 Each rule (``transforms.rules``) updates the weight of one op from its
 presynaptic input, its output current and the postsynaptic activity the
@@ -76,6 +77,15 @@ class Plasticity:
         B = jax.tree_util.tree_leaves(state.hidden)[0].shape[0] if _leaves(state.hidden) else 0
         hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), state.hidden0)
         return state._replace(hidden=hidden, rules=reset_states(self.rules, state.rules))
+
+    def for_batch(self, state: PlasticityState, batch: int) -> PlasticityState:
+        """The state for ``batch`` samples, e.g. to evaluate on a set of
+        another size: hidden state from its initial value, the rules' states
+        initialised anew from the current weights."""
+        hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (batch,) + jnp.shape(h)),
+                              state.hidden0)
+        rules = init_states(self.graph, self.rules, _leaves(state.params), batch)
+        return state._replace(hidden=hidden, rules=rules)
 
     def _step(self, state: PlasticityState, x, modulator=None, target=None):
         graph = self.graph

@@ -128,8 +128,9 @@ class TwoPhase:
         return self.net._reset(state), r_free
 
     def _predict(self, state, xs):
-        """Free-phase output rates (B, n_out); no weight changes."""
-        _, outs = self._free(state, xs)
+        """Free-phase output rates (B, n_out) for ``xs`` (T, B, n_in), any
+        B; no weight changes."""
+        _, outs = self._free(self.net.for_batch(state, xs.shape[1]), xs)
         return outs.mean(0)
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "rules")
-PAGES = ["hebbian.md", "stdp.md", "decolle.md", "e_prop.md"]
+PAGES = ["hebbian.md", "stdp.md", "decolle.md", "e_prop.md", "sbp.md"]
 
 
 def blocks(page):

@@ -134,12 +134,12 @@ def snn_accuracy(rules, seed, data, steps=1000, T=20, B=32):
 
 def test_sbp_snn_beats_output_plasticity_alone_on_digits():
     """Measured (1000 iterations of batch 32, seeds 1-3): SBP 89.8 / 90.3 /
-    89.5%, the same contrastive rule on the output synapses alone 84.1 /
-    86.4 / 84.4%."""
+    89.5%, the two-phase rule on the output synapses alone 84.4 / 86.9 /
+    85.5%."""
     data = load_digits_split()
     rules = sbp_rules(eta=0.3)
     sbp = sorted(snn_accuracy(rules, s, data) for s in (1, 2, 3))
-    alone = sorted(snn_accuracy({OUTPUT: rules[OUTPUT]}, s, data) for s in (1, 2, 3))
+    alone = sorted(snn_accuracy({OUTPUT: contrastive(0.3, 0.5)}, s, data) for s in (1, 2, 3))
     assert sbp[1] >= 0.85, sbp
     assert sbp[1] - alone[1] >= 0.02, (sbp, alone)
 
