@@ -174,7 +174,7 @@ class Learner:
                            skip=local_terms.local_params(graph), feedback=graph.feedback)
         slopes = local_terms.post_slopes(graph, self.rules, p, h, xx)
         dws, local = local_terms.updates(graph, self.rules, p, sig.extra, local, None, slopes,
-                                         y)
+                                         y, sig.hidden)
         args = (graph, traces, sig.signal, self.decay,
                 readout_signal(graph, p, sig.signal, graph.feedback),
                 sig.x, sig.dy)

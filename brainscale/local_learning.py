@@ -96,7 +96,7 @@ class Plasticity:
                 h_leaves, _leaves(x))
         slopes = post_slopes(graph, self.rules, p_leaves, h_leaves, _leaves(x))
         dws, states = updates(graph, self.rules, p_leaves, rec, state.rules, modulator,
-                              slopes, target)
+                              slopes, target, h_new)
         new = PlasticityState(jax.tree_util.tree_unflatten(p_tree, add(p_leaves, dws)),
                               jax.tree_util.tree_unflatten(h_tree, h_new), states,
                               state.hidden0)

@@ -126,10 +126,21 @@ def post_slopes(graph, rules, params, hidden, x) -> dict:
     return dict(zip(paths, jax.vmap(one)(list(hidden), list(x))))
 
 
+def _group_state(graph, op, hidden):
+    """{hidden path: value} of the group ``op`` drives (same-shape leaves)."""
+    if hidden is None or len(op.groups) != 1:
+        raise CompileError(f"the rule on {op.path} reads its neurons' state, but the op "
+                           f"drives {len(op.groups)} hidden groups", path=op.path,
+                           source=op.source)
+    paths = graph.traced.hidden_paths
+    return {paths[j]: hidden[j] for j in graph.groups[op.groups[0]].leaves}
+
+
 def updates(graph, rules, params, recorded, states, modulator=None, slopes=None,
-            target=None):
+            target=None, hidden=None):
     """({param index: dw}, new states) from the recorded (x, y, post) values
-    (and the post slopes and the label, for the rules that use them)."""
+    (and the post slopes, the label and the new hidden leaves ``hidden``,
+    for the rules that use them)."""
     ops = {op.path: op for op in graph.ops}
     index = {path: i for i, path in enumerate(graph.local_post)}
     dws, new, by_path = {}, {}, {}
@@ -139,7 +150,9 @@ def updates(graph, rules, params, recorded, states, modulator=None, slopes=None,
         down = graph.local_downstream.get(path)
         sig = LocalSignals(x, y, post.astype(x.dtype), graph.weff(op, params[op.param]),
                            modulator, (slopes or {}).get(path), target,
-                           None if down is None else tuple(by_path[d] for d in down))
+                           None if down is None else tuple(by_path[d] for d in down),
+                           _group_state(graph, op, hidden) if rules[path].needs_state
+                           else None)
         dw, new[path] = rules[path].update(states[path], sig)
         by_path[path] = dw
         dws[op.param] = dw.astype(params[op.param].dtype)

@@ -42,6 +42,8 @@ class LocalSignals(NamedTuple):
     target: Any = None       # (B,)     the step's label, for supervised local rules
     downstream: Any = None   # this step's dw (O, O') of each local op fed by this op's
     #                          neurons (their output synapses), for rules asking it
+    state: Any = None        # {hidden path: (B, O)} the driven neurons' state after the
+    #                          step (e.g. the membrane potential), for rules asking it
 
 
 class Rule(NamedTuple):
@@ -52,6 +54,7 @@ class Rule(NamedTuple):
     reset: Callable | None = None   # state at a sequence start; default: all zeros (traces)
     needs_downstream: bool = False  # True: the engine gives the dw of the driven neurons'
     #                                 output synapses (``downstream_ops``)
+    needs_state: bool = False       # True: the engine gives the driven neurons' hidden state
 
 
 def _emitted(graph: Graph):

@@ -64,8 +64,10 @@ def feedback_replace(graph: Graph, feedback) -> dict:
 def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=None):
     """Per-sample forward: new hidden leaves, output leaves, the x and y
     values of every trained op (and of the ``extra`` vars). With ``dys``,
-    each trained op's output is offset by dy and its weight is held
-    constant, so that a VJP gives d l/d y_t instead of the weight gradient.
+    each trained op's output is offset by dy, so that a VJP in dy gives
+    d l/d y_t (the weights are not among the VJP's inputs). No
+    stop-gradient: a gradient taken through the learner (meta-learning)
+    sees every path.
     ``feedback`` ({op index: B}) routes the backward pass of those ops' x
     through B."""
     t = graph.traced
@@ -73,9 +75,8 @@ def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=Non
     rec = ([op.x_var for op in ops if op.x_var is not None] + [op.y_var for op in ops]
            + list(extra or ()))
     wrap = None
-    if dys is not None:
-        wrap = {op.weff_var: jax.lax.stop_gradient for op in ops}
-        wrap.update({op.y_var: (lambda v, dy=dy: v + dy) for op, dy in zip(ops, dys)})
+    if dys is not None:     # the trained ops' weights are constants of the caller's VJP
+        wrap = {op.y_var: (lambda v, dy=dy: v + dy) for op, dy in zip(ops, dys)}
     outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x), record=rec,
                          wrap=wrap, replace=feedback_replace(graph, feedback) or None)
     dtype = outs[0].dtype if outs else jnp.float32
@@ -146,7 +147,7 @@ def linearized_cut(graph: Graph, params, hidden, x, ys):
         replace = {}
         for op, y, dy in zip(ops, ys, dys):
             if op.mixing:
-                replace[op.core[-1]] = lambda read, eqn, y=y, dy=dy: [jax.lax.stop_gradient(y) + dy]
+                replace[op.core[-1]] = lambda read, eqn, y=y, dy=dy: [y + dy]
             else:
                 replace[op.core[-1]] = lambda read, eqn, dy=dy: [
                     _bind(eqn, [read(v) for v in eqn.invars])[0] + dy]
