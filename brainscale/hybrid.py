@@ -13,8 +13,10 @@ through that training:
 weights after the inner steps are taken as constants, so the outer
 gradient reaches theta only through the local weights H (and alpha H).
 The bilevel step differentiates through the learner's own update: a
-second-order gradient through the online learner. Every function is pure
-over the learner's state and an optax state.
+second-order gradient through the online learner, so its optimizer must be
+differentiable there: give Adam ``eps_root > 0`` (``sqrt`` of a zero second
+moment has no derivative). Every function is pure over the learner's state
+and an optax state.
 """
 from __future__ import annotations
 
