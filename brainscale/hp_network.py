@@ -34,8 +34,12 @@ W_GP = "params['fc1']['W']"
 
 
 class HPNet(nnx.Module):
+    """``gated``: the input is ``concat([spikes (n_in), gate (n_hidden)])``
+    and the hidden spikes are multiplied by the gate (context gating)."""
+
     def __init__(self, n_in, n_hidden, n_out, *, rngs, plastic=True, scale=3.0, tau=10.0,
-                 v_th=0.5, probe=False):
+                 v_th=0.5, probe=False, gated=False):
+        self.n_in, self.gated = int(n_in), bool(gated)
         self.fc1 = HPLinear(n_in, n_hidden, rngs=rngs, scale=scale)
         if not plastic:                  # a plain weight: no plastic op in the graph
             self.fc1.A = nnx.Variable(self.fc1.A[...])
@@ -44,17 +48,21 @@ class HPNet(nnx.Module):
         self.probe = bool(probe)          # also emit the hidden spikes
 
     def __call__(self, x):
-        s = self.lif1(self.fc1(x))
+        if self.gated:
+            s = self.lif1(self.fc1(x[:self.n_in])) * x[self.n_in:]
+        else:
+            s = self.lif1(self.fc1(x))
         return (self.out(s), s) if self.probe else self.out(s)
 
 
 def make_learner(variant: str, n_in=64, n_hidden=128, n_out=10, lr=3e-3, seed=0,
-                 theta=None):
+                 theta=None, scale=3.0, gated=False):
     """(learner, Bilevel or None) for ``variant``; ``theta`` overrides the HP
     rule's initial hyper-parameters (keyword arguments of ``hp_local``)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    model = HPNet(n_in, n_hidden, n_out, rngs=nnx.Rngs(seed), plastic=variant != "gp")
+    model = HPNet(n_in, n_hidden, n_out, rngs=nnx.Rngs(seed), plastic=variant != "gp",
+                  scale=scale, gated=gated)
     # eps_root > 0: Adam's square root stays differentiable at a zero
     # gradient, which the bilevel step differentiates through
     adam = optax.adam(lr, eps_root=1e-12)
@@ -65,7 +73,7 @@ def make_learner(variant: str, n_in=64, n_hidden=128, n_out=10, lr=3e-3, seed=0,
             lambda params: jax.tree_util.tree_map_with_path(
                 lambda p, _: "frozen" if "params" + jax.tree_util.keystr(p) == W_GP
                 else "train", params))
-    kw = dict(alpha=1.0, beta=0.05, eta=0.0, gamma=0.95, v_th=0.5, clip=0.5)
+    kw = dict(alpha=0.1, beta=0.05, eta=0.0, gamma=0.95, v_th=0.5, clip=0.5)
     kw.update(theta or {})
     rules = None if variant == "gp" else {PLASTIC: hp_local(**kw)}
     learner = bs.online(model, "es_d_rtrl", optimizer=opt, rules=rules)
@@ -88,13 +96,19 @@ def labels(y, T):
     return jnp.asarray(ys)
 
 
+# input weight scale per code: a rank-order code sends each pixel one spike,
+# a rate code about T / 4: the sparser code needs stronger synapses
+SCALE = {"rate": 3.0, "rank": 20.0}
+
+
 def train(variant, x, y, *, steps, T=20, B=32, coding="rate", seed=0, n_hidden=128,
           lr=3e-3, meta_every=1):
     """Trains ``variant`` on (x, y); returns (learner, state). For ``"hp"``
     every ``meta_every``-th batch trains w inside a bilevel step whose
     validation split is a second batch drawn from (x, y); theta follows the
     meta-gradient."""
-    learner, meta = make_learner(variant, x.shape[1], n_hidden, int(np.max(y)) + 1, lr, seed)
+    learner, meta = make_learner(variant, x.shape[1], n_hidden, int(np.max(y)) + 1, lr, seed,
+                                 scale=SCALE[coding])
     rng = np.random.default_rng(seed)
     state = learner.init(jax.random.PRNGKey(seed), encode(x[:B], T, coding, 0)[0])
     mstate = meta.init(state) if meta is not None else None
@@ -110,7 +124,7 @@ def train(variant, x, y, *, steps, T=20, B=32, coding="rate", seed=0, n_hidden=1
     return learner, state
 
 
-def _batches(x, T, coding, B, seed):
+def encoded_batches(x, T, coding, B=32, seed=10 ** 6):
     """Encoded batches of ``B`` (the last one padded with blank images) and
     the number of real rows in each."""
     for i in range(0, len(x), B):
@@ -124,7 +138,7 @@ def _batches(x, T, coding, B, seed):
 def predict(learner, state, x, T=20, coding="rate", B=32, seed=10 ** 6):
     """Class scores (N, C): the readout summed over the second half."""
     return np.concatenate([np.asarray(learner.predict(state, xs)[T // 2:].sum(0))[:n]
-                           for xs, n in _batches(x, T, coding, B, seed)])
+                           for xs, n in encoded_batches(x, T, coding, B, seed)])
 
 
 def accuracy(learner, state, x, y, **kw) -> float:
@@ -140,8 +154,9 @@ def hidden_rates(variant, state, x, T=20, coding="rate", B=32, seed=10 ** 6, n_h
     xs = encode(x[:B], T, coding, 0)
     pstate = probe.init(jax.random.PRNGKey(0), xs[0])._replace(params=state.params)
     return np.concatenate([np.asarray(probe.predict(pstate, xs)[1].mean(0))[:n]
-                           for xs, n in _batches(x, T, coding, B, seed)])
+                           for xs, n in encoded_batches(x, T, coding, B, seed)])
 
 
-__all__ = ["VARIANTS", "HPNet", "make_learner", "encode", "labels", "train", "predict",
+__all__ = ["VARIANTS", "HPNet", "make_learner", "encode", "encoded_batches", "labels", "train",
+           "predict",
            "accuracy", "hidden_rates"]

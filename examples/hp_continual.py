@@ -1,0 +1,134 @@
+"""Hybrid plasticity, continual learning: a sequence of pixel-shuffled digit
+tasks (Wu et al. 2022, Fig. 5c, on 50 shuffled-MNIST tasks; here sklearn's
+8x8 digits, each task a fixed random permutation of the 64 pixels, one
+shared 10-way readout).
+
+Tasks are learned one after the other (``--steps`` batches each, rate
+code); after each task the test accuracy on every task seen so far is
+averaged. Variants (same initial weights, ``brainscale.hp_network`` with
+hidden-unit gating by a per-task mask given with the input):
+
+- ``gp``: gradient only, no gating;
+- ``lp``: W random and frozen, H by the HP rule, the readout trained;
+- ``sparse_gp``: gradient only, each task gates a random half of the hidden
+  units (sparse, overlapping task subnetworks);
+- ``xdg``: context-dependent gating (Masse et al. 2018): each task keeps a
+  random 20% of the hidden units;
+- ``hp``: sparse GP plus the local H shared by all tasks (never reset),
+  theta meta-learned by the bilevel step.
+
+Writes ``--out/continual.json`` and ``continual.png``.
+
+    python examples/hp_continual.py [--quick] [--tasks 20] [--steps 100] [--out hp_out]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+VARIANTS = {"gp": ("gp", 1.0), "lp": ("lp", 1.0), "sparse_gp": ("gp", 0.5),
+            "xdg": ("gp", 0.2), "hp": ("hp", 0.5)}
+N_HIDDEN = 128
+
+
+def gated_batch(images, labels_, perm, mask, T, key):
+    """(xs, ys): the permuted images rate coded, the task's gate appended to
+    every step's input."""
+    from brainscale import hp_network as N
+    xs = N.encode(np.asarray(images)[:, perm], T, "rate", key)
+    gate = jnp.broadcast_to(jnp.asarray(mask, xs.dtype), xs.shape[:2] + (len(mask),))
+    return jnp.concatenate([xs, gate], -1), N.labels(labels_, T)
+
+
+def evaluate(learner, state, x, y, perm, mask, T, B=32):
+    hits = 0
+    for i in range(0, len(x) - len(x) % B, B):
+        xs, _ = gated_batch(x[i:i + B], y[i:i + B], perm, mask, T, jax.random.PRNGKey(10 ** 6 + i))
+        pred = np.asarray(learner.predict(state, xs)[T // 2:].sum(0)).argmax(-1)
+        hits += int(np.sum(pred == y[i:i + B]))
+    return hits / (len(x) - len(x) % B)
+
+
+def run(name, tasks, data, steps, T, seed, B=32):
+    from brainscale import hp_network as N
+    kind, density = VARIANTS[name]
+    x_tr, y_tr, x_te, y_te = data
+    learner, meta = N.make_learner(kind, 64, N_HIDDEN, 10, seed=seed, gated=True)
+    rng = np.random.default_rng(seed)
+    masks = [np.ones(N_HIDDEN, np.float32) if density >= 1.0 else
+             (rng.random(N_HIDDEN) < density).astype(np.float32) for _ in tasks]
+    state = learner.init(jax.random.PRNGKey(seed),
+                         gated_batch(x_tr[:B], y_tr[:B], tasks[0], masks[0], T, 0)[0][0])
+    mstate = meta.init(state) if meta is not None else None
+    curve = []
+    for k, perm in enumerate(tasks):
+        for step in range(steps):
+            idx = rng.choice(len(x_tr), B, replace=False)
+            xs, ys = gated_batch(x_tr[idx], y_tr[idx], perm, masks[k], T,
+                                 jax.random.PRNGKey(k * 10 ** 4 + step))
+            if meta is not None:
+                vi = rng.choice(len(x_tr), B, replace=False)
+                val = gated_batch(x_tr[vi], y_tr[vi], perm, masks[k], T,
+                                  jax.random.PRNGKey(-k * 10 ** 4 - step - 1))
+                state, mstate, _ = meta.step(state, mstate, [(xs, ys)], val)
+            else:
+                state, _ = learner.train_sequence(state, xs, ys)
+        accs = [evaluate(learner, state, x_te, y_te, tasks[j], masks[j], T) for j in range(k + 1)]
+        curve.append(float(np.mean(accs)))
+    return curve
+
+
+def main(argv=None, log=print):
+    from brainscale.tasks.digits import load_digits_split
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--tasks", type=int, default=20)
+    p.add_argument("--steps", type=int, default=100, help="batches of 32 per task")
+    p.add_argument("--T", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", nargs="*", choices=list(VARIANTS))
+    p.add_argument("--out", default="hp_out")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.tasks, args.steps = 3, 20
+    x_tr, y_tr, x_te, y_te = load_digits_split()
+    if args.quick:
+        x_te, y_te = x_te[:96], y_te[:96]
+    rng = np.random.default_rng(1234)
+    tasks = [np.arange(64)] + [rng.permutation(64) for _ in range(args.tasks - 1)]
+    res = {"tasks": args.tasks, "steps": args.steps, "curves": {}}
+    for name in args.only or VARIANTS:
+        res["curves"][name] = run(name, tasks, (x_tr, y_tr, x_te, y_te), args.steps, args.T,
+                                  args.seed)
+        log(f"{name}: mean accuracy over seen tasks after each task: "
+            + " ".join(f"{100 * a:.0f}" for a in res["curves"][name]))
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "continual.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    plot(res, os.path.join(args.out, "continual.png"))
+    return res
+
+
+def plot(res, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, curve in res["curves"].items():
+        ax.plot(range(1, len(curve) + 1), [100 * a for a in curve], "o-", ms=3, label=name)
+    ax.set_xlabel("tasks learned")
+    ax.set_ylabel("mean test accuracy over seen tasks (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
