@@ -9,7 +9,8 @@ potential with a sliding threshold, decay and bounds, every step:
 
 with ``x`` the presynaptic spikes, ``u`` the postsynaptic membrane
 potential after the step, ``beta`` a rate per presynaptic neuron, ``eta``
-a sliding threshold per postsynaptic neuron and ``gamma`` a decay. The
+a sliding threshold per postsynaptic neuron and ``gamma`` a decay (used
+clipped to [0, 1], so a meta-step cannot make H grow on its own). The
 rule drives the plastic op of an HP synapse (``brainscale.hp_synapse.
 HPLinear``: ``y = x @ W + x @ A``), whose weight follows ``A = alpha H``:
 its ``dw`` is ``alpha (H_new - H)``, so updates summed over a sequence (as
@@ -39,7 +40,8 @@ def hp_update(H, x, u, theta: HPTheta, v_th, clip):
     """The new H from presynaptic spikes ``x`` (B, I) and postsynaptic
     potentials ``u`` (B, O)."""
     drive = jnp.einsum("bi,bo->io", theta.beta * x, jnp.tanh(u / v_th - theta.eta))
-    return jnp.clip(theta.gamma * H + drive / x.shape[0], -clip, clip)
+    gamma = jnp.clip(theta.gamma, 0.0, 1.0)       # a decay, whatever the meta-step did
+    return jnp.clip(gamma * H + drive / x.shape[0], -clip, clip)
 
 
 def _potential(state: dict, name: str):
