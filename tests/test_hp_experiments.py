@@ -1,0 +1,44 @@
+"""The hybrid-plasticity experiments' quick runs: HP at least as good as the
+weaker of GP-only and LP-only (fault tolerance, continual learning); the
+few-shot episodes run end to end."""
+import importlib.util
+import json
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fault_tolerance_quick(tmp_path):
+    res = load("hp_fault_tolerance").main(["--quick", "--out", str(tmp_path)],
+                                          log=lambda *a: None)
+    v = res["variants"]
+    for key in ("crop", "noise"):
+        for gp, lp, hp in zip(v["gp"][key], v["lp"][key], v["hp"][key]):
+            assert hp["accuracy"] >= min(gp["accuracy"], lp["accuracy"]), (key, gp, lp, hp)
+            assert 0.0 <= hp["hidden_cosine"] <= 1.0 + 1e-6
+    assert v["hp"]["crop"][0]["hidden_distance"] == 0.0      # the complete pattern itself
+    assert (tmp_path / "fault_tolerance.png").stat().st_size > 0
+    assert json.loads((tmp_path / "fault_tolerance.json").read_text())["variants"]
+
+
+def test_continual_quick(tmp_path):
+    res = load("hp_continual").main(["--quick", "--only", "gp", "lp", "hp", "--out",
+                                     str(tmp_path)], log=lambda *a: None)
+    c = res["curves"]
+    assert all(len(curve) == 3 for curve in c.values())
+    assert c["hp"][-1] >= min(c["gp"][-1], c["lp"][-1]), c
+
+
+def test_few_shot_quick_runs(tmp_path):
+    res = load("hp_few_shot").main(["--quick", "--out", str(tmp_path)], log=lambda *a: None)
+    for v in ("gp", "lp", "hp"):
+        r = res["variants"][v]
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["ci95"] >= 0.0
+    assert res["variants"]["lp"]["accuracy"] > 0.2 + res["variants"]["lp"]["ci95"]  # above chance
