@@ -5,21 +5,23 @@ sklearn's 8x8 digits: base classes 0-4, novel classes 5-9).
 Each variant is first trained on the base classes (``brainscale.hp_network``,
 rate-coded), then evaluated on episodes of the novel classes: the readout is
 reset to zero, ``--inner`` training sequences on the support set (N x K
-digits, new rate-code noise each time) adapt the network, and the query
-digits (K per class) are scored. Variants:
+digits, new rate-code noise each time; Adam at ``--inner-lr``) adapt the
+network, and the query digits (K per class) are scored. Variants:
 
 - ``gp`` (fine-tuning): W and the readout pretrained by gradient, both
   fine-tuned on the support set;
 - ``lp``: W random and frozen, H by the HP rule, the readout trained;
 - ``hp``: as ``gp`` plus H, with theta meta-learned on base-class episodes
   by the bilevel step (inner: the support sequences; outer: the query
-  loss); H starts each episode at zero.
+  loss; ``--first-order`` for the first-order variant); H starts each
+  episode at zero.
 
 Printed and written to ``--out/few_shot.json``: query accuracy per variant
 with its 95% confidence interval over the test episodes.
 
     python examples/hp_few_shot.py [--quick] [--ways 5] [--shots 1]
-        [--episodes 200] [--meta-steps 100] [--out hp_out]
+        [--episodes 200] [--meta-steps 100] [--inner 5] [--inner-lr 0.03]
+        [--first-order] [--out hp_out]
 """
 from __future__ import annotations
 
@@ -83,6 +85,9 @@ def main(argv=None, log=print):
     p.add_argument("--pretrain", type=int, default=200, help="base-class training batches")
     p.add_argument("--meta-steps", type=int, default=100, help="HP: base-class episodes")
     p.add_argument("--inner", type=int, default=5, help="support sequences per episode")
+    p.add_argument("--first-order", action="store_true",
+                   help="HP: the first-order meta-gradient instead of the bilevel one")
+    p.add_argument("--inner-lr", type=float, default=3e-2, help="Adam's rate in the episodes")
     p.add_argument("--T", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="hp_out")
@@ -98,7 +103,7 @@ def main(argv=None, log=print):
            "inner": args.inner, "variants": {}}
     for v in VARIANTS:
         # the episodes' learner: batch N x K, W pretrained on the base classes
-        ep_learner, _ = N.make_learner(v, 64, 128, args.ways, seed=args.seed)
+        ep_learner, _ = N.make_learner(v, 64, 128, args.ways, lr=args.inner_lr, seed=args.seed)
         ep_state = ep_learner.init(jax.random.PRNGKey(0), jnp.zeros((B, 64)))
         if v != "lp":
             _, base_state = N.train("gp" if v == "gp" else "hp_fixed", x_all[is_base],
@@ -108,7 +113,7 @@ def main(argv=None, log=print):
                 params={**ep_state.params, "fc1": base_state.params["fc1"]})
         rng = np.random.default_rng(args.seed)
         if v == "hp":                        # meta-learn theta on base-class episodes
-            bl = hybrid.Bilevel(ep_learner, optax.adam(1e-2))
+            bl = hybrid.Bilevel(ep_learner, optax.adam(1e-2), first_order=args.first_order)
             mstate = bl.init(ep_state)
             for m in range(args.meta_steps):
                 sup, qry = episode(x_all, y_all, base, args.ways, args.shots, rng)

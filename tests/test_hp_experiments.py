@@ -1,6 +1,5 @@
 """The hybrid-plasticity experiments' quick runs: HP at least as good as the
-weaker of GP-only and LP-only (fault tolerance, continual learning); the
-few-shot episodes run end to end."""
+weaker of GP-only and LP-only on each task."""
 import importlib.util
 import json
 import pathlib
@@ -36,9 +35,9 @@ def test_continual_quick(tmp_path):
     assert c["hp"][-1] >= min(c["gp"][-1], c["lp"][-1]), c
 
 
-def test_few_shot_quick_runs(tmp_path):
+def test_few_shot_quick(tmp_path):
     res = load("hp_few_shot").main(["--quick", "--out", str(tmp_path)], log=lambda *a: None)
-    for v in ("gp", "lp", "hp"):
-        r = res["variants"][v]
-        assert 0.0 <= r["accuracy"] <= 1.0 and r["ci95"] >= 0.0
-    assert res["variants"]["lp"]["accuracy"] > 0.2 + res["variants"]["lp"]["ci95"]  # above chance
+    v = {k: r["accuracy"] for k, r in res["variants"].items()}
+    assert all(r["ci95"] > 0.0 for r in res["variants"].values())
+    assert v["hp"] >= min(v["gp"], v["lp"]), v
+    assert v["hp"] > 0.2 + res["variants"]["hp"]["ci95"]          # above chance (5-way)
