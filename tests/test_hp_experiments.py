@@ -1,17 +1,8 @@
 """The hybrid-plasticity experiments' quick runs: HP at least as good as the
 weaker of GP-only and LP-only on each task."""
-import importlib.util
 import json
-import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from test_examples import load
 
 
 def test_fault_tolerance_quick(tmp_path):
