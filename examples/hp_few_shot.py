@@ -1,6 +1,9 @@
-"""Hybrid plasticity, few-shot: N-way K-shot episodes on digit classes held
-out from (meta-)training (Wu et al. 2022, Fig. 5a on Omniglot; here on
-sklearn's 8x8 digits: base classes 0-4, novel classes 5-9).
+"""Hybrid plasticity, few-shot: N-way K-shot episodes on classes held out
+from (meta-)training (Wu et al. 2022, Fig. 5a on Omniglot; here on
+sklearn's 8x8 digits, base classes 0-4 and novel 5-9, or on generated
+stroke characters, ``--data strokes``: 60 base and 40 novel classes of 20
+samples, 12 x 12 pixels). The pixel-space nearest neighbour of the support
+set is printed for reference.
 
 Each variant is first trained on the base classes (``brainscale.hp_network``,
 rate-coded), then evaluated on episodes of the novel classes: the readout is
@@ -21,7 +24,7 @@ with its 95% confidence interval over the test episodes.
 
     python examples/hp_few_shot.py [--quick] [--ways 5] [--shots 1]
         [--episodes 200] [--meta-steps 100] [--inner 5] [--inner-lr 0.03]
-        [--first-order] [--out hp_out]
+        [--first-order] [--data digits|strokes] [--out hp_out]
 """
 from __future__ import annotations
 
@@ -50,6 +53,12 @@ def episode(x, y, classes, ways, shots, rng):
     return (np.concatenate(sx), np.array(sy)), (np.concatenate(qx), np.array(qy))
 
 
+def nearest_neighbour(support, query) -> float:
+    """Query accuracy of the nearest support image in pixel space."""
+    d = ((query[0][:, None] - support[0][None]) ** 2).sum(-1)
+    return float(np.mean(support[1][d.argmin(1)] == query[1]))
+
+
 def start(learner, state):
     """A new episode: readout and H at zero, the optimizer's moments reset."""
     from brainscale import hybrid
@@ -76,9 +85,13 @@ def main(argv=None, log=print):
     from brainscale import hp_network as N
     from brainscale import hybrid
     from brainscale.tasks.digits import load_digits_split
+    from brainscale.tasks.strokes import stroke_characters
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--data", choices=["digits", "strokes"], default="digits",
+                   help="digits: base 0-4, novel 5-9; strokes: 100 generated characters "
+                        "(brainscale.tasks.strokes), base 0-59, novel 60-99")
     p.add_argument("--ways", type=int, default=5)
     p.add_argument("--shots", type=int, default=1)
     p.add_argument("--episodes", type=int, default=200)
@@ -94,17 +107,29 @@ def main(argv=None, log=print):
     args = p.parse_args(argv)
     if args.quick:
         args.episodes, args.pretrain, args.meta_steps, args.inner = 20, 30, 4, 3
-    x_tr, y_tr, x_te, y_te = load_digits_split()
-    x_all, y_all = np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te])
-    base, novel = np.arange(5), np.arange(5, 10)
+    if args.data == "digits":
+        x_tr, y_tr, x_te, y_te = load_digits_split()
+        x_all, y_all = np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te])
+        base, novel = np.arange(5), np.arange(5, 10)
+    else:
+        x_all, y_all = stroke_characters(100, 20, size=12, seed=args.seed)
+        base, novel = np.arange(60), np.arange(60, 100)
+    n_in = x_all.shape[1]
     is_base = np.isin(y_all, base)
     B = args.ways * args.shots
-    res = {"ways": args.ways, "shots": args.shots, "episodes": args.episodes,
-           "inner": args.inner, "variants": {}}
+    res = {"data": args.data, "ways": args.ways, "shots": args.shots,
+           "episodes": args.episodes, "inner": args.inner, "variants": {}}
+    rng = np.random.default_rng(10 ** 4 + args.seed)          # pixel 1-NN on the test episodes
+    nn = [nearest_neighbour(*episode(x_all, y_all, novel, args.ways, args.shots, rng))
+          for _ in range(args.episodes)]
+    res["pixel_1nn"] = {"accuracy": float(np.mean(nn)),
+                        "ci95": float(1.96 * np.std(nn) / np.sqrt(len(nn)))}
+    log(f"pixel nearest neighbour: {100 * np.mean(nn):.1f}%")
     for v in VARIANTS:
         # the episodes' learner: batch N x K, W pretrained on the base classes
-        ep_learner, _ = N.make_learner(v, 64, 128, args.ways, lr=args.inner_lr, seed=args.seed)
-        ep_state = ep_learner.init(jax.random.PRNGKey(0), jnp.zeros((B, 64)))
+        ep_learner, _ = N.make_learner(v, n_in, 128, args.ways, lr=args.inner_lr,
+                                       seed=args.seed)
+        ep_state = ep_learner.init(jax.random.PRNGKey(0), jnp.zeros((B, n_in)))
         if v != "lp":
             _, base_state = N.train("gp" if v == "gp" else "hp_fixed", x_all[is_base],
                                     y_all[is_base], steps=args.pretrain, T=args.T,
