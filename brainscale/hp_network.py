@@ -56,7 +56,7 @@ class HPNet(nnx.Module):
 
 
 def make_learner(variant: str, n_in=64, n_hidden=128, n_out=10, lr=3e-3, seed=0,
-                 theta=None, scale=3.0, gated=False):
+                 theta=None, scale=3.0, gated=False, first_order=False):
     """(learner, Bilevel or None) for ``variant``; ``theta`` overrides the HP
     rule's initial hyper-parameters (keyword arguments of ``hp_local``)."""
     if variant not in VARIANTS:
@@ -77,7 +77,8 @@ def make_learner(variant: str, n_in=64, n_hidden=128, n_out=10, lr=3e-3, seed=0,
     kw.update(theta or {})
     rules = None if variant == "gp" else {PLASTIC: hp_local(**kw)}
     learner = bs.online(model, "es_d_rtrl", optimizer=opt, rules=rules)
-    meta = hybrid.Bilevel(learner, optax.adam(1e-2), new_episodes=False) \
+    meta = hybrid.Bilevel(learner, optax.adam(1e-2), first_order=first_order,
+                          new_episodes=False) \
         if variant == "hp" else None
     return learner, meta
 
@@ -102,13 +103,13 @@ SCALE = {"rate": 3.0, "rank": 20.0}
 
 
 def train(variant, x, y, *, steps, T=20, B=32, coding="rate", seed=0, n_hidden=128,
-          lr=3e-3, meta_every=1):
+          lr=3e-3, meta_every=1, first_order=False):
     """Trains ``variant`` on (x, y); returns (learner, state). For ``"hp"``
     every ``meta_every``-th batch trains w inside a bilevel step whose
     validation split is a second batch drawn from (x, y); theta follows the
     meta-gradient."""
     learner, meta = make_learner(variant, x.shape[1], n_hidden, int(np.max(y)) + 1, lr, seed,
-                                 scale=SCALE[coding])
+                                 scale=SCALE[coding], first_order=first_order)
     rng = np.random.default_rng(seed)
     state = learner.init(jax.random.PRNGKey(seed), encode(x[:B], T, coding, 0)[0])
     mstate = meta.init(state) if meta is not None else None

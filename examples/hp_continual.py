@@ -19,7 +19,8 @@ hidden-unit gating by a per-task mask given with the input):
 
 Writes ``--out/continual.json`` and ``continual.png``.
 
-    python examples/hp_continual.py [--quick] [--tasks 20] [--steps 100] [--out hp_out]
+    python examples/hp_continual.py [--quick] [--tasks 20] [--steps 100] [--first-order]
+        [--only NAME ...] [--out hp_out]
 """
 from __future__ import annotations
 
@@ -54,11 +55,12 @@ def evaluate(learner, state, x, y, perm, mask, T, B=32):
     return hits / (len(x) - len(x) % B)
 
 
-def run(name, tasks, data, steps, T, seed, B=32):
+def run(name, tasks, data, steps, T, seed, B=32, first_order=False):
     from brainscale import hp_network as N
     kind, density = VARIANTS[name]
     x_tr, y_tr, x_te, y_te = data
-    learner, meta = N.make_learner(kind, 64, N_HIDDEN, 10, seed=seed, gated=True)
+    learner, meta = N.make_learner(kind, 64, N_HIDDEN, 10, seed=seed, gated=True,
+                                   first_order=first_order)
     rng = np.random.default_rng(seed)
     masks = [np.ones(N_HIDDEN, np.float32) if density >= 1.0 else
              (rng.random(N_HIDDEN) < density).astype(np.float32) for _ in tasks]
@@ -93,6 +95,8 @@ def main(argv=None, log=print):
     p.add_argument("--T", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="*", choices=list(VARIANTS))
+    p.add_argument("--first-order", action="store_true",
+                   help="HP: the first-order meta-gradient instead of the bilevel one")
     p.add_argument("--out", default="hp_out")
     args = p.parse_args(argv)
     if args.quick:
@@ -102,10 +106,11 @@ def main(argv=None, log=print):
         x_te, y_te = x_te[:96], y_te[:96]
     rng = np.random.default_rng(1234)
     tasks = [np.arange(64)] + [rng.permutation(64) for _ in range(args.tasks - 1)]
-    res = {"tasks": args.tasks, "steps": args.steps, "curves": {}}
+    res = {"tasks": args.tasks, "steps": args.steps, "first_order": args.first_order,
+           "curves": {}}
     for name in args.only or VARIANTS:
         res["curves"][name] = run(name, tasks, (x_tr, y_tr, x_te, y_te), args.steps, args.T,
-                                  args.seed)
+                                  args.seed, first_order=args.first_order)
         log(f"{name}: mean accuracy over seen tasks after each task: "
             + " ".join(f"{100 * a:.0f}" for a in res["curves"][name]))
     os.makedirs(args.out, exist_ok=True)

@@ -14,7 +14,8 @@ Also: the response latency of rate and rank-order coding (the first step
 after which the running readout's decision no longer changes), per variant.
 Writes ``--out/fault_tolerance.json`` and ``fault_tolerance.png``.
 
-    python examples/hp_fault_tolerance.py [--quick] [--steps 300] [--out hp_out]
+    python examples/hp_fault_tolerance.py [--quick] [--steps 300] [--first-order]
+        [--only gp lp hp] [--out hp_out]
 """
 from __future__ import annotations
 
@@ -77,6 +78,9 @@ def main(argv=None, log=print):
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--T", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--first-order", action="store_true",
+                   help="HP: the first-order meta-gradient instead of the bilevel one")
+    p.add_argument("--only", nargs="*", choices=VARIANTS)
     p.add_argument("--out", default="hp_out")
     args = p.parse_args(argv)
     steps, n_test = (30, 96) if args.quick else (args.steps, None)
@@ -85,12 +89,13 @@ def main(argv=None, log=print):
     rng = np.random.default_rng(args.seed)
     crops = {k: crop(x_te, k, rng) for k in CROPS}
     noises = {q: noisy(x_te, q, rng) for q in NOISE}
-    res = {"steps": steps, "T": args.T, "n_test": len(x_te), "variants": {}}
-    for v in VARIANTS:
+    res = {"steps": steps, "T": args.T, "n_test": len(x_te), "first_order": args.first_order,
+           "variants": {}}
+    for v in args.only or VARIANTS:
         row = {}
         for coding in ("rate", "rank"):
             learner, state = N.train(v, x_tr, y_tr, steps=steps, T=args.T, coding=coding,
-                                     seed=args.seed)
+                                     seed=args.seed, first_order=args.first_order)
             lat, acc = response_latency(learner, state, x_te, y_te, args.T, coding)
             row[coding] = {"accuracy": acc, "latency_steps": lat}
             if coding == "rate":
