@@ -183,23 +183,30 @@ def xla_cost(fn, *args) -> tuple[float, float]:
     return mem, flops
 
 
+def train_timed(update, state, batch, steps):
+    """``state = update(state, xs, ys)`` over ``steps`` batches; the final
+    state, the last batch and the median seconds per call (the first,
+    compiling call left out)."""
+    times = []
+    for step in range(steps):
+        xs, ys = batch(step)
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(update(state, xs, ys))
+        times.append(time.perf_counter() - t0)
+    return state, (xs, ys), statistics.median(times[1:] or times)
+
+
 def run_gradient(name, setup: Setup, steps):
     cfg = dict(gradient_methods(setup.first)[name])
     learner = bs.online(setup.net(), optimizer=optax.adam(setup.lr), **cfg)
     xs, ys = setup.batch(0)
     state = learner.init(jax.random.PRNGKey(0), xs[0])
-    times = []
-    for step in range(steps):
-        xs, ys = setup.batch(step)
-        t0 = time.perf_counter()
-        state, m = learner.train_sequence(state, xs, ys)
-        jax.block_until_ready(m["loss"])
-        times.append(time.perf_counter() - t0)
+    state, (xs, ys), sec = train_timed(lambda s, x, y: learner.train_sequence(s, x, y)[0],
+                                       state, setup.batch, steps)
     mem = xla_cost(learner._train_sequence, state, xs, ys)[0]
     mflop = len(xs) * xla_cost(learner._train_sequence, state, xs[:1], ys[:1])[1]
     hits = [score(learner.predict(state, xs), ys, y) for xs, ys, y in setup.held_out()]
-    return (sum(h for h, _ in hits) / sum(n for _, n in hits),
-            statistics.median(times[1:] or times), mem, mflop)
+    return sum(h for h, _ in hits) / sum(n for _, n in hits), sec, mem, mflop
 
 
 def run_decolle(setup: Setup, steps):
@@ -211,13 +218,8 @@ def run_decolle(setup: Setup, steps):
     net = bs.plasticity(model, rules(optax.adamax(3e-3)))
     xs, ys = setup.batch(0)
     state = net.init(jax.random.PRNGKey(0), xs[0])
-    times = []
-    for step in range(steps):
-        xs, ys = setup.batch(step)
-        t0 = time.perf_counter()
-        state, out = net.run(net.reset(state), xs, targets=ys)
-        jax.block_until_ready(out)
-        times.append(time.perf_counter() - t0)
+    state, (xs, ys), sec = train_timed(lambda s, x, y: net.run(net.reset(s), x, targets=y)[0],
+                                       state, setup.batch, steps)
     mem = xla_cost(net._run, net.reset(state), xs, None, ys)[0]
     mflop = len(xs) * xla_cost(net._step, state, xs[0], None, ys[0])[1]
     frozen = bs.plasticity(model, rules(optax.sgd(0.0)))
@@ -227,8 +229,7 @@ def run_decolle(setup: Setup, steps):
     for xs, ys, y in setup.held_out():
         _, spikes = frozen.run(frozen.reset(ev), xs, targets=jnp.full(ys.shape, -1))
         hits.append(score(local_readout(G, spikes), ys, y))
-    return (sum(h for h, _ in hits) / sum(n for _, n in hits),
-            statistics.median(times[1:] or times), mem, mflop)
+    return sum(h for h, _ in hits) / sum(n for _, n in hits), sec, mem, mflop
 
 
 def run_sbp(T, iterations):
@@ -238,14 +239,14 @@ def run_sbp(T, iterations):
     tp = TwoPhase(SBPNet(64, 200, 10, rngs=nnx.Rngs(0)), 10, t_nudged=min(10, T),
                   rules=sbp_rules(eta=0.3))
     state = tp.init(jax.random.PRNGKey(0), jnp.zeros((B, 64)))
-    rng, times = np.random.default_rng(0), []
-    for step in range(iterations):
+    rng = np.random.default_rng(0)
+
+    def batch(step):
         idx = rng.choice(len(x_tr), B, replace=False)
-        xs, ys = rate_encode(x_tr[idx], T, jax.random.PRNGKey(step + 1)), jnp.asarray(y_tr[idx])
-        t0 = time.perf_counter()
-        state, r = tp.train(state, xs, ys)
-        jax.block_until_ready(r)
-        times.append(time.perf_counter() - t0)
+        return rate_encode(x_tr[idx], T, jax.random.PRNGKey(step + 1)), jnp.asarray(y_tr[idx])
+
+    state, (xs, ys), sec = train_timed(lambda s, x, y: tp.train(s, x, y)[0], state, batch,
+                                       iterations)
     mem = xla_cost(tp._train, state, xs, ys)[0]
     x0 = jnp.concatenate([xs[0], jnp.zeros((B, 10))], -1)
     mflop = (T + tp.t_nudged) * xla_cost(tp.net._step, state, x0, 1.0, None)[1]
@@ -253,7 +254,7 @@ def run_sbp(T, iterations):
     for i in range(0, n, B):
         r = tp.predict(state, rate_encode(x_te[i:i + B], T, jax.random.PRNGKey(10 ** 6 + i)))
         hits += int(np.sum(np.asarray(r).argmax(-1) == y_te[i:i + B]))
-    return hits / n, statistics.median(times[1:] or times), mem, mflop
+    return hits / n, sec, mem, mflop
 
 
 def main(argv=None):

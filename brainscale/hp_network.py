@@ -15,6 +15,8 @@ second half of each sequence; accuracy is the readout summed over it.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -146,18 +148,25 @@ def accuracy(learner, state, x, y, **kw) -> float:
     return float(np.mean(predict(learner, state, x, **kw).argmax(-1) == np.asarray(y)))
 
 
-def hidden_rates(variant, state, x, T=20, coding="rate", B=32, seed=10 ** 6, n_hidden=128):
+@functools.lru_cache(maxsize=None)
+def _probe(plastic, n_in, n_hidden, n_out, B):
+    """A learner (compiled once per shape) of the network that also emits
+    its hidden spikes, and its state for a batch of ``B``."""
+    model = HPNet(n_in, n_hidden, n_out, rngs=nnx.Rngs(0), plastic=plastic, probe=True)
+    probe = bs.online(model, "es_d_rtrl", optimizer=optax.sgd(0.0))
+    return probe, probe.init(jax.random.PRNGKey(0), jnp.zeros((B, n_in)))
+
+
+def hidden_rates(variant, state, x, T=20, coding="rate", B=32, seed=10 ** 6):
     """Hidden spike rates (N, n_hidden): the same network, emitting its
     hidden spikes, run with the trained parameters."""
-    model = HPNet(x.shape[1], n_hidden, state.params["out"]["kernel"].shape[1],
-                  rngs=nnx.Rngs(0), plastic=variant != "gp", probe=True)
-    probe = bs.online(model, "es_d_rtrl", optimizer=optax.sgd(0.0))
-    xs = encode(x[:B], T, coding, 0)
-    pstate = probe.init(jax.random.PRNGKey(0), xs[0])._replace(params=state.params)
+    W = state.params["fc1"]["W"]
+    probe, pstate = _probe(variant != "gp", W.shape[0], W.shape[1],
+                           state.params["out"]["kernel"].shape[1], B)
+    pstate = pstate._replace(params=state.params)
     return np.concatenate([np.asarray(probe.predict(pstate, xs)[1].mean(0))[:n]
                            for xs, n in encoded_batches(x, T, coding, B, seed)])
 
 
 __all__ = ["VARIANTS", "HPNet", "make_learner", "encode", "encoded_batches", "labels", "train",
-           "predict",
-           "accuracy", "hidden_rates"]
+           "predict", "accuracy", "hidden_rates"]

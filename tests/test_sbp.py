@@ -15,7 +15,7 @@ from brainscale.sbp_snn import HIDDEN, OUTPUT, SBPNet, TwoPhase, contrastive, sb
 from brainscale.tasks.digits import load_digits_split, rate_encode
 from transforms.errors import CompileError
 from transforms.local_rules import LocalSignals, Rule
-from transforms.rules.sbp import backward_factor, lateral_spread, sbp_backward, sbp_output
+from transforms.rules.sbp import backward_factor, delta, lateral_spread, sbp_backward, sbp_output
 
 LAM_PRE, LAM_POST, LAM_BP, F, RHO = 1.0, 0.5, 1.0, 0.2, 0.1
 
@@ -68,6 +68,29 @@ def test_contrastive_rule_emits_the_two_phase_update_once():
     want = eta * r_pre.T @ (r_n - r_f) / (beta * B)
     np.testing.assert_allclose(dws[-1], want, rtol=1e-5, atol=1e-7)
     assert all(np.all(d == 0) for d in dws[:-1])
+
+
+def test_delta_rule_equals_numpy():
+    rs = np.random.default_rng(4)
+    B, I, O, eta, tau = 3, 4, 2, 0.5, 5.0
+    a = np.exp(-1.0 / tau)
+    rule = delta(eta, tau_pre=tau, tau_post=tau)
+    w = jnp.zeros((I, O))
+    state = rule.init(w, (I,), (O,), B)
+    pre, post = np.zeros((B, I)), np.zeros((B, O))
+    for t, target in enumerate([None, [1, -1, 0], [0, 1, -1]]):
+        x = (rs.random((B, I)) < 0.5).astype(np.float32)
+        s = (rs.random((B, O)) < 0.5).astype(np.float32)
+        pre, post = a * pre + (1 - a) * x, a * post + (1 - a) * s
+        dw, state = rule.update(state, LocalSignals(
+            jnp.asarray(x), None, jnp.asarray(s), w, None,
+            target=None if target is None else jnp.asarray(target)))
+        want = np.zeros((I, O))
+        if target is not None:
+            for b, c in enumerate(target):
+                if c >= 0:
+                    want += eta * np.outer(pre[b], np.eye(O)[c] - post[b]) / B
+        np.testing.assert_allclose(dw, want, rtol=1e-5, atol=1e-7)
 
 
 def fixed(dw) -> Rule:

@@ -27,26 +27,18 @@ neurons: the engine hands it this step's dW of their output synapses
 (``LocalSignals.downstream``). Kept per synapse: nothing beyond the base
 rule's state; per neuron: the summed LTP of its output synapses.
 
-``contrastive_dw`` is the two-phase base rule of the relaxed rate network
-(``brainscale.sbp_network``), ``dW = r_pre_free^T (r_post_nudged -
-r_post_free) / (beta B)``.
+The two-phase contrastive base rule of the paper's SNN is
+``brainscale.sbp_snn.contrastive``.
 """
 from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 
 from transforms.local_rules import LocalSignals, Rule
 
 DEFAULTS = dict(lam_pre=1.0, lam_post=0.5, lam_bp=1.0, f=0.2, rho=0.1)
-
-
-def contrastive_dw(r_pre_free, r_post_free, r_post_nudged, beta):
-    """The two-phase contrastive update ``r_pre_free^T (r_post_nudged -
-    r_post_free) / (beta B)`` (leading axis: batch)."""
-    return r_pre_free.T @ (r_post_nudged - r_post_free) / (beta * r_pre_free.shape[0])
 
 
 def lateral_spread(dw, lam_pre=1.0, lam_post=0.5, f=0.2):
@@ -78,11 +70,10 @@ def sbp_output(base: Rule, lam_pre: float = DEFAULTS["lam_pre"],
 
 
 def sbp_backward(lam_bp: float = DEFAULTS["lam_bp"], f: float = DEFAULTS["f"],
-                 rho: float = DEFAULTS["rho"], own: Rule | None = None,
-                 cap: float | None = 2.0) -> Rule:
+                 rho: float = DEFAULTS["rho"], cap: float | None = 2.0) -> Rule:
     """The input synapses of hidden neurons: scaled by ``T_bp`` from the
     plasticity of the neurons' output synapses (this step's, all local-rule
-    ops fed by them), plus the modification of an ``own`` rule if given.
+    ops fed by them).
 
     ``cap`` is the stability constraint: T_bp >= 1 always, and a neuron that
     keeps winning LTP would grow its input synapses without bound, so a
@@ -90,30 +81,16 @@ def sbp_backward(lam_bp: float = DEFAULTS["lam_bp"], f: float = DEFAULTS["f"],
     norm (``T_bp_j <- min(T_bp_j, max(1, cap |w_j|_0 / |w_j|))``); None
     applies the bare equation. Kept: the initial norm per hidden neuron."""
     def init(w, x_shape, post_shape, batch):
-        return (jnp.linalg.norm(w, axis=0),
-                () if own is None else own.init(w, x_shape, post_shape, batch))
+        return jnp.linalg.norm(w, axis=0)
 
-    def update(state, sig: LocalSignals):
-        norm0, own_state = state
+    def update(norm0, sig: LocalSignals):
         t_bp = backward_factor(sig.downstream, lam_bp, f, rho)
         if cap is not None:
             room = cap * norm0 / jnp.maximum(jnp.linalg.norm(sig.w, axis=0), 1e-30)
             t_bp = jnp.minimum(t_bp, jnp.maximum(room, 1.0))
-        dw = sig.w * (t_bp - 1.0)[None, :]
-        if own is not None:
-            d_own, own_state = own.update(own_state, sig)
-            dw = dw + d_own
-        return dw, (norm0, own_state)
+        return sig.w * (t_bp - 1.0)[None, :], norm0
 
-    def reset(state):
-        norm0, own_state = state
-        if own is None:
-            return (norm0, own_state)
-        return (norm0, own.reset(own_state) if own.reset is not None
-                else jax.tree.map(jnp.zeros_like, own_state))
-
-    return Rule(init, update, needs_post=own is not None and own.needs_post,
-                needs_dpost=own is not None and own.needs_dpost, reset=reset,
+    return Rule(init, update, needs_post=False, reset=lambda norm0: norm0,
                 needs_downstream=True)
 
 
@@ -146,5 +123,5 @@ def delta(eta: float, tau_pre: float = 20.0, tau_post: float = 20.0, dt: float =
     return Rule(init, update)
 
 
-__all__ = ["DEFAULTS", "contrastive_dw", "lateral_spread", "backward_factor", "sbp_output",
+__all__ = ["DEFAULTS", "lateral_spread", "backward_factor", "sbp_output",
            "sbp_backward", "delta"]
