@@ -19,8 +19,10 @@ network, and the query digits (K per class) are scored. Variants:
   loss; ``--first-order`` for the first-order variant); H starts each
   episode at zero.
 
-Printed and written to ``--out/few_shot.json``: query accuracy per variant
-with its 95% confidence interval over the test episodes.
+Printed and written to ``--out/few_shot_<data>_<ways>way.json``: query
+accuracy per variant with its 95% confidence interval over the test
+episodes; ``--out/few_shot.png`` plots every such file in ``--out``, so runs
+with different data and ways end up side by side in one figure.
 
     python examples/hp_few_shot.py [--quick] [--ways 5] [--shots 1]
         [--episodes 200] [--meta-steps 100] [--inner 5] [--inner-lr 0.03]
@@ -158,9 +160,43 @@ def main(argv=None, log=print):
         res["variants"][v] = {"accuracy": mean, "ci95": ci}
         log(f"{v}: {args.ways}-way {args.shots}-shot {100 * mean:.1f}% +- {100 * ci:.1f}")
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "few_shot.json"), "w") as f:
+    name = f"few_shot_{args.data}_{args.ways}way"
+    with open(os.path.join(args.out, name + ".json"), "w") as f:
         json.dump(res, f, indent=1)
+    runs = []
+    for fn in sorted(os.listdir(args.out)):
+        if fn.startswith("few_shot_") and fn.endswith(".json"):
+            with open(os.path.join(args.out, fn)) as f:
+                runs.append(json.load(f))
+    plot(runs, os.path.join(args.out, "few_shot.png"))
     return res
+
+
+def plot(runs, path):
+    """One group of bars per run (data, ways): each variant's accuracy with
+    its 95% interval, the pixel nearest neighbour as a grey bar."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = ["pixel 1-NN"] + [v.upper() for v in VARIANTS]
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, name in enumerate(names):
+        vals = [r["pixel_1nn"] if k == 0 else r["variants"].get(VARIANTS[k - 1],
+                                                                 {"accuracy": np.nan, "ci95": 0})
+                for r in runs]
+        ax.bar(np.arange(len(runs)) + (k - (len(names) - 1) / 2) * width,
+               [100 * v["accuracy"] for v in vals], width,
+               yerr=[100 * v["ci95"] for v in vals], capsize=2, label=name,
+               color="0.7" if k == 0 else None)
+    ax.set_xticks(np.arange(len(runs)))
+    ax.set_xticklabels([f"{r['data']}, {r['ways']}-way {r['shots']}-shot" for r in runs])
+    ax.set_ylabel("query accuracy, novel classes (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, ncol=4, loc="upper center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
