@@ -1,6 +1,6 @@
 """Command-line entry point: ``brainscale <subcommand> ...``.
 
-Subcommands: ``demo``, ``bench``, ``train``.
+Subcommands: ``demo``, ``bench``, ``train``, ``map``.
 """
 from __future__ import annotations
 
@@ -28,6 +28,36 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from brainscale.bench import run_bench
 
     run_bench(args.out, only=args.only)
+    return 0
+
+
+def _cmd_map(args: argparse.Namespace) -> int:
+    import json
+
+    from brainscale.mapping import map_run
+    from transforms.errors import CompileError
+    from transforms.lowering import format_report
+
+    try:
+        report = map_run(args.run, args.profile, args.weight_bits, args.batch_size,
+                         quantize=not args.no_quantize)
+    except (CompileError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"\nJSON report: {args.json}")
+    if args.nir:
+        from brainscale.nir_io import write_run_nir
+
+        try:
+            write_run_nir(args.run, args.nir)
+            print(f"NIR graph: {args.nir}")
+        except ValueError as e:
+            print(f"NIR export: {e}", file=sys.stderr)
+            return 2
     return 0
 
 
@@ -76,6 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", choices=sorted(QUICK),
                        help="run only these benchmarks")
     bench.set_defaults(func=_cmd_bench)
+
+    from transforms.hardware import builtin_profiles
+
+    mp = sub.add_parser(
+        "map", help="map a trained network onto a neuromorphic chip (cores, traffic, "
+                    "energy, quantisation) and optionally export it to NIR",
+        description="Partition the network of a run folder (written by brainscale train or "
+                    "the examples) onto the cores of a hardware profile, place and route it "
+                    "on the chip's mesh, and print what it costs: cores and the limit that "
+                    "binds each, spikes crossing cores, hops, link load, energy per step and "
+                    "per inference, whether the learning rule's state fits, and the task "
+                    "accuracy before and after quantising the weights.")
+    mp.add_argument("run", metavar="RUN_DIR", help="folder with checkpoint.msgpack")
+    mp.add_argument("--profile", default="loihi1",
+                    help=f"one of {', '.join(builtin_profiles())} or a JSON profile file "
+                         "(default: loihi1)")
+    mp.add_argument("--weight-bits", type=int, dest="weight_bits",
+                    help="weight bit width (default: the profile's)")
+    mp.add_argument("--batch-size", type=int, default=64, dest="batch_size",
+                    help="samples for measuring spike rates and accuracy (default: 64)")
+    mp.add_argument("--no-quantize", action="store_true", help="skip the accuracy check")
+    mp.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    mp.add_argument("--nir", metavar="FILE", help="also export the network to NIR (HDF5)")
+    mp.set_defaults(func=_cmd_map)
 
     from brainscale.train.cli import add_train_parser
 
