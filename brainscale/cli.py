@@ -50,7 +50,7 @@ def _cmd_map(args: argparse.Namespace) -> int:
             json.dump(report, f, indent=1)
         print(f"\nJSON report: {args.json}")
     if args.nir:
-        from brainscale.nir_io import write_run_nir
+        from brainscale.mapping import write_run_nir
 
         try:
             write_run_nir(args.run, args.nir)

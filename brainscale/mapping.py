@@ -20,7 +20,7 @@ from transforms.lowering import format_report, lower
 from transforms.netlist import build_netlist, measure_x_activity
 from transforms.quantize import quantize_params
 
-__all__ = ["map_model", "map_run", "format_report"]
+__all__ = ["map_model", "map_run", "write_run_nir", "format_report"]
 
 
 def _profile(profile) -> Profile:
@@ -41,24 +41,40 @@ def map_model(graph, params, hidden0, xs, profile="loihi1", bits=None, refine=Tr
     return lower(net, profile, bits, T=int(x[0].shape[0]), refine=refine, seed=seed)
 
 
-def map_run(run_dir: str, profile="loihi1", bits=None, batch_size: int = 64,
-            quantize: bool = True, refine: bool = True) -> dict:
-    """Report for the trained network of a run folder; with ``quantize`` the
-    task accuracy with float weights and with weights at the profile's bits."""
+def _load_run(run_dir: str):
     from brainscale.train.checkpoint import load_checkpoint, read_checkpoint_meta
     from brainscale.train.config import config_from_dict
-    from brainscale.train.runner import CHECKPOINT, build, evaluate
+    from brainscale.train.runner import CHECKPOINT, build
 
-    profile = _profile(profile)
-    bits = profile.check_weight_bits(profile.default_weight_bits if bits is None else bits)
     ckpt = os.path.join(run_dir, CHECKPOINT)
     if not os.path.exists(ckpt):
         raise FileNotFoundError(f"{ckpt} not found: map a folder written by brainscale train "
                                 "(or brainscale.train.fit, e.g. examples/digits.py's --out)")
-    meta = read_checkpoint_meta(ckpt)
-    cfg = config_from_dict(meta["config"])
+    cfg = config_from_dict(read_checkpoint_meta(ckpt)["config"])
     task, learner, state = build(cfg)
     state, meta = load_checkpoint(ckpt, state)
+    return cfg, task, learner, state, meta
+
+
+def write_run_nir(run_dir: str, path: str):
+    """Export the trained network of a run folder to NIR (``brainscale.nir_io``)."""
+    from brainscale.model import to_nnx
+    from brainscale.nir_io import write_nir
+
+    cfg, task, _, state, _ = _load_run(run_dir)
+    module = task.make_model({**task.model_defaults, **cfg.model}, cfg.seed)
+    return write_nir(to_nnx(module, state.params), path)
+
+
+def map_run(run_dir: str, profile="loihi1", bits=None, batch_size: int = 64,
+            quantize: bool = True, refine: bool = True) -> dict:
+    """Report for the trained network of a run folder; with ``quantize`` the
+    task accuracy with float weights and with weights at the profile's bits."""
+    from brainscale.train.runner import evaluate
+
+    profile = _profile(profile)
+    bits = profile.check_weight_bits(profile.default_weight_bits if bits is None else bits)
+    cfg, task, learner, state, meta = _load_run(run_dir)
     xs, _ = task.eval_batches(batch_size)[0]
     xs = jnp.asarray(np.asarray(xs))
     graph = learner.compile(state.params, state.hidden0, xs[0, 0])

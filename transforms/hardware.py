@@ -86,6 +86,8 @@ def profile_from_dict(d: dict, where: str = "profile") -> Profile:
     d.setdefault("cores_per_router", 1)
     d.setdefault("max_axons_out", None)
     d.setdefault("synapse_memory_bytes", None)
+    d.setdefault("axons_per_input", 1)
+    d.setdefault("trace_bits", 8)
     d.setdefault("default_weight_bits", d["weight_bits"][1] if isinstance(
         d["weight_bits"], list) and len(d["weight_bits"]) == 2 else None)
     mesh = d["mesh"]

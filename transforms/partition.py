@@ -219,7 +219,10 @@ def _greedy(index, net, profile, bits, subsets=None) -> list:
 
 
 def _metis(index, net, profile, bits, nparts) -> list | None:
-    import pymetis
+    try:
+        import pymetis
+    except ImportError:             # the "lowering" extra is not installed
+        return None
 
     ids = np.concatenate([np.arange(p.size) + index.offset[p.name] for p in net.neurons()])
     local = np.full(index.n, -1)
@@ -234,8 +237,8 @@ def _metis(index, net, profile, bits, nparts) -> list | None:
     if nparts < 2 or sym.nnz == 0:
         return None
     ew = np.maximum(1, np.round(sym.data * 1000)).astype(int)
-    _, parts = pymetis.part_graph(nparts, xadj=sym.indptr.tolist(),
-                                  adjncy=sym.indices.tolist(), eweights=ew.tolist())
+    adjacency = pymetis.CSRAdjacency(sym.indptr.tolist(), sym.indices.tolist())
+    _, parts = pymetis.part_graph(nparts, adjacency=adjacency, eweights=ew.tolist())
     parts = np.asarray(parts)
     cores = []
     for q in range(nparts):
