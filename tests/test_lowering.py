@@ -15,7 +15,7 @@ from transforms.lowering import lower
 from transforms.netlist import (Connection, LoweringError, Netlist, Population, build_netlist,
                                 dense_chain, measure_x_activity)
 from transforms.partition import _Index, _metis, partition
-from transforms.placement import _path, core_flows, place
+from transforms.placement import _path, place
 from transforms.profile_fit import LAVA_DENSE, fit_max_neurons
 from transforms.quantize import quantize_array
 

@@ -1,0 +1,297 @@
+"""Export BrainScale flax.nnx networks to NIR (https://neuroir.org).
+
+NIR is continuous time. BrainScale's exact exponential step of a LIF,
+``v' = v_rest + (v - v_rest) d + R I (1 - d)`` with ``d = exp(-dt/tau)``, is
+the zero-order-hold solution of NIR's ``tau dv/dt = (v_leak - v) + R I``
+(input held constant over a step), so ``tau``, ``r = R`` and
+``v_leak = v_rest`` are exported as they are, and ``dt`` and the integrator
+go into the graph's metadata. Gains that BrainScale applies per step rather
+than per unit of time go into ``r`` (see ``docs/nir.md``); ``w_in`` is 1.
+
+Accepted structures (anything else raises ``NIRExportError``):
+
+* ``RecurrentSNN`` (``recurrent_snn(...)``): its ``layers`` then ``out``;
+* ``nnx.Sequential``, or a list/tuple of modules, applied in order;
+* one layer: brainscale ``Linear`` / ``SparseLinear``, flax ``nnx.Linear``,
+  ``LIF``, ``AlignPost`` / ``AlignPre``, ``Recurrent``, ``LeakyReadout``,
+  ``LinearReadout``; in a sequence also ``Delta`` (skipped) and ``Expon``
+  directly before a ``LIF`` (the pair is one ``CubaLIF``);
+* a ``NIRNetwork`` rebuilt by ``from_nir``.
+
+``nir`` is imported inside the functions, so ``import brainscale`` does not
+need it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from flax import nnx
+
+from brainscale import neurons
+from brainscale.networks import RecurrentSNN
+from brainscale.neurons import ALIF, LIF
+from brainscale.nir_import import LeakyIntegrator, NIRNetwork
+from brainscale.projections import AlignPost, AlignPre, Linear, Recurrent, SparseLinear
+from brainscale.readout import LeakyReadout, LinearReadout
+from brainscale.surrogate import Surrogate
+from brainscale.synapses import Delta, Expon
+
+__all__ = ["NIRExportError", "to_nir"]
+
+
+class NIRExportError(ValueError):
+    """The module (or a part of it, named by its path) has no exact NIR form."""
+
+
+def _join(path, name):
+    return f"{path}.{name}" if path else name
+
+
+def _where(path):
+    return path or "(root)"
+
+
+def _full(n, value):
+    return np.full((int(n),), float(value), np.float64)
+
+
+class _Exporter:
+    """Collects NIR nodes and edges while walking a module."""
+
+    def __init__(self, dt):
+        import nir
+        self.nir = nir
+        self.dt = None if dt is None else float(dt)
+        self.dt_from = "the dt argument" if dt is not None else None
+        self.nodes, self.edges = {}, []
+
+    # -- bookkeeping --------------------------------------------------------
+    def add(self, key, node, *sources):
+        if key in self.nodes:
+            raise NIRExportError(f"{key}: two NIR nodes would share this name")
+        self.nodes[key] = node
+        self.edges.extend((s, key) for s in sources if s is not None)
+        return key
+
+    def use_dt(self, path, dt):
+        dt = float(dt)
+        if self.dt is None:
+            self.dt, self.dt_from = dt, _where(path)
+        elif not math.isclose(dt, self.dt, rel_tol=1e-12):
+            raise NIRExportError(
+                f"{_where(path)}: built with dt={dt}, but {self.dt_from} uses dt={self.dt}; "
+                "the decay factors are fixed at construction, so one graph needs one dt")
+
+    # -- weight ops -----------------------------------------------------------
+    def weight(self, key, w_in_out, bias=None, *sources):
+        """``y = x @ W (+ b)`` with ``W`` of shape (in, out) -> NIR weight (out, in)."""
+        w = np.asarray(w_in_out).T.copy()
+        if bias is None:
+            return self.add(key, self.nir.Linear(weight=w), *sources)
+        return self.add(key, self.nir.Affine(weight=w, bias=np.asarray(bias).copy()), *sources)
+
+    def comm(self, m, path, src):
+        """A weight op; returns the key of its output (``src`` for ``Delta``)."""
+        if isinstance(m, Delta):
+            return src
+        if isinstance(m, Linear):
+            return self.weight(path, m.weight(), None if m.b is None else m.b[...], src)
+        if isinstance(m, SparseLinear):
+            return self.weight(path, m.to_dense(), None, src)
+        if isinstance(m, LinearReadout):
+            return self.weight(path, m.W[...], None if m.b is None else m.b[...], src)
+        if isinstance(m, nnx.Linear):
+            b = None if m.bias is None else m.bias[...]
+            return self.weight(path, m.kernel[...], b, src)
+        raise NIRExportError(f"{_where(path)}: {type(m).__name__} is not a weight op NIR can "
+                             "express (use Linear, SparseLinear or nnx.Linear)")
+
+    # -- neurons --------------------------------------------------------------
+    def lif_tau(self, n, path):
+        """The continuous ``tau`` whose exact step equals the module's step."""
+        if n.integrator == "exp":
+            return n.tau, {}
+        if n.dt >= n.tau:
+            raise NIRExportError(
+                f"{_where(path)}: LIF with integrator='euler' and dt={n.dt} >= tau={n.tau} "
+                "has decay 1 - dt/tau <= 0, which no continuous LIF has")
+        # exp(-dt/tau') = 1 - dt/tau: NIR's exact step then equals our Euler step.
+        return -n.dt / math.log1p(-n.dt / n.tau), {"integrator": "euler", "tau_euler": n.tau}
+
+    def neuron(self, n, syn, path, *sources):
+        """A neuron (with an optional ``Expon`` synapse in front) -> one NIR node."""
+        nir = self.nir
+        syn = None if isinstance(syn, Delta) else syn
+        if syn is not None and not isinstance(syn, Expon):
+            raise NIRExportError(
+                f"{_where(path)}: synapse {type(syn).__name__} has no NIR node; only Expon "
+                "(-> CubaLIF / CubaLI) or none (Delta) can be exported")
+        if syn is not None:
+            self.use_dt(path, syn.dt)
+        if isinstance(n, LIF):
+            self.check_lif(n, path)
+            self.use_dt(path, n.dt)
+            tau, meta = self.lif_tau(n, path)
+            k = dict(v_leak=_full(n.size, n.v_rest), v_threshold=_full(n.size, n.v_th),
+                     v_reset=_full(n.size, n.v_reset))
+            if syn is None:
+                node = nir.LIF(tau=_full(n.size, tau), r=_full(n.size, n.R), metadata=meta, **k)
+            else:   # g' = g e + I feeds v: NIR's ZOH current is (1 - e) g, so r = R / (1 - e)
+                node = nir.CubaLIF(tau_syn=_full(n.size, syn.tau), tau_mem=_full(n.size, tau),
+                                   r=_full(n.size, n.R / (1.0 - syn.decay)),
+                                   w_in=_full(n.size, 1.0), metadata=meta, **k)
+            return self.add(path, node, *sources)
+        if isinstance(n, LeakyIntegrator):
+            self.use_dt(path, n.dt)
+            k = dict(r=_full(n.size, n.r if syn is None else n.r / (1.0 - syn.decay)),
+                     v_leak=_full(n.size, n.v_leak))
+            if syn is None:
+                return self.add(path, nir.LI(tau=_full(n.size, n.tau), **k), *sources)
+            return self.add(path, nir.CubaLI(tau_syn=_full(n.size, syn.tau),
+                                             tau_mem=_full(n.size, n.tau),
+                                             w_in=_full(n.size, 1.0), **k), *sources)
+        name = type(n).__name__
+        if isinstance(n, ALIF):
+            raise NIRExportError(
+                f"{_where(path)}: ALIF has spike-frequency adaptation (threshold v_th + beta a); "
+                "NIR has no adaptive neuron node, only LIF / CubaLIF with a fixed threshold")
+        raise NIRExportError(f"{_where(path)}: neuron type {name} has no NIR node "
+                             "(exportable: LIF with reset='hard', LeakyReadout)")
+
+    def check_lif(self, n, path):
+        where = _where(path)
+        if n.reset != "hard":
+            raise NIRExportError(
+                f"{where}: LIF with reset='soft' (reset by subtraction): NIR's LIF resets to "
+                "v_reset; use reset='hard' to export")
+        if n.tau_ref > 0:
+            raise NIRExportError(
+                f"{where}: LIF with a refractory period (tau_ref={n.tau_ref}): NIR's LIF has "
+                "no refractory period; use tau_ref=0 to export")
+        if not isinstance(n.spike_fn, Surrogate):
+            raise NIRExportError(
+                f"{where}: spike_fn {type(n.spike_fn).__name__} is not a brainscale Surrogate; "
+                "NIR's LIF fires with the Heaviside step v > v_threshold")
+        if not n.v_th > n.v_reset:
+            raise NIRExportError(f"{where}: LIF needs v_th > v_reset (got {n.v_th}, {n.v_reset})")
+
+    # -- layers ---------------------------------------------------------------
+    def layer(self, m, path, src):
+        """One module applied to the signal from ``src``; returns its output key."""
+        if isinstance(m, (Linear, SparseLinear, LinearReadout, nnx.Linear, Delta)):
+            return self.comm(m, path, src)
+        if isinstance(m, (AlignPost, AlignPre)):
+            kind = type(m).__name__
+            if m.out != "cuba":
+                raise NIRExportError(
+                    f"{_where(path)}: {kind} with out='coba' (conductance times (E - v)): NIR "
+                    "neurons take a current; use out='cuba' to export")
+            if isinstance(m, AlignPre) and not isinstance(m.syn, Delta):
+                raise NIRExportError(
+                    f"{_where(path)}: AlignPre with presynaptic {type(m.syn).__name__}: NIR has "
+                    "no presynaptic synapse node")
+            src = self.comm(m.comm, _join(path, "comm"), src)
+            syn = m.syn if isinstance(m, AlignPost) else None
+            return self.neuron(m.post, syn, _join(path, "post"), src)
+        if isinstance(m, Recurrent):
+            return self.recurrent(m, path, src)
+        if isinstance(m, LeakyReadout):
+            w = self.weight(_join(path, "W"), m.W[...], None if m.b is None else m.b[...], src)
+            self.use_dt(path, m.dt)     # r' = r d + y: the ZOH gain r (1 - d) must be 1
+            li = self.nir.LI(tau=_full(m.n_out, m.tau), r=_full(m.n_out, 1.0 / (1.0 - m.decay)),
+                             v_leak=_full(m.n_out, 0.0))
+            return self.add(path or "out", li, w)
+        if isinstance(m, Expon):
+            raise NIRExportError(
+                f"{_where(path)}: Expon must be followed directly by a LIF to export "
+                "(the pair is one CubaLIF); NIR has no stand-alone synapse node")
+        if isinstance(m, LeakyIntegrator) or type(m).__module__ == neurons.__name__:
+            return self.neuron(m, None, path or type(m).__name__.lower(), src)
+        if isinstance(m, (nnx.Sequential, list, tuple, nnx.List)):
+            layers = m.layers if isinstance(m, nnx.Sequential) else m
+            prefix = _join(path, "layers") if isinstance(m, nnx.Sequential) else path
+            return self.sequence(list(layers), [f"{prefix}[{i}]" for i in range(len(layers))],
+                                 src)
+        if isinstance(m, RecurrentSNN):
+            n = len(m.layers)
+            return self.sequence(list(m.layers) + [m.out],
+                                 [_join(path, f"layers[{i}]") for i in range(n)]
+                                 + [_join(path, "out")], src)
+        if callable(m) and not isinstance(m, nnx.Module):
+            what = getattr(m, "__name__", type(m).__name__)
+            raise NIRExportError(f"{_where(path)}: function {what} has no NIR node")
+        raise NIRExportError(
+            f"{_where(path)}: unsupported module type {type(m).__name__}; to_nir reads "
+            "RecurrentSNN, nnx.Sequential, lists, and the layer types listed in "
+            "brainscale.nir_export")
+
+    def sequence(self, mods, paths, src):
+        i = 0
+        while i < len(mods):
+            m, path = mods[i], paths[i]
+            if isinstance(m, Expon):
+                nxt = mods[i + 1] if i + 1 < len(mods) else None
+                if not isinstance(nxt, (LIF, LeakyIntegrator)):
+                    raise NIRExportError(
+                        f"{_where(path)}: Expon must be followed directly by a LIF to export "
+                        "(the pair is one CubaLIF); NIR has no stand-alone synapse node")
+                src = self.neuron(nxt, m, paths[i + 1], src)
+                i += 2
+                continue
+            src = self.layer(m, path, src)
+            i += 1
+        return src
+
+    def recurrent(self, m, path, src):
+        """``I = [x, spk] @ W`` -> input op and recurrent op both into the neuron,
+        with the back edge neuron -> recurrent op (read one step late)."""
+        w, b = m.linear.weight(), None if m.linear.b is None else m.linear.b[...]
+        w_in = self.weight(_join(path, "w_in"), w[:m.n_in], b, src)
+        key = _join(path, "neuron")
+        w_rec = self.weight(_join(path, "w_rec"), w[m.n_in:], None)
+        self.neuron(m.neuron, m.syn, key, w_in, w_rec)
+        self.edges.append((key, w_rec))
+        return key
+
+    def network(self, net):
+        """Re-export a ``NIRNetwork`` with its own keys and edges."""
+        nir, sizes = self.nir, dict(net.sizes)
+        for key, kind, preds in net.plan:
+            if kind == "input":
+                self.add(key, nir.Input(input_type=np.array([sizes[key]])))
+            elif kind == "output":
+                self.add(key, nir.Output(output_type=np.array([sizes[key]])))
+            else:
+                m = net.nodes[key]
+                if isinstance(m, AlignPost):       # CubaLIF / CubaLI as rebuilt
+                    self.neuron(m.post, m.syn, key)
+                else:
+                    self.layer(m, key, None)
+            self.edges.extend((s, key) for s, _ in preds)
+
+
+def to_nir(module, *, dt=None):
+    """Export ``module`` (see the accepted structures above) to a ``nir.NIRGraph``.
+
+    ``metadata`` holds ``dt``, ``integrator='exp'`` and ``producer='brainscale'``.
+    Raises ``NIRExportError`` naming the module path and the reason when a part
+    has no exact NIR form.
+    """
+    ex = _Exporter(dt)
+    nir = ex.nir
+    if isinstance(module, NIRNetwork):
+        ex.network(module)
+    else:
+        last = ex.layer(module, "", "input")
+        first = next((k for s, k in ex.edges if s == "input"), None)
+        if first is None:
+            raise NIRExportError(f"{type(module).__name__}: nothing to export (an identity)")
+        ex.nodes = {"input": nir.Input(input_type=np.array(ex.nodes[first].input_type["input"])),
+                    **ex.nodes}
+        out_type = ex.nodes[last].output_type["output"]
+        ex.add("output", nir.Output(output_type=np.array(out_type)), last)
+    meta = {"integrator": "exp", "producer": "brainscale"}
+    if ex.dt is not None:
+        meta = {"dt": ex.dt, **meta}
+    return nir.NIRGraph(nodes=ex.nodes, edges=ex.edges, metadata=meta)

@@ -1,0 +1,279 @@
+"""Rebuild a BrainScale network from a NIR graph (https://neuroir.org).
+
+``from_nir`` returns a ``NIRNetwork``: ``net(x)`` is one time step for one
+sample. Each NIR node becomes a BrainScale module simulated with the exact
+exponential (zero-order-hold) step at ``dt``, input held constant over a
+step:
+
+* ``Linear`` / ``Affine`` -> ``Linear`` (weight transposed to (in, out));
+* ``LIF`` -> ``LIF(reset='hard')`` with ``tau``, ``R = r``, ``v_rest = v_leak``;
+* ``CubaLIF`` -> ``AlignPost(Delta(), Expon(tau_syn), LIF(...))``;
+* ``LI`` -> ``LeakyIntegrator``; ``CubaLI`` -> ``AlignPost(Delta(), Expon, LeakyIntegrator)``;
+* ``Input`` / ``Output``; a nested ``NIRGraph`` with one ``Input`` and one
+  ``Output`` is flattened (its nodes get the prefix ``"<key>."``).
+
+Nodes run in topological order. A cycle is cut where a depth-first walk
+from the inputs meets it; the cut edge reads its source's output from the
+previous step, kept as a ``HiddenState`` in ``net.delay``. When the cut
+source is a weight op fed only by neurons, the cut moves to the neurons'
+outputs, so recurrent layers keep the previous step's spikes (as
+``Recurrent.spk`` does). The state starts at rest: ``v = v_leak``, synaptic
+currents and delayed spikes 0.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from brainscale.neurons import LIF
+from brainscale.projections import AlignPost, Linear
+from brainscale.state import HiddenState, default_float
+from brainscale.synapses import Delta, Expon
+
+__all__ = ["NIRImportError", "NIRNetwork", "LeakyIntegrator", "from_nir"]
+
+_STATEFUL = ("LIF", "CubaLIF", "LI", "CubaLI")
+_SUPPORTED = "Input, Output, Linear, Affine, LIF, CubaLIF, LI, CubaLI, NIRGraph"
+
+
+class NIRImportError(ValueError):
+    """A NIR graph (node named by its key) that ``from_nir`` cannot rebuild."""
+
+
+class LeakyIntegrator(nnx.Module):
+    """NIR's leaky integrator ``tau dv/dt = (v_leak - v) + r I``, exact step
+    for input held over the step. Hidden state per unit: ``v`` (starts at
+    ``v_leak``)::
+
+        v' = v d + r (1 - d) I + v_leak (1 - d),     d = exp(-dt/tau)
+
+    With ``r = 1/(1 - d)`` and ``v_leak = 0`` this is ``LeakyReadout``'s
+    ``r' = r d + y``.
+    """
+
+    def __init__(self, size, *, dt, tau, r=1.0, v_leak=0.0):
+        self.size = int(size)
+        self.dt, self.tau, self.r, self.v_leak = float(dt), float(tau), float(r), float(v_leak)
+        self.decay = math.exp(-self.dt / self.tau)
+        self.gain = self.r * (1.0 - self.decay)
+        self.bias = self.v_leak * (1.0 - self.decay)
+        self.v = HiddenState(jnp.full((self.size,), self.v_leak, default_float()))
+
+    def __call__(self, current):
+        v = self.v[...] * self.decay + self.gain * current + self.bias
+        self.v[...] = v
+        return v
+
+
+class NIRNetwork(nnx.Module):
+    """A NIR graph as one time step. ``plan`` lists ``(key, kind, preds)`` in
+    evaluation order (kind: ``'input'``, ``'output'`` or ``'node'``; preds:
+    ``(source key, delayed)`` pairs); ``nodes`` holds the modules by NIR key;
+    ``delay`` the previous step's outputs of the sources of delayed edges."""
+
+    def __init__(self, modules, plan, sizes, delayed_sources):
+        self.nodes = nnx.Dict(modules)
+        self.plan = tuple(plan)
+        self.sizes = tuple(sizes.items())
+        self.inputs = tuple(k for k, kind, _ in self.plan if kind == "input")
+        self.outputs = tuple(k for k, kind, _ in self.plan if kind == "output")
+        self.delay = nnx.Dict({k: HiddenState(jnp.zeros((sizes[k],), default_float()))
+                               for k in delayed_sources})
+
+    def step(self, x):
+        """One step; returns every node's output by key. ``x`` is the input
+        array, or a dict by Input key when the graph has several inputs."""
+        vals = {}
+        for key, kind, preds in self.plan:
+            if kind == "input":
+                vals[key] = x[key] if len(self.inputs) > 1 else x
+                continue
+            total = None
+            for src, delayed in preds:
+                val = self.delay[src][...] if delayed else vals[src]
+                total = val if total is None else total + val
+            vals[key] = total if kind == "output" else self.nodes[key](total)
+        for src in self.delay:
+            self.delay[src][...] = vals[src]
+        return vals
+
+    def __call__(self, x):
+        vals = self.step(x)
+        if len(self.outputs) == 1:
+            return vals[self.outputs[0]]
+        return {k: vals[k] for k in self.outputs}
+
+
+def _size(key, shape):
+    shape = np.atleast_1d(np.asarray(shape))
+    if shape.size != 1:
+        raise NIRImportError(f"node {key!r}: shape {tuple(shape)} is not 1-D; from_nir "
+                             "rebuilds per-sample vectors only")
+    return int(shape[0])
+
+
+def _scalar(key, node, name):
+    arr = np.asarray(getattr(node, name), np.float64).reshape(-1)
+    if arr.size and not np.all(arr == arr[0]):
+        raise NIRImportError(
+            f"node {key!r} ({type(node).__name__}): {name} differs across neurons "
+            f"({arr.min()} .. {arr.max()}); from_nir needs one value per population")
+    return float(arr[0])
+
+
+def _lif(key, node, n, dt, tau, R):
+    v_th, v_reset = _scalar(key, node, "v_threshold"), _scalar(key, node, "v_reset")
+    if not v_th > v_reset:
+        raise NIRImportError(f"node {key!r} ({type(node).__name__}): needs "
+                             f"v_threshold > v_reset (got {v_th}, {v_reset})")
+    v_leak = _scalar(key, node, "v_leak")
+    return LIF(n, dt=dt, tau=tau, v_th=v_th, v_reset=v_reset, v_rest=v_leak, R=R,
+               reset="hard", v_init=v_leak)
+
+
+def _build(key, node, dt):
+    """The BrainScale module for one NIR node (``None`` for Input/Output)."""
+    import nir
+    kind = type(node).__name__
+    if isinstance(node, (nir.Input, nir.Output)):
+        return None
+    if isinstance(node, (nir.Linear, nir.Affine)):
+        w = np.asarray(node.weight)
+        if w.ndim != 2:
+            raise NIRImportError(f"node {key!r} ({kind}): weight of shape {w.shape} is not 2-D")
+        m = Linear(w.shape[1], w.shape[0], rngs=nnx.Rngs(0), use_bias=kind == "Affine",
+                   w_init=lambda k, s, d: jnp.asarray(w.T, d))
+        if kind == "Affine":
+            m.b[...] = jnp.asarray(np.asarray(node.bias).reshape(w.shape[0]), m.b[...].dtype)
+        return m
+    if kind not in _STATEFUL:
+        raise NIRImportError(f"node {key!r}: NIR type {kind} is not supported by from_nir "
+                             f"(supported: {_SUPPORTED})")
+    if dt is None:
+        raise NIRImportError(f"node {key!r} ({kind}) needs a time step: pass "
+                             "from_nir(..., dt=...) or store metadata['dt'] in the graph")
+    n = _size(key, node.input_type["input"])
+    if kind == "LIF":
+        return _lif(key, node, n, dt, _scalar(key, node, "tau"), _scalar(key, node, "r"))
+    if kind == "LI":
+        return LeakyIntegrator(n, dt=dt, tau=_scalar(key, node, "tau"),
+                               r=_scalar(key, node, "r"), v_leak=_scalar(key, node, "v_leak"))
+    # Cuba*: NIR's ZOH current I' = I e + w_in (1 - e) x is (w_in (1 - e)) times
+    # Expon's g' = g e + x, so the membrane gain becomes r w_in (1 - e).
+    syn = Expon(n, tau=_scalar(key, node, "tau_syn"), dt=dt)
+    gain = _scalar(key, node, "r") * _scalar(key, node, "w_in") * (1.0 - syn.decay)
+    tau = _scalar(key, node, "tau_mem")
+    if kind == "CubaLIF":
+        post = _lif(key, node, n, dt, tau, gain)
+    else:
+        post = LeakyIntegrator(n, dt=dt, tau=tau, r=gain, v_leak=_scalar(key, node, "v_leak"))
+    return AlignPost(Delta(), syn, post)
+
+
+def _flatten(graph):
+    """Nodes and edges with nested ``NIRGraph`` nodes spliced in."""
+    import nir
+    nodes, edges, entry, exit_ = {}, [], {}, {}
+    for k, n in graph.nodes.items():
+        if not isinstance(n, nir.NIRGraph):
+            nodes[k] = n
+            continue
+        sub_nodes, sub_edges = _flatten(n)
+        ins = [s for s, v in sub_nodes.items() if isinstance(v, nir.Input)]
+        outs = [s for s, v in sub_nodes.items() if isinstance(v, nir.Output)]
+        if len(ins) != 1 or len(outs) != 1 or (ins[0], outs[0]) in sub_edges:
+            raise NIRImportError(f"node {k!r} (NIRGraph): a subgraph needs one Input and one "
+                                 "Output, not joined directly")
+        entry[k] = [f"{k}.{b}" for a, b in sub_edges if a == ins[0]]
+        exit_[k] = [f"{k}.{a}" for a, b in sub_edges if b == outs[0]]
+        nodes.update({f"{k}.{s}": v for s, v in sub_nodes.items() if s not in (ins[0], outs[0])})
+        edges += [(f"{k}.{a}", f"{k}.{b}") for a, b in sub_edges
+                  if a != ins[0] and b != outs[0]]
+    for a, b in graph.edges:
+        edges += [(s, d) for s in exit_.get(a, [a]) for d in entry.get(b, [b])]
+    return nodes, edges
+
+
+def _topo(keys, edges, delayed):
+    """Kahn's order over the edges not in ``delayed`` (ties in ``keys`` order);
+    ``None`` if those edges still have a cycle."""
+    preds = {k: {a for a, b in edges if b == k and (a, b) not in delayed} for k in keys}
+    order, done, left = [], set(), list(keys)
+    while left:
+        k = next((k for k in left if preds[k] <= done), None)
+        if k is None:
+            return None
+        order.append(k)
+        done.add(k)
+        left.remove(k)
+    return order
+
+
+def _schedule(keys, edges, inputs, stateful):
+    """Evaluation order and the set of delayed (previous-step) edges."""
+    succ = {k: [b for a, b in edges if a == k] for k in keys}
+    pred = {k: [a for a, b in edges if b == k] for k in keys}
+    state, back = {}, set()                    # depth-first walk: 1 on the stack, 2 done
+    for root in inputs:
+        state[root] = 1
+        stack = [(root, iter(succ[root]))]
+        while stack:
+            u, it = stack[-1]
+            v = next(it, None)
+            if v is None:
+                state[u] = 2
+                stack.pop()
+            elif state.get(v) == 1:
+                back.add((u, v))
+            elif v not in state:
+                state[v] = 1
+                stack.append((v, iter(succ[v])))
+    unreached = [k for k in keys if k not in state]
+    if unreached:
+        raise NIRImportError(f"nodes {unreached} are not reachable from an Input node")
+    delayed = set(back)
+    for u, v in sorted(back):                  # cut at the neurons feeding a weight op
+        if u not in stateful and pred[u] and all(p in stateful for p in pred[u]):
+            trial = (delayed - {(u, v)}) | {(p, u) for p in pred[u]}
+            if _topo(keys, edges, trial) is not None:
+                delayed = trial
+    return _topo(keys, edges, delayed), delayed
+
+
+def from_nir(graph_or_path, *, dt=None):
+    """Rebuild a ``NIRGraph`` (or a ``.nir`` file) as a ``NIRNetwork``.
+
+    ``dt`` is the argument if given, else ``graph.metadata['dt']``; it is
+    required when the graph has neurons. Unsupported nodes raise
+    ``NIRImportError`` naming the node key and type.
+    """
+    import nir
+    graph = graph_or_path
+    if isinstance(graph, (str, os.PathLike)):
+        graph = nir.read(graph)
+    if not isinstance(graph, nir.NIRGraph):
+        raise TypeError(f"from_nir needs a nir.NIRGraph or a path, got {type(graph).__name__}")
+    if dt is None and "dt" in (graph.metadata or {}):
+        dt = float(np.asarray(graph.metadata["dt"]))
+    nodes, edges = _flatten(graph)
+    modules = {k: _build(k, n, None if dt is None else float(dt)) for k, n in nodes.items()}
+    inputs = [k for k, n in nodes.items() if isinstance(n, nir.Input)]
+    if not inputs:
+        raise NIRImportError("the graph has no Input node")
+    sizes = {k: _size(k, n.output_type["output"]) for k, n in nodes.items()}
+    stateful = {k for k, n in nodes.items() if type(n).__name__ in _STATEFUL}
+    order, delayed = _schedule(list(nodes), edges, inputs, stateful)
+    plan = []
+    for k in order:
+        kind = ("input" if isinstance(nodes[k], nir.Input) else
+                "output" if isinstance(nodes[k], nir.Output) else "node")
+        preds = tuple((a, (a, b) in delayed) for a, b in edges if b == k)
+        if kind != "input" and not preds:
+            raise NIRImportError(f"node {k!r} ({type(nodes[k]).__name__}) has no input edge")
+        plan.append((k, kind, preds))
+    return NIRNetwork({k: m for k, m in modules.items() if m is not None}, plan, sizes,
+                      sorted({a for a, _ in delayed}))

@@ -1,0 +1,32 @@
+"""NIR (Neuromorphic Intermediate Representation) export and import.
+
+    graph = to_nir(net)                  # nir.NIRGraph, metadata {'dt', 'integrator', 'producer'}
+    write_nir(net, "net.nir")            # HDF5 via nir.write
+    net2 = from_nir("net.nir")           # NIRNetwork: net2(x) is one step for one sample
+
+What maps to what, what cannot be exported and why: ``docs/nir.md``,
+``brainscale.nir_export`` and ``brainscale.nir_import``. The ``nir`` package
+is imported only inside these functions.
+"""
+from __future__ import annotations
+
+from brainscale.nir_export import NIRExportError, to_nir
+from brainscale.nir_import import LeakyIntegrator, NIRImportError, NIRNetwork, from_nir
+
+__all__ = ["NIRExportError", "NIRImportError", "NIRNetwork", "LeakyIntegrator",
+           "to_nir", "from_nir", "write_nir", "read_nir"]
+
+
+def write_nir(module, path, *, dt=None):
+    """Export ``module`` with ``to_nir`` and write it to ``path`` (HDF5);
+    returns the graph."""
+    import nir
+    graph = to_nir(module, dt=dt)
+    nir.write(path, graph)
+    return graph
+
+
+def read_nir(path):
+    """Read a ``nir.NIRGraph`` from a ``.nir`` (HDF5) file."""
+    import nir
+    return nir.read(path)
