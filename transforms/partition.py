@@ -74,12 +74,7 @@ class _Index:
 
 def usage(index: _Index, cores, profile: Profile, bits: int) -> list[dict]:
     """Per core: neurons, input axons, output axons, memory bytes."""
-    owner = np.full(index.n, -1)
-    axon_sets = []
-    for c, core in enumerate(cores):
-        ids = index.core_ids(core)
-        owner[ids] = c
-        axon_sets.append(np.unique(index.inc[ids].indices))
+    axon_sets = [np.unique(index.inc[index.core_ids(core)].indices) for core in cores]
     # destination cores of every source neuron
     dests = sp.csr_matrix((np.ones(sum(a.size for a in axon_sets)),
                            (np.concatenate(axon_sets) if axon_sets else np.zeros(0, int),
@@ -196,26 +191,21 @@ def _repair_out(index, cores, profile, bits) -> list:
 
 
 def traffic(index: _Index, cores) -> float:
-    """Spike messages per step that leave their core (inputs: all of them):
-    each spike of neuron i is sent once to every other core it projects to."""
-    owner = np.full(index.n, -1)
-    for c, core in enumerate(cores):
-        owner[index.core_ids(core)] = c
-    total = 0.0
-    out = index.out
-    for i in np.flatnonzero(index.rate > 0):
-        targets = np.unique(owner[out.indices[out.indptr[i]:out.indptr[i + 1]]])
-        total += index.rate[i] * (targets.size - int(owner[i] in targets))
-    return float(total)
+    """Spike messages per step that leave their core (inputs: all of them)."""
+    from transforms.placement import core_flows
+
+    flows, inflow = core_flows(index, cores)
+    return float(flows.sum() + inflow.sum())
 
 
-def _greedy(index, net, profile, bits, subsets=None) -> list:
+def _packed(index, net, profile, bits, subsets=None) -> list:
+    """Every population (or its ``subsets``) cut into blocks and packed."""
     blocks = []
     for p in net.neurons():
-        neurons = np.arange(p.size) if subsets is None else subsets.get(p.name)
-        if neurons is not None and neurons.size:
+        neurons = np.arange(p.size) if subsets is None else subsets[p.name]
+        if neurons.size:
             blocks += _split_population(index, p.name, neurons, profile, bits)
-    return _repair_out(index, _pack(index, blocks, profile, bits), profile, bits)
+    return _pack(index, blocks, profile, bits)
 
 
 def _metis(index, net, profile, bits, nparts) -> list | None:
@@ -246,16 +236,8 @@ def _metis(index, net, profile, bits, nparts) -> list | None:
         subsets = {p.name: mine[(mine >= index.offset[p.name])
                                 & (mine < index.offset[p.name] + p.size)] - index.offset[p.name]
                    for p in net.neurons()}
-        cores += _split_then_keep(index, net, profile, bits, subsets)
+        cores += _packed(index, net, profile, bits, subsets)
     return _repair_out(index, cores, profile, bits)
-
-
-def _split_then_keep(index, net, profile, bits, subsets):
-    blocks = []
-    for p in net.neurons():
-        if subsets[p.name].size:
-            blocks += _split_population(index, p.name, subsets[p.name], profile, bits)
-    return _pack(index, blocks, profile, bits)
 
 
 def partition(net: Netlist, profile: Profile, bits: int | None = None,
@@ -263,7 +245,7 @@ def partition(net: Netlist, profile: Profile, bits: int | None = None,
     """Blocks and cores for ``net`` on ``profile`` at ``bits`` weight bits."""
     bits = profile.check_weight_bits(profile.default_weight_bits if bits is None else bits)
     index = _Index(net)
-    cores = _greedy(index, net, profile, bits)
+    cores = _repair_out(index, _packed(index, net, profile, bits), profile, bits)
     best = Partition(cores, "greedy", traffic(index, cores))
     if refine:
         m = _metis(index, net, profile, bits, len(cores))
