@@ -145,3 +145,10 @@ def peak_rss_mib() -> float:
         pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def algorithm(name: str, decay: float):
+    """The algorithm ``name`` for a side-by-side run; ``decay`` is
+    ES-D-RTRL's smoothing factor (the other algorithms have none)."""
+    import brainscale as bs
+    return bs.es_d_rtrl(decay=decay) if name == "es_d_rtrl" else bs.ALGORITHMS[name]()

@@ -175,7 +175,7 @@ def measure_model(name, args, log=print) -> list[dict]:
         xs, ys = jnp.asarray(xs), jnp.asarray(ys)
         if not learners:  # one learner per algorithm, compiled once per model
             for alg in ALGORITHMS:
-                learners[alg] = bs.online(net, algorithm=alg, decay=args.decay)
+                learners[alg] = bs.online(net, common.algorithm(alg, args.decay))
                 states[alg] = learners[alg].init(jax.random.PRNGKey(0), xs[0])
             model = learners["bptt"].model
             rates_fn = jax.jit(lambda p, h, x: firing_rates(model, p, h, x))

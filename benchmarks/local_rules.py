@@ -50,8 +50,8 @@ from brainscale.sbp_snn import SBPNet, TwoPhase, sbp_rules  # noqa: E402
 from brainscale.tasks.digits import load_digits_split, rate_encode  # noqa: E402
 from brainscale.tasks.dmts_task import make_task  # noqa: E402
 from transforms.errors import UnsupportedAlgorithmError  # noqa: E402
-from transforms.rules import hebbian, stdp  # noqa: E402
-from transforms.rules.decolle import decolle, local_readout  # noqa: E402
+from transforms.plasticity.rules import hebbian, stdp  # noqa: E402
+from transforms.plasticity.rules.decolle import decolle, local_readout  # noqa: E402
 
 B = 32
 FIELDS = ["method", "accuracy", "s_per_sequence", "xla_temp_mib", "mflop_per_sequence",

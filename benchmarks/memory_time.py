@@ -86,8 +86,8 @@ def run_one(algorithm, T, H, batch, reps, seed=0) -> dict:
                            f"jax[cuda12], installed?): {type(e).__name__} {e}") from e
     xs, ys = common.bernoulli_inputs(seed, T, batch, N_IN, P_IN, N_OUT)
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
-    learner = bs.online(build_net(H, seed), algorithm=algorithm, optimizer=optax.sgd(1e-3),
-                        decay=0.9)
+    learner = bs.online(build_net(H, seed), common.algorithm(algorithm, 0.9),
+                        optimizer=optax.sgd(1e-3))
     state = learner.init(jax.random.PRNGKey(seed), xs[0])
 
     def call(state):

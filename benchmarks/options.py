@@ -52,8 +52,9 @@ def run_one(name, T, B, reps):
     xs, ys = ld.make_data(T, B)
     if late_loss:
         ys = ys.at[: int(0.9 * T)].set(-1)
+    kw = dict(kw, decay=0.99) if algo == "es_d_rtrl" else kw
     learner = bs.online(ld.model(ld.init_params(0)), algorithm=algo, optimizer=optax.sgd(1e-3),
-                        decay=0.99, **kw)
+                        **kw)
     state = learner.init(jax.random.PRNGKey(0), xs[0])
     t0 = time.time()
     jax.block_until_ready(learner.train_sequence(state, xs, ys)[1]["loss"])

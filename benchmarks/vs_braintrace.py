@@ -31,6 +31,7 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import common  # noqa: E402
 from common import peak_rss_mib  # noqa: E402
 
 ALGOS = ("bptt", "d_rtrl", "es_d_rtrl")
@@ -148,7 +149,7 @@ def run_one(lib, algo, T, B, decay, reps, seed):
     t0 = time.time()
     if lib in ("brainscale", "brainscale_plain"):
         import brainscale as bs
-        learner = bs.online(ld.model(params), algorithm=algo, optimizer=optax.sgd(1e-3), decay=decay,
+        learner = bs.online(ld.model(params), common.algorithm(algo, decay), optimizer=optax.sgd(1e-3),
                             readout_paths=lib == "brainscale")
         state = learner.init(jax.random.PRNGKey(0), xs[0])
         fn, args = learner.train_sequence, (state, xs, ys)
@@ -219,13 +220,13 @@ def agreement(T, B, decay, seed):
         grads[("braintrace", algo)] = to_tree(g)
     params = peer_params(peer_model(seed))
     for algo in ALGOS:
-        learner = bs.online(ld.model(params), algorithm=algo, decay=decay)
+        learner = bs.online(ld.model(params), common.algorithm(algo, decay))
         state = learner.init(jax.random.PRNGKey(0), xs[0])
         grads[("brainscale", algo)] = learner.sequence_grad(state, xs, ys)[0]
         grads[("hand", algo)] = jax.jit(lambda p, x, y: ld.hand_grads(p, x, y, algo, decay))(
             params, xs, ys)[0]
         if algo != "bptt":
-            plain = bs.online(ld.model(params), algorithm=algo, decay=decay, readout_paths=False)
+            plain = bs.online(ld.model(params), common.algorithm(algo, decay), readout_paths=False)
             grads[("brainscale_plain", algo)] = plain.sequence_grad(
                 plain.init(jax.random.PRNGKey(0), xs[0]), xs, ys)[0]
     hid = ["['l1']", "['l2']"]

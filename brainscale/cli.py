@@ -36,7 +36,7 @@ def _cmd_map(args: argparse.Namespace) -> int:
 
     from brainscale.mapping import map_run
     from transforms.errors import CompileError
-    from transforms.lowering import format_report
+    from transforms.lowering.report import format_report
 
     try:
         report = map_run(args.run, args.profile, args.weight_bits, args.batch_size,
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run only these benchmarks")
     bench.set_defaults(func=_cmd_bench)
 
-    from transforms.hardware import builtin_profiles
+    from transforms.lowering.hardware import builtin_profiles
 
     mp = sub.add_parser(
         "map", help="map a trained network onto a neuromorphic chip (cores, traffic, "

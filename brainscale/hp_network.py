@@ -28,7 +28,7 @@ from brainscale import hybrid
 from brainscale.hp_synapse import HPLinear
 from brainscale.neurons import LIF
 from brainscale.tasks.digits import rank_order_encode, rate_encode
-from transforms.rules.hybrid import hp_local
+from transforms.plasticity.rules.hybrid import hp_local
 
 VARIANTS = ("gp", "lp", "hp", "hp_fixed")
 PLASTIC = "params['fc1']['A']"

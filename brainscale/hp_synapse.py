@@ -5,7 +5,7 @@ trained part ``W`` and a locally plastic part (Wu et al., Nat. Commun.
 
 Written as two weight ops on the same input, so the compiler sees ``W`` as
 an ordinary weight (any gradient learner trains it) and ``A`` as one a local
-rule drives (``transforms.rules.hybrid.hp_local`` under the path
+rule drives (``transforms.plasticity.rules.hybrid.hp_local`` under the path
 ``params[...]['A']``; the rule keeps H and alpha). Usable as the ``comm``
 of ``AlignPost`` / ``AlignPre`` or on its own in front of a neuron.
 """

@@ -3,7 +3,7 @@
 The global weights ``w`` (every gradient-trained parameter) are trained by
 the learner on the training split of an episode; the meta-parameters
 ``theta`` -- each HP rule's (alpha, beta, eta, gamma), kept in its state
-(``transforms.rules.hybrid``) -- by the gradient of the validation loss
+(``transforms.plasticity.rules.hybrid``) -- by the gradient of the validation loss
 through that training:
 
     w'(theta)   = inner(w, theta; training split)       (one sequence per inner step)
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from transforms.rules.hybrid import HPState
+from transforms.plasticity.rules.hybrid import HPState
 
 
 def hp_paths(state) -> tuple[str, ...]:

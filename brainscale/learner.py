@@ -14,27 +14,23 @@ Objective of a sequence: the mean over time of the batch-mean per-step loss.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from brainscale import local_terms
 from brainscale.losses import cross_entropy
 from brainscale.model import as_step_model
-from transforms import d_rtrl, es_d_rtrl
-from transforms.analysis import analyse, check_algorithm_supported
 from transforms.errors import ShapeMismatchError
-from transforms.feedback import random_feedback
-from transforms.online import (linearized_cut, param_grads, readout_signal, step_signals,
-                               weight_grads)
-from transforms.readout_paths import linear_groups, readout_paths
-from transforms.trace import evaluate, trace_step
-
-ALGORITHMS = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "bptt": None,
-              "e_prop": d_rtrl,     # D-RTRL traces with e-prop's broadcast learning signal
-              "ostl": d_rtrl}       # = D-RTRL on feed-forward layers (checked at compile)
+from transforms.ir.analysis import analyse
+from transforms.ir.trace import source_of, trace_step
+from transforms.learning import algorithms
+from transforms.learning.readout_paths import readout_paths
+from transforms.learning.signals import (linearized_cut, param_grads, readout_signal,
+                                         step_signals, weight_grads)
+from transforms.plasticity import terms as local_terms
 
 
 class LearnerState(NamedTuple):
@@ -53,39 +49,26 @@ def _leaves(tree):
 class Learner:
     """Static configuration of an online learner; see module docstring."""
 
-    def __init__(self, model, algorithm: str = "es_d_rtrl",
+    def __init__(self, model, algorithm="es_d_rtrl",
                  optimizer: optax.GradientTransformation | None = None,
-                 loss: Callable = cross_entropy, decay: float = 0.9, trace_dtype=None,
-                 readout_paths: bool = True, skip_silent: bool = True, window: int = 8,
-                 rules: dict | None = None, feedback: str = "symmetric", feedback_seed: int = 0):
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {algorithm!r}; choose one of "
-                             f"{sorted(ALGORITHMS)}")
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {decay}")
+                 loss: Callable = cross_entropy, readout_paths: bool = True,
+                 skip_silent: bool = True, rules: dict | None = None, **options):
+        if isinstance(algorithm, str):
+            algorithm = algorithms.from_name(algorithm, **options)
+        elif options:
+            raise ValueError(f"options {sorted(options)} belong to the algorithm value: "
+                             f"pass e.g. bs.{algorithm.name}(...) with them")
         self.model = as_step_model(model)
         self.algorithm = algorithm
         self.optimizer = optimizer if optimizer is not None else optax.sgd(1e-2)
         self.loss = loss
-        self.decay = float(decay)
-        self.trace_dtype = trace_dtype
         self.readout_paths = readout_paths
         self.skip_silent = skip_silent
-        if int(window) < 1:
-            raise ValueError(f"window must be a positive number of steps, got {window}")
-        self.window = int(window)
         self.rules = dict(rules or {})
-        if feedback not in ("symmetric", "random"):
-            raise ValueError(f"feedback must be 'symmetric' or 'random', got {feedback!r}")
-        if feedback == "random" and algorithm != "e_prop":
-            raise ValueError("random feedback is e-prop's: use algorithm='e_prop'")
-        self.feedback, self.feedback_seed = feedback, int(feedback_seed)
-        if self.rules and algorithm == "bptt":
+        if self.rules and not algorithm.online:
             raise ValueError("local rules run online, beside an online algorithm: use "
                              "'es_d_rtrl' or 'd_rtrl' with rules=")
-        self.num_traces = 0           # how often a jitted method was traced
-        self._graphs: dict = {}
-        self._last_graph = None
+        self._graphs: dict = {}       # compile cache, by shapes (like jax.jit's)
         self.step = jax.jit(self._step)
         self.sequence_grad = jax.jit(self._sequence_grad)
         self.train_sequence = jax.jit(self._train_sequence)
@@ -95,10 +78,21 @@ class Learner:
     # -- compilation -------------------------------------------------------------
     @property
     def graph(self):
-        """The graph IR of the most recently compiled shapes."""
-        if self._last_graph is None:
-            raise RuntimeError("call learner.init(rng, example_x) first")
-        return self._last_graph
+        """The graph IR when the learner was compiled for one set of shapes;
+        ``graph_for(example_x)`` in general."""
+        if len(self._graphs) != 1:
+            raise RuntimeError("the learner was compiled for "
+                               f"{'no' if not self._graphs else 'several'} input shapes: "
+                               "use learner.graph_for(example_x)")
+        return next(iter(self._graphs.values()))
+
+    def graph_for(self, example_x):
+        """The graph IR for inputs like ``example_x`` (batch axis first),
+        from the model's initial parameters: what the online learners do
+        with the step, whichever algorithm this learner runs."""
+        x0 = jax.tree.map(lambda a: jnp.asarray(a)[0], example_x)
+        params, hidden0 = jax.tree.map(_strong, self.model.init(jax.random.PRNGKey(0), x0))
+        return self.compile(params, hidden0, x0)
 
     def compile(self, params, hidden, x):
         """Graph IR for per-sample ``hidden`` and ``x`` (cached by shape)."""
@@ -108,19 +102,21 @@ class Learner:
         if key not in self._graphs:
             graph = analyse(trace_step(self.model.apply, p, h, xx), self.model.elementwise)
             if self.rules:
-                local_terms.resolve(graph, self.rules)
-            check_algorithm_supported(graph, self.algorithm)
-            if self.algorithm == "es_d_rtrl":
-                graph.linear_groups = linear_groups(graph)
-            if self.readout_paths and self.algorithm != "bptt":
-                graph.readout_paths = readout_paths(graph)
-            if self.feedback == "random":
-                graph.feedback = random_feedback(graph, self.feedback_seed)
+                graph = local_terms.resolve(graph, self.rules)
+            if self.algorithm.online:
+                graph = self.algorithm.prepare(graph)
+                if self.readout_paths:
+                    graph = dataclasses.replace(graph, readout_paths=readout_paths(graph))
             self._graphs[key] = graph
-        self._last_graph = self._graphs[key]
         return self._graphs[key]
 
     def _graph_of(self, state, x, time_axis=False):
+        self._check_inputs(state, x, time_axis)
+        lead = 1 if time_axis else 0
+        per = lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[lead + 1:], jnp.result_type(a))
+        return self.compile(state.params, state.hidden0, jax.tree.map(per, x))
+
+    def _check_inputs(self, state, x, time_axis=False):
         B = _batch_size(state.hidden)
         lead = 1 if time_axis else 0
         for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
@@ -131,8 +127,6 @@ class Learner:
                     "(the batch size the state was initialised with)",
                     path="x" + jax.tree_util.keystr(path),
                     hint="re-initialise the learner with a batch of this size, or pad the batch")
-        per = lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[lead + 1:], jnp.result_type(a))
-        return self.compile(state.params, state.hidden0, jax.tree.map(per, x))
 
     # -- state ---------------------------------------------------------------------
     def init(self, rng, example_x) -> LearnerState:
@@ -141,18 +135,20 @@ class Learner:
         x0 = jax.tree.map(lambda a: jnp.asarray(a)[0], example_x)
         params, hidden0 = jax.tree.map(_strong, self.model.init(rng, x0))
         B = _batch_size(example_x)
-        graph = self.compile(params, hidden0, x0)
         hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), hidden0)
+        if not self.algorithm.online:     # jax.grad of a scan: no analysis needed
+            trace_step(self.model.apply, params, hidden0, x0)     # checks the step's pytrees
+            return LearnerState(params, self.optimizer.init(params), hidden, {}, hidden0, ())
+        graph = self.compile(params, hidden0, x0)
         local = local_terms.init_states(graph, self.rules, _leaves(params), B)
         return LearnerState(params, self.optimizer.init(params), hidden,
                             self._zero_traces(graph, B, hidden0), hidden0, local)
 
     def _zero_traces(self, graph, batch, hidden0):
-        algo = ALGORITHMS[self.algorithm]
-        if algo is None:
-            return {}
-        dtype = jnp.result_type(*_leaves(hidden0)) if _leaves(hidden0) else jnp.float32
-        return algo.init(graph, batch, dtype, self.decay, self.trace_dtype)
+        floats = [h for h in _leaves(hidden0) if jnp.issubdtype(jnp.result_type(h), jnp.inexact)]
+        dtype = jnp.result_type(*floats) if floats else jnp.float32
+        dtype = jnp.real(jnp.zeros((), dtype)).dtype     # a complex state has real slots
+        return self.algorithm.init(graph, batch, dtype)
 
     def _reset(self, state: LearnerState) -> LearnerState:
         """Hidden state back to its initial value, traces (and the local rules'
@@ -168,18 +164,17 @@ class Learner:
         the local rules' updates and states. With ``window`` (ES-D-RTRL), the
         terms are returned as stacked factors for a later, larger contraction
         instead of being contracted now."""
-        algo = ALGORITHMS[self.algorithm]
+        algo = self.algorithm
         p, h, xx = _leaves(params), _leaves(hidden), _leaves(x)
         sig = step_signals(graph, self.loss, p, h, xx, y, extra=local_terms.extra_vars(graph),
                            skip=local_terms.local_params(graph), feedback=graph.feedback)
         slopes = local_terms.post_slopes(graph, self.rules, p, h, xx)
         dws, local = local_terms.updates(graph, self.rules, p, sig.extra, local, None, slopes,
                                          y, sig.hidden)
-        args = (graph, traces, sig.signal, self.decay,
-                readout_signal(graph, p, sig.signal, graph.feedback),
+        args = (graph, traces, sig.signal, readout_signal(graph, p, sig.signal, graph.feedback),
                 sig.x, sig.dy)
         if window:              # the window's factors x, dy, u; contracted by the caller
-            g_weff = (sig.x, sig.dy, algo.neuron_cotangents(*args[:5]))
+            g_weff = algo.window_terms(*args)
         elif self.skip_silent:  # no loss at this step: every gradient term is exactly zero
             live = jnp.any(jnp.stack([jnp.any(s != 0) for s in list(sig.signal) + sig.dy]))
             shapes = jax.eval_shape(lambda: algo.contract(*args))
@@ -190,15 +185,14 @@ class Learner:
 
         def per_sample(fn, tr):
             def one(hh, xv, ys, xs, tr1):
-                return fn(tr1, linearized_cut(graph, p, hh, xv, ys), hh, ys, xs)
+                return fn(tr1, linearized_cut(graph, p, hh, xv, ys), graph.view.split(hh), ys, xs)
             return jax.vmap(one)(h, xx, sig.y, sig.x, tr)
 
-        traces = algo.advance(graph, traces, per_sample, self.decay, sig.x)
+        traces = algo.advance(graph, traces, per_sample, sig.x)
         return sig, g_weff, traces, dws, local
 
     def _step(self, state: LearnerState, x, y):
-        self.num_traces += 1
-        if self.algorithm == "bptt":
+        if not self.algorithm.online:
             raise ValueError("BPTT needs the whole sequence: use sequence_grad or "
                              "train_sequence, or an online algorithm for step()")
         graph = self._graph_of(state, x)
@@ -230,9 +224,7 @@ class Learner:
         graph = self._graph_of(state, xs, time_axis=True)
         p = _leaves(state.params)
         T = jax.tree_util.tree_leaves(xs)[0].shape[0]
-        k = 1   # the largest window <= self.window that divides T (one compiled chunk)
-        if self.algorithm == "es_d_rtrl":
-            k = max(d for d in range(1, min(self.window, T) + 1) if T % d == 0)
+        k = self.algorithm.window_for(T)     # steps per contraction (one compiled chunk)
 
         def body(carry, inp):
             hidden, traces, acc_imm, acc_w, local, acc_local = carry
@@ -250,11 +242,10 @@ class Learner:
 
         def chunk(carry, inp):
             """k steps, then one contraction of their stacked factors per op."""
-            ex0 = carry[1]["x"]
+            ex0 = carry[1].x
             (hidden, traces, acc_imm, acc_w, local, acc_local), (losses, (x, dy, u)) = \
                 jax.lax.scan(body, carry, inp)
-            g = weight_grads(graph, *ALGORITHMS["es_d_rtrl"].window_factors(
-                graph, self.decay, ex0, x, dy, u))
+            g = weight_grads(graph, *self.algorithm.window_factors(graph, ex0, x, dy, u))
             acc_w = [a + b.astype(a.dtype) for a, b in zip(acc_w, g)]
             return (hidden, traces, acc_imm, acc_w, local, acc_local), losses
 
@@ -275,19 +266,18 @@ class Learner:
                 (acc_local, local))
 
     def _scan_bptt(self, state, xs, ys):
-        graph = self._graph_of(state, xs, time_axis=True)
-        t = graph.traced
+        """``jax.grad`` of the mean loss through ``lax.scan`` over the user's
+        own step, vmapped over the batch."""
+        self._check_inputs(state, xs, time_axis=True)
+        apply = self.model.apply
 
         def total(params):
-            p = _leaves(params)
-
             def body(hidden, inp):
                 x, y = inp
 
                 def one(h, xx, yy):
-                    outs = evaluate(t.jaxpr, t.consts, p + _leaves(h) + _leaves(xx))
-                    out = jax.tree_util.tree_unflatten(t.out_tree, outs[t.n_hidden:])
-                    return self.loss(out, yy), _unflatten_like(h, outs[:t.n_hidden])
+                    h_new, out = apply(params, h, xx)
+                    return self.loss(out, yy), h_new
 
                 ls, hidden = jax.vmap(one)(hidden, x, y)
                 return hidden, jnp.mean(ls)
@@ -295,24 +285,27 @@ class Learner:
             hidden, losses = jax.lax.scan(body, state.hidden, (xs, ys))
             return jnp.mean(losses), (losses, hidden)
 
-        grads, (losses, hidden) = jax.grad(total, has_aux=True)(state.params)
+        try:
+            grads, (losses, hidden) = jax.grad(total, has_aux=True)(state.params)
+        except ValueError as e:
+            if "Reverse-mode differentiation does not work for lax.while_loop" not in str(e):
+                raise
+            raise _while_error(self.model.apply, state, xs) from None
         return grads, losses, hidden, state.traces, ({}, state.local)
 
     def _sequence(self, state, xs, ys):
-        if self.algorithm == "bptt":
+        if not self.algorithm.online:
             return self._scan_bptt(state, xs, ys)
         return self._scan_online(state, xs, ys)
 
     def _sequence_grad(self, state: LearnerState, xs, ys):
         """Gradient of the mean per-step loss over ``xs`` (T, B, ...), starting
         from the hidden state and traces in ``state``; returns (grads, losses)."""
-        self.num_traces += 1
         grads, losses, _, _, _ = self._sequence(state, xs, ys)
         return grads, losses
 
     def _train_sequence(self, state: LearnerState, xs, ys):
         """Reset, gradient over the sequence, one optimizer update."""
-        self.num_traces += 1
         state = self._reset(state)
         grads, losses, hidden, traces, (dws, local) = self._sequence(state, xs, ys)
         params, opt_state = self._apply(state, grads, dws)
@@ -322,20 +315,24 @@ class Learner:
 
     def _predict(self, state: LearnerState, xs):
         """Outputs (T, B, ...) from a reset hidden state; no learning."""
-        self.num_traces += 1
-        graph = self._graph_of(state, xs, time_axis=True)
-        t = graph.traced
-        p = _leaves(state.params)
+        self._check_inputs(state, xs, time_axis=True)
         hidden = self._reset(state).hidden
+        step = jax.vmap(lambda h, x: self.model.apply(state.params, h, x))
+        return jax.lax.scan(lambda h, x: step(h, x), hidden, xs)[1]
 
-        def body(hidden, x):
-            def one(h, xx):
-                outs = evaluate(t.jaxpr, t.consts, p + _leaves(h) + _leaves(xx))
-                return (_unflatten_like(h, outs[:t.n_hidden]),
-                        jax.tree_util.tree_unflatten(t.out_tree, outs[t.n_hidden:]))
-            return jax.vmap(one)(hidden, x)
 
-        return jax.lax.scan(body, hidden, xs)[1]
+def _while_error(apply, state, xs):
+    """BPTT's error for a step with a ``lax.while_loop``, naming its line."""
+    from transforms.errors import CompileError
+    x0 = jax.tree.map(lambda a: a[0, 0], xs)
+    h0 = state.hidden0
+    t = trace_step(apply, state.params, h0, x0)
+    where = next((source_of(e) for e in t.eqns if e.primitive.name == "while"), None)
+    return CompileError(
+        "BPTT cannot differentiate this step: it runs a lax.while_loop (e.g. an adaptive "
+        "ODE integrator), which reverse mode does not support", primitive="while",
+        source=where, hint="use algorithm='d_rtrl' or 'es_d_rtrl' (forward-mode Jacobians "
+        "through the loop), or a fixed-step integrator / lax.fori_loop with static bounds")
 
 
 def _strong(a):
@@ -360,29 +357,27 @@ def _unflatten_like(tree, leaves):
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(tree), list(leaves))
 
 
-def online(model, algorithm: str = "es_d_rtrl", optimizer=None, loss=cross_entropy,
-           decay: float = 0.9, trace_dtype=None, readout_paths: bool = True,
-           skip_silent: bool = True, window: int = 8, rules: dict | None = None,
-           feedback: str = "symmetric", feedback_seed: int = 0) -> Learner:
-    """Compile ``model`` (an nnx module or ``StepModel``) into an online learner.
+def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
+           readout_paths: bool = True, skip_silent: bool = True, rules: dict | None = None,
+           **options) -> Learner:
+    """Compile ``model`` (an nnx module, a brainstate module or a
+    ``StepModel``) into an online learner.
 
-    algorithm: "es_d_rtrl" (O(B N) memory), "d_rtrl" (O(B N^2)), "e_prop"
-    (D-RTRL's traces with the output error broadcast back: ``feedback``
-    "symmetric", which equals D-RTRL, or "random", a fixed random matrix
-    drawn with ``feedback_seed``), "ostl" (D-RTRL on feed-forward layers;
-    recurrent weights refused), or "bptt" (exact reference, memory grows
-    with T). ``decay`` is ES-D-RTRL's alpha;
-    ``trace_dtype`` (e.g. ``jnp.bfloat16``) stores D-RTRL traces in a smaller
-    type. ``readout_paths`` carries the loss's temporal path through linear
-    leaky readouts with filtered traces (off: the paper's plain algorithms).
+    ``algorithm``: a value, ``bs.es_d_rtrl(decay=0.9, window=8)`` (O(B N)
+    memory), ``bs.d_rtrl(trace_dtype=None)`` (O(B N^2)), ``bs.e_prop(feedback=
+    "symmetric" | "random", feedback_seed=0)`` (D-RTRL's traces with the
+    output error broadcast back; symmetric equals D-RTRL), ``bs.ostl()``
+    (D-RTRL on feed-forward layers; recurrent weights refused) or
+    ``bs.bptt()`` (exact reference, memory grows with T); or its name with
+    the algorithm's options as keywords (``"es_d_rtrl", decay=0.8``). An
+    option the algorithm does not have is an error.
+    ``readout_paths`` carries the loss's temporal path through linear leaky
+    readouts with filtered traces (off: the paper's plain algorithms).
     ``skip_silent`` skips the trace contraction on steps whose learning signal
-    is zero (e.g. outside a task's loss window). ``window`` (ES-D-RTRL over a
-    sequence) stacks the weight-gradient factors of up to that many steps (the
-    largest divisor of T) into one contraction per op (a larger matmul); the
-    result is the same. ``rules`` ({weight path: ``transforms.rules`` rule})
-    puts those weights under local plasticity: no gradient for them, their
-    rule's update instead (every step in ``step``; summed over the sequence
-    in ``train_sequence``).
+    is zero (e.g. outside a task's loss window). ``rules`` ({weight path:
+    ``transforms.plasticity.rules`` rule}) puts those weights under local
+    plasticity: no gradient for them, their rule's update instead (every step
+    in ``step``; summed over the sequence in ``train_sequence``).
     """
-    return Learner(model, algorithm, optimizer, loss, decay, trace_dtype, readout_paths,
-                   skip_silent, window, rules, feedback, feedback_seed)
+    return Learner(model, algorithm, optimizer, loss, readout_paths, skip_silent, rules,
+                   **options)

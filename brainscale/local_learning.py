@@ -7,7 +7,7 @@
     state = net.reset(state)                                              # new sequence
     state = net.for_batch(state, 100)                                     # another batch size
 
-Each rule (``transforms.rules``) updates the weight of one op from its
+Each rule (``transforms.plasticity.rules``) updates the weight of one op from its
 presynaptic input, its output current and the postsynaptic activity the
 compiler finds in the graph; the update is added to the weight after the
 step. Everything is a pure function of a ``PlasticityState`` pytree, so
@@ -20,13 +20,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from brainscale.local_terms import (add, extra_vars, init_states, post_slopes, reset_states,
+from transforms.plasticity.terms import (add, extra_vars, init_states, post_slopes, reset_states,
                                     resolve, updates)
 from brainscale.model import as_step_model
-from transforms.analysis import analyse
-from transforms.local_rules import Rule
-from transforms.online import run_step
-from transforms.trace import trace_step
+from transforms.ir.analysis import analyse
+from transforms.plasticity.engine import Rule
+from transforms.learning.signals import run_step
+from transforms.ir.trace import trace_step
 
 
 class PlasticityState(NamedTuple):
@@ -56,7 +56,7 @@ class Plasticity:
         graph = analyse(trace_step(self.model.apply, *(jax.tree.map(spec, t)
                                                        for t in (params, hidden, x))),
                         self.model.elementwise)
-        resolve(graph, self.rules)
+        graph = resolve(graph, self.rules)
         self.graph = graph
         return graph
 

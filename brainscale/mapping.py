@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transforms.hardware import Profile, load_profile
-from transforms.lowering import format_report, lower
-from transforms.netlist import build_netlist, measure_x_activity
-from transforms.quantize import quantize_params
+from transforms.lowering.hardware import Profile, load_profile
+from transforms.lowering.report import format_report, lower
+from transforms.lowering.netlist import build_netlist, measure_x_activity
+from transforms.lowering.quantize import quantize_params
 
 __all__ = ["map_model", "map_run", "write_run_nir", "format_report"]
 

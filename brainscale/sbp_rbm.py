@@ -10,7 +10,7 @@ softmax classifier p = softmax(h W2 + b2) (C). Every iteration has
 - a wake phase, either BP (the cross-entropy gradient of W2, b2, W1, b_h)
   or SBP: only the output synapses take their local gradient
   ``dW2 = -lr h^T (p - onehot) / B`` (with SBP's lateral spreads) and the
-  hidden neurons' input synapses scale by ``T_bp`` (``transforms.rules.sbp``),
+  hidden neurons' input synapses scale by ``T_bp`` (``transforms.plasticity.rules.sbp``),
   so no error is sent back through W2.
 
 ``schedule`` says which wake phase each iteration runs ("bp", "sbp",
@@ -26,7 +26,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from transforms.rules.sbp import DEFAULTS, backward_factor, lateral_spread
+from transforms.plasticity.rules.sbp import DEFAULTS, backward_factor, lateral_spread
 
 PHASES = ("sleep", "bp", "sbp", "none")
 

@@ -1,6 +1,6 @@
 """A 3-layer SNN trained by self-backpropagation (SBP): input -> hidden ->
 output, two-phase contrastive plasticity on the output synapses, spread
-back to the hidden neurons' input synapses (``transforms.rules.sbp``).
+back to the hidden neurons' input synapses (``transforms.plasticity.rules.sbp``).
 
 Per sample (rates r = spike counts / steps):
 
@@ -25,8 +25,8 @@ from flax import nnx
 from brainscale.homeostasis import HomeostaticLIF
 from brainscale.local_learning import plasticity
 from brainscale.neurons import LIF
-from transforms.local_rules import LocalSignals, Rule
-from transforms.rules.sbp import DEFAULTS, sbp_backward, sbp_output
+from transforms.plasticity.engine import LocalSignals, Rule
+from transforms.plasticity.rules.sbp import DEFAULTS, sbp_backward, sbp_output
 
 HIDDEN = "params['fc1']['kernel']"
 OUTPUT = "params['fc2']['kernel']"

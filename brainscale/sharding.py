@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from brainscale import local_terms
+from transforms.plasticity import terms as local_terms
 
 __all__ = ["batch_mesh", "state_batch_axes", "shard_state", "shard_batch"]
 

@@ -63,8 +63,8 @@ def main(argv=None):
     ap.add_argument("--algorithm", default="es_d_rtrl", choices=["es_d_rtrl", "d_rtrl"])
     args = ap.parse_args(argv)
     xs, ys = stream(jax.random.PRNGKey(1), 16, args.steps)
-    learner = bs.online(bs.StepModel(init, step), algorithm=args.algorithm,
-                        optimizer=optax.adam(3e-3), decay=0.95)
+    algorithm = bs.es_d_rtrl(decay=0.95) if args.algorithm == "es_d_rtrl" else bs.d_rtrl()
+    learner = bs.online(bs.StepModel(init, step), algorithm, optimizer=optax.adam(3e-3))
     state = learner.init(jax.random.PRNGKey(0), xs[0])
     print(learner.graph)
     correct = []

@@ -19,11 +19,16 @@ def float64():
         jax.config.update("jax_enable_x64", old)
 
 
+def algorithm(name, decay):
+    """The algorithm ``name``; ``decay`` is ES-D-RTRL's (the others have none)."""
+    return bs.es_d_rtrl(decay=decay) if name == "es_d_rtrl" else bs.ALGORITHMS[name]()
+
+
 def sequence_grads(model, xs, ys, algorithms=("bptt", "d_rtrl", "es_d_rtrl"), decay=0.5,
                    loss=bs.losses.cross_entropy, seed=0):
     grads, losses = {}, {}
     for alg in algorithms:
-        learner = bs.online(model, algorithm=alg, decay=decay, loss=loss)
+        learner = bs.online(model, algorithm(alg, decay), loss=loss)
         state = learner.init(jax.random.PRNGKey(seed), xs[0])
         grads[alg], losses[alg] = learner.sequence_grad(state, xs, ys)
     return grads, losses

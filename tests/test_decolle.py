@@ -12,7 +12,7 @@ from flax import nnx
 from brainscale.decolle_layer import DecolleLayer
 from brainscale.local_learning import plasticity
 from gradcheck import float64
-from transforms.rules.decolle import decolle, local_readout
+from transforms.plasticity.rules.decolle import decolle, local_readout
 
 A, BETA, ARP, WRP = 0.9, 0.8, 0.65, 1.0
 

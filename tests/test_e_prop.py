@@ -105,5 +105,7 @@ def test_random_e_prop_equals_numpy():
 
 
 def test_random_feedback_needs_e_prop():
-    with pytest.raises(ValueError, match="e_prop"):
+    with pytest.raises(ValueError, match="'d_rtrl' has no option 'feedback'"):
         bs.online(OneLayer(nnx.Rngs(0)), "d_rtrl", feedback="random")
+    with pytest.raises(TypeError):
+        bs.d_rtrl(feedback="random")

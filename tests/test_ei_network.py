@@ -49,7 +49,8 @@ def test_split_density_and_balance_of_the_default_network():
 def tiny():
     """A 20-neuron network in float64, its ES-D-RTRL learner and BPTT's."""
     net = ei_network(6, 2, **TINY)
-    learners = {alg: bs.online(net, algorithm=alg, decay=0.8) for alg in ("es_d_rtrl", "bptt")}
+    learners = {"es_d_rtrl": bs.online(net, bs.es_d_rtrl(decay=0.8)),
+                "bptt": bs.online(net, bs.bptt())}
     xs, ys = data()
     states = {alg: l.init(jax.random.PRNGKey(0), xs[0]) for alg, l in learners.items()}
     return net, learners, states, xs, ys

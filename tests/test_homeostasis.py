@@ -10,7 +10,7 @@ from flax import nnx
 import brainscale as bs
 from brainscale.homeostasis import HomeostaticLIF
 from nnx_run import run
-from transforms.rules import stdp
+from transforms.plasticity.rules import stdp
 
 
 def test_equations_and_rate_regulation():

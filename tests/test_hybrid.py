@@ -14,7 +14,7 @@ import brainscale as bs
 from brainscale import hybrid
 from brainscale.hp_synapse import HPLinear
 from brainscale.neurons import LIF
-from transforms.rules.hybrid import hp_local
+from transforms.plasticity.rules.hybrid import hp_local
 
 A = "params['fc1']['A']"
 ALPHA, BETA, ETA, GAMMA, VTH, CLIP = 0.7, 0.3, 0.1, 0.8, 0.5, 0.05

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 import brainscale as bs
-from gradcheck import float64, rel_err, spike
+from gradcheck import algorithm as gradcheck_algorithm, float64, rel_err, spike
 from test_exactness import data, lif_layer
 
 
@@ -28,8 +28,8 @@ def test_online_steps_accumulate_to_the_sequence_gradient(algorithm):
     with float64():
         T, B, I, C = 7, 3, 4, 3
         xs, ys = data(T, B, I, C, p=0.6)
-        learner = bs.online(lif_layer(I, 5, C), algorithm=algorithm, optimizer=recording(),
-                            decay=0.8)
+        learner = bs.online(lif_layer(I, 5, C), gradcheck_algorithm(algorithm, 0.8),
+                            optimizer=recording())
         state = learner.init(jax.random.PRNGKey(0), xs[0])
         grads, losses = learner.sequence_grad(state, xs, ys)
         s = state
@@ -49,11 +49,11 @@ def test_second_call_does_not_retrace():
     state = learner.init(jax.random.PRNGKey(0), xs[0])
     state, _, _ = learner.step(state, xs[0], ys[0])
     state, _ = learner.train_sequence(state, xs, ys)
-    n = learner.num_traces
+    n = learner.step._cache_size(), learner.train_sequence._cache_size()
     for t in range(1, 4):
         state, _, _ = learner.step(state, xs[t], ys[t])
     state, _ = learner.train_sequence(state, xs * 0.5, ys)
-    assert learner.num_traces == n
+    assert (learner.step._cache_size(), learner.train_sequence._cache_size()) == n
 
 
 def test_vmap_over_independent_learner_states():
@@ -191,7 +191,7 @@ def test_skipping_silent_steps_and_bf16_traces(algorithm):
     if algorithm == "d_rtrl":
         learner = bs.online(lif_layer(4, 5, 3), algorithm=algorithm, trace_dtype=jnp.bfloat16)
         state = learner.init(jax.random.PRNGKey(0), xs[0])
-        assert state.traces["E"][0][0].dtype == jnp.bfloat16
+        assert state.traces.E[0][0].dtype == jnp.bfloat16
         assert rel_err(learner.sequence_grad(state, xs, ys)[0], grads[True]) < 2e-2
 
 
@@ -208,3 +208,24 @@ def test_es_d_rtrl_window_gives_the_same_gradient(window):
             grads[k], losses = learner.sequence_grad(state, xs, ys)
             assert losses.shape == (10,)
         assert rel_err(grads[window], grads[1]) < 1e-12
+
+
+def test_algorithms_are_values_with_their_own_options():
+    model = lif_layer(4, 5, 3)
+    xs, ys = data(6, 2, 4, 3)
+    by_value = bs.online(model, bs.es_d_rtrl(decay=0.7, window=3))
+    by_name = bs.online(model, "es_d_rtrl", decay=0.7, window=3)
+    assert by_value.algorithm == by_name.algorithm == bs.es_d_rtrl(0.7, 3)
+    g1 = by_value.sequence_grad(by_value.init(jax.random.PRNGKey(0), xs[0]), xs, ys)[0]
+    g2 = by_name.sequence_grad(by_name.init(jax.random.PRNGKey(0), xs[0]), xs, ys)[0]
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), g1, g2))
+    with pytest.raises(ValueError, match="'es_d_rtrl' has no option 'trace_dtype'"):
+        bs.online(model, "es_d_rtrl", trace_dtype=jnp.bfloat16)
+    with pytest.raises(ValueError, match="'bptt' has no option 'decay'"):
+        bs.online(model, "bptt", decay=0.5)
+    with pytest.raises(ValueError, match="belong to the algorithm value"):
+        bs.online(model, bs.d_rtrl(), decay=0.5)
+    with pytest.raises(TypeError):
+        bs.es_d_rtrl(trace_dtype=jnp.bfloat16)
+    with pytest.raises(ValueError, match="decay must be in"):
+        bs.es_d_rtrl(decay=1.5)

@@ -14,8 +14,8 @@ import brainscale as bs
 from brainscale.neurons import LIF
 from brainscale.local_learning import plasticity
 from gradcheck import float64
-from transforms.local_rules import LocalSignals, post_activity_vars
-from transforms.rules import hebbian, stdp
+from transforms.plasticity.engine import LocalSignals, post_activity_vars
+from transforms.plasticity.rules import hebbian, stdp
 
 
 @pytest.fixture(autouse=True)

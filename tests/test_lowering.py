@@ -10,18 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from transforms.hardware import ProfileError, load_profile, profile_from_dict
-from transforms.lowering import lower
-from transforms.netlist import (Connection, LoweringError, Netlist, Population, build_netlist,
+from transforms.lowering.hardware import ProfileError, load_profile, profile_from_dict
+from transforms.lowering.report import lower
+from transforms.lowering.netlist import (Connection, LoweringError, Netlist, Population, build_netlist,
                                 dense_chain, measure_x_activity)
-from transforms.partition import _Index, _metis, partition
-from transforms.placement import _path, place
-from transforms.profile_fit import LAVA_DENSE, fit_max_neurons
-from transforms.quantize import quantize_array
+from transforms.lowering.partition import NeuronIndex, metis_refine, partition
+from transforms.lowering.placement import dimension_order_path, place
+from transforms.lowering.profile_fit import LAVA_DENSE, fit_max_neurons
+from transforms.lowering.quantize import quantize_array
 
 
 def check_partition(net, cores, profile, bits):
-    """Independent of transforms.partition: plain sets, one synapse at a time."""
+    """Independent of transforms.lowering.partition: plain sets, one synapse at a time."""
     where = {}
     for c, core in enumerate(cores):
         for b in core:
@@ -56,8 +56,8 @@ def check_partition(net, cores, profile, bits):
 def model_netlist(hidden=(16, 8), n_in=12, T=10, B=4):
     from brainscale.model import from_nnx
     from brainscale.networks import recurrent_snn
-    from transforms.analysis import analyse
-    from transforms.trace import trace_step
+    from transforms.ir.analysis import analyse
+    from transforms.ir.trace import trace_step
 
     model = from_nnx(recurrent_snn(n_in, 4, list(hidden), w_in_scale=4.0, seed=1))
     p, h = model.init(None, None)
@@ -107,8 +107,8 @@ def test_model_partitions_are_valid(name):
     profile = load_profile(name)
     part = partition(net, profile)
     check_partition(net, part.cores, profile, profile.default_weight_bits)
-    index = _Index(net)
-    metis = _metis(index, net, profile.replace(max_neurons=7), 8, 4)
+    index = NeuronIndex(net)
+    metis = metis_refine(index, net, profile.replace(max_neurons=7), 8, 4)
     assert metis is not None
     check_partition(net, metis, profile.replace(max_neurons=7), 8)
 
@@ -127,7 +127,7 @@ def test_netlist_follows_the_concatenated_input_of_a_recurrent_layer():
 
 
 def test_placement_cost_and_dimension_order_routes():
-    assert _path((0, 0), (2, 1)) == [((0, 0), (0, 1)), ((0, 1), (1, 1)), ((1, 1), (2, 1))]
+    assert dimension_order_path((0, 0), (2, 1)) == [((0, 0), (0, 1)), ((0, 1), (1, 1)), ((1, 1), (2, 1))]
     profile = profile_from_dict({"name": "grid", "mesh": [3, 3], "max_neurons": 8,
                                  "max_axons_in": 64, "weight_bits": [8, 8]})
     flows = np.zeros((4, 4))
@@ -202,8 +202,8 @@ def test_netlist_error_names_the_op():
     net = Netlist({"a": Population("a", 3, "neurons")}, [Connection(
         0, "W", "a", "a", np.array([0]), np.array([1]), np.array([1.0]))], {"a": np.ones(3)})
     assert net.n_synapses == 1
-    from transforms.analysis import analyse
-    from transforms.trace import trace_step
+    from transforms.ir.analysis import analyse
+    from transforms.ir.trace import trace_step
 
     def step(p, h, x):          # x enters through a sum of two sources: not attributable
         y = (x + h["v"]) @ p["W"]

@@ -14,8 +14,8 @@ from brainscale import sbp_rbm as R
 from brainscale.sbp_snn import HIDDEN, OUTPUT, SBPNet, TwoPhase, contrastive, sbp_rules
 from brainscale.tasks.digits import load_digits_split, rate_encode
 from transforms.errors import CompileError
-from transforms.local_rules import LocalSignals, Rule
-from transforms.rules.sbp import backward_factor, delta, lateral_spread, sbp_backward, sbp_output
+from transforms.plasticity.engine import LocalSignals, Rule
+from transforms.plasticity.rules.sbp import backward_factor, delta, lateral_spread, sbp_backward, sbp_output
 
 LAM_PRE, LAM_POST, LAM_BP, F, RHO = 1.0, 0.5, 1.0, 0.2, 0.1
 

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 from brainscale.local_learning import plasticity
-from transforms.rules import hebbian
+from transforms.plasticity.rules import hebbian
 
 K, N_TRAIN, B = 100, 1200, 30
 

@@ -35,18 +35,15 @@ class HiddenStructureError(CompileError):
     (a leaf read but not returned, a leaf added, or a shape/dtype change)."""
 
 
-class WeightSharedError(CompileError):
-    """One parameter leaf is consumed by more than one weight op."""
-
-
 class UnsupportedWeightUseError(CompileError):
     """A parameter leaf reaches the computation through a primitive that is not
     a recognised weight op (dense, conv, elementwise scale, bias, sparse)."""
 
 
 class NonElementwiseCouplingError(CompileError):
-    """Hidden states are coupled through something other than a weight op, so
-    the per-neuron Jacobian blocks the traces rely on do not exist."""
+    """Hidden states coupled within each neuron do not share one neuron
+    shape, or a weight op drives a population of another shape, so the
+    per-neuron Jacobian blocks the traces rely on do not exist."""
 
 
 class UnusedWeightError(CompileError):

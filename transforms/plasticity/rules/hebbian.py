@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from transforms.local_rules import LocalSignals, Rule
+from transforms.plasticity.engine import LocalSignals, Rule
 
 
 def _stateless(update, needs_post=True):

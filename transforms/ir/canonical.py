@@ -56,7 +56,7 @@ def squeeze_rules(jaxpr) -> dict:
 
 def _squeezed(k):
     def run(read, eqn):
-        from transforms.trace import _bind
+        from transforms.ir.trace import bind_eqn
         keep = len(eqn.outvars[0].aval.shape) - k
         args = []
         for a in eqn.invars:
@@ -64,5 +64,5 @@ def _squeezed(k):
             if jnp.ndim(v) > keep:          # its extra leading axes are unit axes
                 v = jnp.reshape(v, jnp.shape(v)[jnp.ndim(v) - keep:])
             args.append(v)
-        return _bind(eqn, args)
+        return bind_eqn(eqn, args)
     return run

@@ -19,13 +19,15 @@ import dataclasses
 import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
-from transforms.trace import TracedStep, _bind
+from transforms.ir.trace import TracedStep, bind_eqn
 
 # op kinds
 DENSE, CONV, SCALE, BIAS, SPARSE, BCOO = "dense", "conv", "scale", "bias", "sparse", "bcoo"
+ELEMWISE = "elementwise"                  # y = f(x, W_eff) elementwise, f any primitive
 MIXING = {DENSE, CONV, SPARSE, BCOO}      # kinds whose output mixes neurons
 
 
@@ -45,6 +47,8 @@ class WeightOp:
     groups: list[int] = dataclasses.field(default_factory=list)
     pre: list[str] = dataclasses.field(default_factory=list)
     one_post: bool = True            # each W_eff element feeds exactly one neuron
+    bcast_shape: tuple | None = None # elementwise kinds: W_eff broadcast to this shape
+    inputs: tuple = ()               # ELEMWISE: all runtime operands of f (x is the first)
 
     @property
     def mixing(self) -> bool:
@@ -56,6 +60,10 @@ class WeightOp:
 
     @property
     def weff_shape(self):
+        """Shape of the effective weight the traces see: an elementwise op's
+        W_eff broadcast to its output, so each element drives one neuron."""
+        if self.bcast_shape is not None:
+            return tuple(self.bcast_shape)
         return tuple(self.weff_var.aval.shape)
 
     @property
@@ -76,8 +84,9 @@ class HiddenGroup:
     index: int
     leaves: list[int]                # hidden leaf indices, in order
     paths: list[str]
-    shape: tuple
+    shape: tuple                     # the neuron shape
     ops: list[int] = dataclasses.field(default_factory=list)
+    slots: list[int] = dataclasses.field(default_factory=list)   # per-neuron state slots
 
     @property
     def size(self) -> int:
@@ -85,10 +94,23 @@ class HiddenGroup:
 
     @property
     def k(self) -> int:
-        return len(self.leaves)
+        """States per neuron (the size of its Jacobian block)."""
+        return len(self.slots)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Approximation:
+    """A cross-neuron path the online learners' traces cut (BPTT keeps it)."""
+    primitive: str
+    source: str
+    into: str                        # the hidden leaf it reaches
+    through: str                     # what it came from
+
+    def __str__(self):
+        return f"{self.through} -> {self.into} through {self.primitive} at {self.source}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Graph:
     traced: TracedStep
     ops: list[WeightOp]
@@ -102,16 +124,37 @@ class Graph:
     local_post: dict = dataclasses.field(default_factory=dict)   # their path -> post var
     local_downstream: dict = dataclasses.field(default_factory=dict)  # path -> output-synapse ops
     feedback: dict = dataclasses.field(default_factory=dict)     # op -> fixed feedback matrix
+    view: Any = None                 # HiddenView: hidden leaves as per-neuron state slots
+    group_of_slot: dict = dataclasses.field(default_factory=dict)
+    cuts: frozenset = frozenset()    # equations the traces' Jacobians do not differentiate
+    approximations: tuple = ()       # the cross-neuron paths those cuts remove
+    clocks: frozenset = frozenset()  # hidden leaves that evolve on their own
+    loops: frozenset = frozenset()   # while_loop equations (forward-mode VJP)
 
     # -- evaluation of an op's pieces, used by the learners -------------------
     def weff(self, op: WeightOp, w):
-        """W_eff = chain(W)."""
+        """W_eff = chain(W) (broadcast to ``op.weff_shape``)."""
         env = {op.param_var: w}
         for i in op.chain:
             eqn = self.traced.eqns[i]
-            outs = _bind(eqn, [self._read(env, v) for v in eqn.invars])
+            outs = bind_eqn(eqn, [self._read(env, v) for v in eqn.invars])
             env.update(zip(eqn.outvars, outs))
-        return self._read(env, op.weff_var)
+        w_eff = self._read(env, op.weff_var)
+        if op.bcast_shape is not None and jnp.shape(w_eff) != op.weff_shape:
+            w_eff = jnp.broadcast_to(w_eff, op.weff_shape)
+        return w_eff
+
+    def x_eff(self, op: WeightOp, inputs, w_eff):
+        """The input the traces see for an elementwise y = f(x, W_eff): its
+        slope df/dW_eff at the current point (``inputs``: the values of
+        ``op.inputs``), so that the change of y is x_eff * dW_eff."""
+        eqn = self.traced.eqns[op.core[0]]
+        env = dict(zip(op.inputs, inputs))
+
+        def f(w):
+            return bind_eqn(eqn, [w if v is op.weff_var else self._read(env, v)
+                                  for v in eqn.invars])[0]
+        return jax.jvp(f, (w_eff,), (jnp.ones_like(w_eff),))[1]
 
     def core(self, op: WeightOp, x, w_eff):
         """y = core(x, W_eff) for one sample; a bias is W_eff * x, x = 1,
@@ -119,10 +162,12 @@ class Graph:
         if op.kind == BIAS:
             added = self.traced.eqns[op.core[0]].outvars[0].aval.shape
             return jnp.reshape(jnp.broadcast_to(w_eff * x, added), op.y_shape)
+        if op.kind == ELEMWISE:     # linear in W_eff around the current point
+            return jnp.reshape(x * w_eff, op.y_shape)
         env = {op.x_var: x, op.weff_var: w_eff}
         for i in op.core:
             eqn = self.traced.eqns[i]
-            outs = _bind(eqn, [self._read(env, v) for v in eqn.invars])
+            outs = bind_eqn(eqn, [self._read(env, v) for v in eqn.invars])
             env.update(zip(eqn.outvars, outs))
         return env[op.y_var]
 
@@ -134,9 +179,12 @@ class Graph:
         return self.const_env[v]
 
     def trained_ops(self) -> list[WeightOp]:
-        """Ops whose output drives hidden state (they get eligibility traces),
-        except those a local rule updates."""
-        return [op for op in self.ops if op.groups and op.index not in self.local_ops]
+        """Ops of every parameter with a use that drives hidden state (they get
+        eligibility traces, and all uses of such a parameter take their
+        gradient from their own output's cotangent), except those a local
+        rule updates."""
+        driving = {op.param for op in self.ops if op.groups and op.index not in self.local_ops}
+        return [op for op in self.ops if op.param in driving and op.index not in self.local_ops]
 
     # -- reporting -------------------------------------------------------------
     def memory(self) -> dict[str, int]:
@@ -151,51 +199,7 @@ class Graph:
         return {"bptt_per_step": hid + xs, "d_rtrl": d, "es_d_rtrl": es}
 
     def __str__(self) -> str:
-        t = self.traced
-        lines = ["BrainScale graph", "",
-                 f"inputs: {', '.join(f'{p} {_shape(v)}' for p, v in zip(t.x_paths, t.x_vars))}",
-                 f"outputs: {', '.join(f'{p} {_shape(v)}' for p, v in zip(t.out_paths, t.out_vars))}",
-                 "", "hidden groups (coupled elementwise; K states per neuron):"]
-        rows = [("group", "neurons", "K", "states", "driven by")]
-        for g in self.groups:
-            rows.append((f"G{g.index}", "x".join(map(str, g.shape)) or "1", str(g.k),
-                         ", ".join(g.paths), ", ".join(f"W{o}" for o in g.ops) or "-"))
-        lines += _table(rows)
-        lines += ["", "weight ops:"]
-        rows = [("op", "param", "kind", "W", "x (pre)", "y", "drives", "at")]
-        for op in self.ops:
-            rows.append((f"W{op.index}", op.path, op.kind, _dims(op.w_shape),
-                         f"{_dims(op.x_shape)} ({', '.join(op.pre) or 'const 1'})",
-                         _dims(op.y_shape),
-                         ", ".join(f"G{g}" for g in op.groups) or "output only (exact gradient)",
-                         op.source))
-        lines += _table(rows)
-        if self.readout_paths:
-            lines += ["", "readout paths (filtered traces carry the loss through leaky readouts):"]
-            lines += [f"  {p.describe(self)}" for p in self.readout_paths]
-        mem = self.memory()
-        lines += ["", "learning state per sample (floats): "
-                  f"BPTT {mem['bptt_per_step']} x T, D-RTRL {mem['d_rtrl']}, "
-                  f"ES-D-RTRL {mem['es_d_rtrl']}"]
-        no_d = [f"W{op.index}" for op in self.trained_ops() if not op.one_post]
-        if no_d:
-            lines.append(f"D-RTRL unavailable for {', '.join(no_d)} (weights drive several "
-                         "neurons each); use es_d_rtrl or bptt")
-        return "\n".join(lines)
+        from transforms.ir.printing import format_graph
+        return format_graph(self)
 
     __repr__ = __str__
-
-
-def _shape(v):
-    return _dims(tuple(v.aval.shape))
-
-
-def _dims(shape):
-    return "(" + ", ".join(map(str, shape)) + ")"
-
-
-def _table(rows):
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    out.insert(1, "  " + "  ".join("-" * w for w in widths))
-    return out

@@ -15,7 +15,7 @@ import math
 
 import jax
 
-from transforms.graph import DENSE, Graph
+from transforms.ir.graph import DENSE, Graph
 
 
 def readout_ops(graph: Graph) -> list[int]:

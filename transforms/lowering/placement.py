@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from transforms.hardware import Profile
+from transforms.lowering.hardware import Profile
 
 PORT = (0, 0)
 
@@ -135,7 +135,7 @@ def place(flows, inflow, profile: Profile, iters: int | None = None,
     return Placement(routers, _cost(sym, inflow, routers), greedy, flows, inflow, route(flows, inflow, routers))
 
 
-def _path(a, b):
+def dimension_order_path(a, b):
     """Dimension-order route: along the row (east-west) first, then the column."""
     (r, c), (r2, c2) = a, b
     hops = []
@@ -154,9 +154,9 @@ def route(flows, inflow, routers) -> dict:
     links: dict = {}
     pos = [tuple(int(v) for v in p) for p in routers]
     for a, b in zip(*np.nonzero(flows)):
-        for link in _path(pos[a], pos[b]):
+        for link in dimension_order_path(pos[a], pos[b]):
             links[link] = links.get(link, 0.0) + float(flows[a, b])
     for b in np.flatnonzero(inflow):
-        for link in _path(PORT, pos[b]):
+        for link in dimension_order_path(PORT, pos[b]):
             links[link] = links.get(link, 0.0) + float(inflow[b])
     return links

@@ -26,9 +26,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 from jax.extend import core as jcore
 
-from transforms.analysis import ELEM
+from transforms.ir.dependence import ELEM
 from transforms.errors import CompileError
-from transforms.graph import DENSE, Graph
+from transforms.ir.graph import DENSE, Graph
 
 
 class LocalSignals(NamedTuple):

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from transforms.hardware import Profile
-from transforms.netlist import Netlist
-from transforms.partition import LIMITS, _caps, _Index, partition, usage
-from transforms.placement import core_flows, place
+from transforms.lowering.hardware import Profile
+from transforms.lowering.netlist import Netlist
+from transforms.lowering.partition import LIMITS, core_capacities, NeuronIndex, partition, usage
+from transforms.lowering.placement import core_flows, place
 
 
 def _blocks(core) -> list[str]:
@@ -36,7 +36,7 @@ def _blocks(core) -> list[str]:
     return out
 
 
-def _energy(net: Netlist, index: _Index, hops: dict, profile: Profile) -> dict:
+def _energy(net: Netlist, index: NeuronIndex, hops: dict, profile: Profile) -> dict:
     e = profile.energy_pj or {}
     syn_ops = float(sum(net.rates[c.pre][c.pre_idx].sum() for c in net.connections))
     neurons = sum(p.size for p in net.neurons())
@@ -102,12 +102,12 @@ def lower(net: Netlist, profile: Profile, bits: int | None = None, T: int | None
     """Partition, place, route and cost ``net`` on ``profile``; a JSON-able dict."""
     bits = profile.check_weight_bits(profile.default_weight_bits if bits is None else bits)
     part = partition(net, profile, bits, refine=refine)
-    index = _Index(net)
+    index = NeuronIndex(net)
     use = usage(index, part.cores, profile, bits)
     flows, inflow = core_flows(index, part.cores)
     pl = place(flows, inflow, profile, seed=seed)
     hops = pl.hops()
-    caps = _caps(profile)
+    caps = core_capacities(profile)
     cores = []
     for c, (core, u) in enumerate(zip(part.cores, use)):
         util = {k: (u[k] / caps[k] if caps[k] else None) for k in LIMITS}

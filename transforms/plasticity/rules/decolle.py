@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from transforms.local_rules import LocalSignals, Rule
+from transforms.plasticity.engine import LocalSignals, Rule
 
 
 def decolle(optimizer: optax.GradientTransformation, n_classes: int, *, scale: float = 1.0,

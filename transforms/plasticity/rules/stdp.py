@@ -27,7 +27,7 @@ import math
 
 import jax.numpy as jnp
 
-from transforms.local_rules import LocalSignals, Rule
+from transforms.plasticity.engine import LocalSignals, Rule
 
 
 def _decay(dt, tau):

@@ -24,8 +24,8 @@ import dataclasses
 import numpy as np
 import scipy.sparse as sp
 
-from transforms.hardware import Profile
-from transforms.netlist import LoweringError, Netlist
+from transforms.lowering.hardware import Profile
+from transforms.lowering.netlist import LoweringError, Netlist
 
 LIMITS = ("neurons", "axons_in", "axons_out", "memory")
 
@@ -44,7 +44,7 @@ class Partition:
     alternative: dict = dataclasses.field(default_factory=dict)
 
 
-class _Index:
+class NeuronIndex:
     """Global neuron ids and the incidence of synapses, for fast counting."""
 
     def __init__(self, net: Netlist):
@@ -72,7 +72,7 @@ class _Index:
         return np.concatenate([self.ids(b) for b in core])
 
 
-def usage(index: _Index, cores, profile: Profile, bits: int) -> list[dict]:
+def usage(index: NeuronIndex, cores, profile: Profile, bits: int) -> list[dict]:
     """Per core: neurons, input axons, output axons, memory bytes."""
     axon_sets = [np.unique(index.inc[index.core_ids(core)].indices) for core in cores]
     # destination cores of every source neuron
@@ -91,7 +91,7 @@ def usage(index: _Index, cores, profile: Profile, bits: int) -> list[dict]:
     return out
 
 
-def _caps(profile: Profile) -> dict:
+def core_capacities(profile: Profile) -> dict:
     return {"neurons": profile.max_neurons, "axons_in": profile.max_axons_in,
             "axons_out": profile.max_axons_out, "memory": profile.synapse_memory_bytes}
 
@@ -190,9 +190,9 @@ def _repair_out(index, cores, profile, bits) -> list:
     raise LoweringError("output-axon repair did not converge")
 
 
-def traffic(index: _Index, cores) -> float:
+def traffic(index: NeuronIndex, cores) -> float:
     """Spike messages per step that leave their core (inputs: all of them)."""
-    from transforms.placement import core_flows
+    from transforms.lowering.placement import core_flows
 
     flows, inflow = core_flows(index, cores)
     return float(flows.sum() + inflow.sum())
@@ -208,7 +208,7 @@ def _packed(index, net, profile, bits, subsets=None) -> list:
     return _pack(index, blocks, profile, bits)
 
 
-def _metis(index, net, profile, bits, nparts) -> list | None:
+def metis_refine(index, net, profile, bits, nparts) -> list | None:
     try:
         import pymetis
     except ImportError:             # the "lowering" extra is not installed
@@ -244,11 +244,11 @@ def partition(net: Netlist, profile: Profile, bits: int | None = None,
               refine: bool = True) -> Partition:
     """Blocks and cores for ``net`` on ``profile`` at ``bits`` weight bits."""
     bits = profile.check_weight_bits(profile.default_weight_bits if bits is None else bits)
-    index = _Index(net)
+    index = NeuronIndex(net)
     cores = _repair_out(index, _packed(index, net, profile, bits), profile, bits)
     best = Partition(cores, "greedy", traffic(index, cores))
     if refine:
-        m = _metis(index, net, profile, bits, len(cores))
+        m = metis_refine(index, net, profile, bits, len(cores))
         if m is not None:
             t = traffic(index, m)
             best.alternative = {"method": "metis", "cores": len(m), "traffic": t}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from transforms.graph import MIXING, Graph
+from transforms.ir.graph import MIXING, Graph
 
 
 def quantize_array(w, bits: int):

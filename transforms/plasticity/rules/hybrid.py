@@ -26,7 +26,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from transforms.local_rules import LocalSignals, Rule
+from transforms.plasticity.engine import LocalSignals, Rule
 
 
 class HPTheta(NamedTuple):

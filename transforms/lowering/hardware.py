@@ -1,6 +1,6 @@
 """Hardware profiles: what one neuromorphic chip offers, as data.
 
-A profile is a JSON object (the built-in ones are in ``transforms/profiles``;
+A profile is a JSON object (the built-in ones are in ``transforms/lowering/profiles``;
 a user's own is any file of the same form). Every figure comes with its
 source in ``sources``, and the report repeats them, so a reader can tell a
 datasheet number from an assumption or a fit.

@@ -10,15 +10,17 @@ build the cut Jacobians.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
-from jax._src import source_info_util
+from jax.extend import source_info_util
 
-from transforms.canonical import squeeze_rules
+from transforms.ir.canonical import squeeze_rules
 from transforms.errors import CompileError, HiddenStructureError
 
 _INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat"}
@@ -28,14 +30,25 @@ def keystr(path) -> str:
     return jax.tree_util.keystr(path)
 
 
+_INTERNAL = ("site-packages", "dist-packages", os.sep + "jax" + os.sep, os.sep + "transforms" + os.sep)
+
+
 def source_of(eqn) -> str:
-    """The user's file:line (function) that produced an equation: the
-    innermost frame outside installed packages (so a brainpy or flax layer
-    points at the user's line that called it), else the innermost frame."""
-    for frame in source_info_util.user_frames(eqn.source_info.traceback):
-        if not any(d in frame.file_name for d in ("site-packages", "dist-packages")):
-            return source_info_util._summarize_frame(frame)
+    """The user's ``file:line (function)`` that produced an equation: the
+    innermost frame outside installed packages and this compiler (so a
+    brainpy or flax layer points at the user's line that called it), else
+    jax's own summary."""
+    frame = _user_frame(eqn.source_info.traceback)
+    if frame is not None:
+        return f"{frame.file_name}:{frame.line_num} ({frame.function_name})"
     return source_info_util.summarize(eqn.source_info)
+
+
+def _user_frame(tb):
+    for frame in (tb.frames if tb is not None else ()):
+        if not any(d in frame.file_name for d in _INTERNAL):
+            return frame
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +92,18 @@ class TracedStep:
         return self.jaxpr.outvars[self.n_hidden:]
 
 
-def _bind(eqn, invals):
+def bind_eqn(eqn, invals):
+    """Bind ``eqn``'s primitive to new inputs, keeping its source information
+    (so equations re-traced through ``evaluate`` still name the user's line)."""
     params = eqn.primitive.get_bind_params(eqn.params)
     name_stack = source_info_util.current_name_stack() + eqn.source_info.name_stack
-    with source_info_util.user_context(eqn.source_info.traceback, name_stack=name_stack), \
-            eqn.ctx.manager:
-        out = eqn.primitive.bind(*invals, **params)
+    if _user_frame(eqn.source_info.traceback) is None:     # keep the caller's line
+        with eqn.ctx.manager:
+            out = eqn.primitive.bind(*invals, **params)
+    else:
+        with source_info_util.user_context(eqn.source_info.traceback, name_stack=name_stack), \
+                eqn.ctx.manager:
+            out = eqn.primitive.bind(*invals, **params)
     return out if eqn.primitive.multiple_results else [out]
 
 
@@ -110,21 +129,68 @@ def evaluate(jaxpr, consts, args, *, replace: dict | None = None,
     for i, eqn in enumerate(jaxpr.eqns):
         if replace is not None and i in replace:
             outs = replace[i](read, eqn)
-        elif inline and eqn.primitive.name in _INLINE and "jaxpr" in eqn.params:
-            inner = eqn.params["jaxpr"]
-            if hasattr(inner, "consts"):
-                outs = evaluate(inner.jaxpr, inner.consts, [read(v) for v in eqn.invars],
-                                inline=True)
-            else:
-                outs = evaluate(inner, (), [read(v) for v in eqn.invars], inline=True)
+        elif inline and (eqn.primitive.name in CONTROL_RULES or (
+                eqn.primitive.name in _INLINE and "jaxpr" in eqn.params)):
+            ctx = (source_info_util.user_context(eqn.source_info.traceback)
+                   if _user_frame(eqn.source_info.traceback) is not None
+                   else contextlib.nullcontext())
+            with ctx:       # inner equations without a user frame take this one's
+                if eqn.primitive.name in CONTROL_RULES:
+                    outs = CONTROL_RULES[eqn.primitive.name](eqn, [read(v) for v in eqn.invars])
+                else:
+                    outs = _call(eqn.params["jaxpr"], [read(v) for v in eqn.invars])
         else:
-            outs = _bind(eqn, [read(v) for v in eqn.invars])
+            outs = bind_eqn(eqn, [read(v) for v in eqn.invars])
         for v, o in zip(eqn.outvars, outs):
             write(v, o)
     outs = [read(v) for v in jaxpr.outvars]
     if record is not None:
         return outs, {v: read(v) for v in record}
     return outs
+
+
+def _call(closed, args):
+    """Evaluate a (closed) inner jaxpr, inlining its own calls."""
+    if hasattr(closed, "consts"):
+        return evaluate(closed.jaxpr, closed.consts, args, inline=True)
+    return evaluate(closed, (), args, inline=True)
+
+
+def _cond_as_select(eqn, args):
+    """``cond`` / ``switch``: every branch computed, the result selected.
+    The weight ops and states of all branches become visible to the
+    analysis; the value and its derivatives are the taken branch's."""
+    index, ops = args[0], args[1:]
+    outs = [_call(br, ops) for br in eqn.params["branches"]]
+    if len(outs) == 1:
+        return outs[0]
+    which = jnp.clip(index.astype(jnp.int32), 0, len(outs) - 1) if len(outs) > 2 else index
+    return [jax.lax.select_n(which, *vals) for vals in zip(*outs)]
+
+
+MAX_UNROLL = 64
+
+
+def _scan_unrolled(eqn, args):
+    """A ``scan`` (``fori_loop`` with static bounds) of at most ``MAX_UNROLL``
+    steps, unrolled, so that sub-steps inside a time step are plain
+    equations to the analysis; longer ones stay a ``scan``."""
+    p = eqn.params
+    if p["length"] > MAX_UNROLL or p.get("_split_transpose"):
+        return bind_eqn(eqn, args)
+    nc, nk = p["num_consts"], p["num_carry"]
+    consts, carry, xs = args[:nc], list(args[nc:nc + nk]), args[nc + nk:]
+    order = range(p["length"] - 1, -1, -1) if p["reverse"] else range(p["length"])
+    ys = {}
+    for i in order:
+        outs = _call(p["jaxpr"], list(consts) + carry + [x[i] for x in xs])
+        carry, ys[i] = list(outs[:nk]), outs[nk:]
+    n_ys = len(eqn.outvars) - nk
+    stacked = [jnp.stack([ys[i][k] for i in range(p["length"])]) for k in range(n_ys)]
+    return carry + stacked
+
+
+CONTROL_RULES = {"cond": _cond_as_select, "scan": _scan_unrolled}
 
 
 def _check_hidden(hidden, hidden_out):

@@ -17,21 +17,28 @@ halves it, arithmetic stays in the parameters' dtype.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from transforms.graph import DENSE, Graph
-from transforms.online import jacobians, op_leaves, weight_grads
+from transforms.ir.graph import DENSE, Graph
+from transforms.learning.signals import jacobians, op_slots, weight_grads
 
 
-def init(graph: Graph, batch: int, dtype, decay=None, trace_dtype=None):
+class DRTRLTraces(NamedTuple):
+    E: list      # per trained op, per driven state slot: d h / d W_eff
+    X: list      # per readout path: the trace filtered by the readout's leak
+
+
+def init(graph: Graph, batch: int, dtype, trace_dtype=None) -> DRTRLTraces:
     tdt = trace_dtype or dtype
     ops = graph.trained_ops()
-    return {"E": [[jnp.zeros(_Layout(graph, op).shape(batch), tdt) for _ in op_leaves(graph, op)]
-                  for op in ops],
-            "X": [jnp.zeros(_Layout(graph, ops[p.op]).shape(batch), tdt)
-                  for p in graph.readout_paths]}
+    return DRTRLTraces(
+        E=[[jnp.zeros(_Layout(graph, op).shape(batch), tdt) for _ in op_slots(graph, op)]
+           for op in ops],
+        X=[jnp.zeros(_Layout(graph, ops[p.op]).shape(batch), tdt) for p in graph.readout_paths])
 
 
 def _dense_layout(graph: Graph, op):
@@ -112,21 +119,21 @@ def _letters(n, skip=""):
     return [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in skip][:n]
 
 
-def contract(graph: Graph, traces, signal, decay, readout_signal, xs, dys):
+def contract(graph: Graph, traces, signal, readout_signal, xs, dys):
     """This step's gradient per trained op: the immediate term
     sum_b d<dy_b, core(x_b, W)>/dW plus sum_b sum_k spread(L[k]) o E[k] and
     spread(Lx) o X for the op's readout paths."""
     grads = weight_grads(graph, xs, dys)
     for i, op in enumerate(graph.trained_ops()):
         lay = _Layout(graph, op)
-        pairs = list(zip([signal[j] for j in op_leaves(graph, op)], traces["E"][i])) + [
-            (lx, X) for p, lx, X in zip(graph.readout_paths, readout_signal, traces["X"])
+        pairs = list(zip([signal[j] for j in op_slots(graph, op)], traces.E[i])) + [
+            (lx, X) for p, lx, X in zip(graph.readout_paths, readout_signal, traces.X)
             if p.op == i]
         grads[i] = grads[i] + sum(lay.contract(L, E) for L, E in pairs)
     return grads
 
 
-def advance(graph: Graph, traces, per_sample, decay, xs):
+def advance(graph: Graph, traces, per_sample, xs):
     """Batched trace update with the per-sample Jacobians of the cut step:
     E[k] = sum_k' spread(D[k, k']) o E[k'] + inject(x, Df[k]); a readout
     path's copy X = kappa X + sum_k' spread(dx_o/dh_k') o E[k'] + inject(x, dx_o/dy)."""
@@ -135,20 +142,20 @@ def advance(graph: Graph, traces, per_sample, decay, xs):
     new_X = []
     for n, p in enumerate(graph.readout_paths):
         lay = _Layout(graph, ops[p.op])
-        E = dict(zip(op_leaves(graph, ops[p.op]), traces["E"][p.op]))
+        E = dict(zip(op_slots(graph, ops[p.op]), traces.E[p.op]))
         dtype = Jy[n].dtype
-        x_new = (p.kappa * traces["X"][n].astype(dtype) + lay.inject(xs[p.op], Jy[n])
+        x_new = (p.kappa * traces.X[n].astype(dtype) + lay.inject(xs[p.op], Jy[n])
                  + sum(lay.spread(Jh[n][jj]) * E[jj].astype(dtype) for jj in Jh[n]))
-        new_X.append(x_new.astype(traces["X"][n].dtype))
+        new_X.append(x_new.astype(traces.X[n].dtype))
     new = []
     for i, op in enumerate(ops):
         lay = _Layout(graph, op)
-        leaves = op_leaves(graph, op)
-        E = dict(zip(leaves, traces["E"][i]))
+        leaves = op_slots(graph, op)
+        E = dict(zip(leaves, traces.E[i]))
         out = []
         for j, df in zip(leaves, Df[i]):
-            group = graph.groups[graph.group_of_leaf[j]].leaves
+            group = graph.groups[graph.group_of_slot[j]].slots
             e = sum(lay.spread(D[(j, jj)]) * E[jj].astype(df.dtype) for jj in group)
             out.append((e + lay.inject(xs[i], df)).astype(E[j].dtype))
         new.append(out)
-    return {"E": new, "X": new_X}
+    return DRTRLTraces(new, new_X)

@@ -8,9 +8,9 @@ stored in ``profiles/loihi2.json`` once and a test checks it still holds.
 """
 from __future__ import annotations
 
-from transforms.hardware import Profile
-from transforms.netlist import LoweringError, dense_chain
-from transforms.partition import partition
+from transforms.lowering.hardware import Profile
+from transforms.lowering.netlist import LoweringError, dense_chain
+from transforms.lowering.partition import partition
 
 LAVA_DENSE = ((200, 256, 200), 5)       # network sizes, cores Lava's compiler reports
 

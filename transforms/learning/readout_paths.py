@@ -23,8 +23,8 @@ import dataclasses
 import numpy as np
 from jax.extend import core as jcore
 
-from transforms.analysis import ELEM
-from transforms.graph import BIAS, Graph
+from transforms.ir.dependence import ELEM
+from transforms.ir.graph import BIAS, Graph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,43 +53,51 @@ def _scalar(graph: Graph, a):
     return float(v.ravel()[0]) if v.size and np.all(v == v.ravel()[0]) else None
 
 
-def affine_form(graph: Graph, seeds: dict, target):
+def _add(graph, eqn, ins):
+    sign = -1.0 if eqn.primitive.name == "sub" else 1.0
+    out = {}
+    for k, (a, f) in enumerate(zip(eqn.invars, ins)):
+        s = sign if k == 1 else 1.0
+        if f is None:
+            if _scalar(graph, a) is None and a not in graph.const_env:
+                return None             # a runtime term outside the seeds
+            f = {"const": 0.0}
+        for src, c in f.items():
+            out[src] = out.get(src, 0.0) + s * c
+    return out
+
+
+def _mul(graph, eqn, ins):
+    if (ins[0] is None) == (ins[1] is None):
+        return None                     # a product of two affine forms, or of none
+    f, other = (ins[0], eqn.invars[1]) if ins[0] is not None else (ins[1], eqn.invars[0])
+    k = _scalar(graph, other)
+    return None if k is None else {src: k * c for src, c in f.items()}
+
+
+def _neg(graph, eqn, ins):
+    return {src: -c for src, c in ins[0].items()}
+
+
+def _same(graph, eqn, ins):
+    return ins[0]
+
+
+AFFINE_RULES = {"add": _add, "add_any": _add, "sub": _add, "mul": _mul, "neg": _neg,
+                "convert_element_type": _same, "copy": _same, "copy_p": _same}
+
+
+def affine_form(graph: Graph, seeds: dict, target, rules=AFFINE_RULES):
     """Propagate {source: coefficient} forms from ``seeds`` (var -> form) to
-    ``target``; None if the target is not affine in the seeds with scalar
-    constant coefficients."""
-    t = graph.traced
+    ``target`` by the per-primitive ``rules``; None if the target is not
+    affine in the seeds with scalar constant coefficients."""
     forms = dict(seeds)
-    for eqn in t.eqns:
+    for eqn in graph.traced.eqns:
         ins = [forms.get(a) if not isinstance(a, jcore.Literal) else None for a in eqn.invars]
         if eqn.outvars[0] in forms or not any(f is not None for f in ins):
             continue
-        name, out = eqn.primitive.name, None
-        if name in ("add", "add_any", "sub"):
-            sign = -1.0 if name == "sub" else 1.0
-            parts = []
-            for k, (a, f) in enumerate(zip(eqn.invars, ins)):
-                s = sign if k == 1 else 1.0
-                if f is not None:
-                    parts.append({src: s * c for src, c in f.items()})
-                elif _scalar(graph, a) is not None or a in graph.const_env:
-                    parts.append({"const": 0.0})
-                else:
-                    parts = None
-                    break
-            if parts is not None:
-                out = {}
-                for p in parts:
-                    for src, c in p.items():
-                        out[src] = out.get(src, 0.0) + c
-        elif name == "mul":
-            f, other = (ins[0], eqn.invars[1]) if ins[0] is not None else (ins[1], eqn.invars[0])
-            k = _scalar(graph, other)
-            if f is not None and k is not None and (ins[0] is None or ins[1] is None):
-                out = {src: k * c for src, c in f.items()}
-        elif name == "neg":
-            out = {src: -c for src, c in ins[0].items()}
-        elif name in ("convert_element_type", "copy", "copy_p"):
-            out = ins[0]
+        rule = rules.get(eqn.primitive.name)
+        out = rule(graph, eqn, ins) if rule is not None else None
         for v in eqn.outvars:
             forms[v] = out
     return forms.get(target)

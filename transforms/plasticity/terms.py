@@ -8,17 +8,20 @@ the learning signal, and each rule's ``dw`` is added to its weight.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from transforms.errors import CompileError
-from transforms.local_rules import (LocalSignals, check_rule_op, downstream_ops,
+from transforms.plasticity.engine import (LocalSignals, check_rule_op, downstream_ops,
                                     post_activity_vars)
-from transforms.trace import evaluate
+from transforms.ir.trace import evaluate
 
 
-def resolve(graph, rules: dict) -> list:
-    """[(path, op)] for ``rules``; marks the ops as local on ``graph``."""
+def resolve(graph, rules: dict):
+    """The graph with the ops under ``rules`` marked local (their post
+    activity and downstream ops recorded)."""
     by_path = {op.path: op for op in graph.ops}
     post = post_activity_vars(graph)
     out = []
@@ -34,10 +37,10 @@ def resolve(graph, rules: dict) -> list:
                 "the weight the op uses, which must be the parameter itself", path=path,
                 source=op.source, hint="use a gradient algorithm for it")
         out.append((path, op, post[op.groups[0]] if rule.needs_post else op.y_var))
-    graph.local_ops = frozenset(op.index for _, op, _ in out)
-    graph.local_post = {path: v for path, _, v in out}
-    graph.local_downstream = _downstream(graph, rules, [op for _, op, _ in out])
-    return out
+    return dataclasses.replace(
+        graph, local_ops=frozenset(op.index for _, op, _ in out),
+        local_post={path: v for path, _, v in out},
+        local_downstream=_downstream(graph, rules, [op for _, op, _ in out]))
 
 
 def _downstream(graph, rules, ops) -> dict:

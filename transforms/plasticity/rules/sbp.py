@@ -36,7 +36,7 @@ import math
 
 import jax.numpy as jnp
 
-from transforms.local_rules import LocalSignals, Rule
+from transforms.plasticity.engine import LocalSignals, Rule
 
 DEFAULTS = dict(lam_pre=1.0, lam_post=0.5, lam_bp=1.0, f=0.2, rho=0.1)
 

@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from transforms.analysis import ELEM
+from transforms.ir.dependence import ELEM
 from transforms.errors import CompileError
-from transforms.graph import MIXING, Graph
-from transforms.trace import evaluate
+from transforms.ir.graph import MIXING, Graph
+from transforms.ir.trace import evaluate
 
 _PASS = {"reshape", "squeeze", "expand_dims", "convert_element_type", "copy", "copy_p"}
 

@@ -23,8 +23,9 @@ import jax
 import jax.numpy as jnp
 
 from transforms.errors import CompileError
-from transforms.graph import Graph
-from transforms.trace import _bind, evaluate
+from transforms.ir.graph import ELEMWISE, Graph
+from transforms.ir.trace import bind_eqn, evaluate
+from transforms.learning.loop_vjp import forward_mode_vjp
 
 
 class StepSignals(NamedTuple):
@@ -33,7 +34,7 @@ class StepSignals(NamedTuple):
     hidden: list             # new hidden leaves, each (B, ...)
     out: object              # output pytree, leaves (B, ...)
     g_immediate: list        # d l / d params with h_{t-1} fixed; None for trained ops' weights
-    signal: list             # d l / d h_{t-1}, per hidden leaf (B, ...)
+    signal: list             # d l / d h_{t-1}, per state slot (B, *neurons)
     x: list                  # per trained op: its input x_t (B, ...) (ones for a bias)
     y: list                  # per trained op: its output y_t (B, ...)
     dy: list                 # per trained op: d l / d y_t (B, ...)
@@ -53,7 +54,7 @@ def feedback_replace(graph: Graph, feedback) -> dict:
                                f"computed by {len(op.core)} equations", path=op.path)
 
         def run(read, eqn, op=op, B=B):
-            sub = lambda xv, wv: _bind(eqn, [xv if v is op.x_var else wv for v in eqn.invars])[0]
+            sub = lambda xv, wv: bind_eqn(eqn, [xv if v is op.x_var else wv for v in eqn.invars])[0]
             xv, wv = read(op.x_var), read(op.weff_var)
             fb = sub(xv, B)
             return [sub(jax.lax.stop_gradient(xv), wv) + fb - jax.lax.stop_gradient(fb)]
@@ -73,18 +74,29 @@ def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=Non
     t = graph.traced
     ops = graph.trained_ops()
     rec = ([op.x_var for op in ops if op.x_var is not None] + [op.y_var for op in ops]
-           + list(extra or ()))
+           + [v for op in ops for v in op.inputs] + list(extra or ()))
     wrap = None
     if dys is not None:     # the trained ops' weights are constants of the caller's VJP
         wrap = {op.y_var: (lambda v, dy=dy: v + dy) for op, dy in zip(ops, dys)}
+    replace = dict.fromkeys(graph.loops, forward_mode_vjp)
+    replace.update(feedback_replace(graph, feedback))
     outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x), record=rec,
-                         wrap=wrap, replace=feedback_replace(graph, feedback) or None)
+                         wrap=wrap, replace=replace or None)
     dtype = outs[0].dtype if outs else jnp.float32
-    xs = [env[op.x_var] if op.x_var is not None else jnp.ones((), dtype) for op in ops]
+    xs = [op_input(graph, op, params, env) if op.x_var is not None
+          else jnp.ones((), dtype) for op in ops]
     ys = [env[op.y_var] for op in ops]
     if extra is not None:
         return outs[:t.n_hidden], outs[t.n_hidden:], xs, ys, [env[v] for v in extra]
     return outs[:t.n_hidden], outs[t.n_hidden:], xs, ys
+
+
+def op_input(graph: Graph, op, params, env):
+    """The x the traces see: the op's input, or for an elementwise op its
+    slope in W_eff (``Graph.x_eff``)."""
+    if op.kind != ELEMWISE:
+        return env[op.x_var]
+    return graph.x_eff(op, [env[v] for v in op.inputs], graph.weff(op, params[op.param]))
 
 
 def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
@@ -116,6 +128,7 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
     loss, vjp, (ls, (h_new, out, xs, ys, ex)) = jax.vjp(
         batch_loss, [params[i] for i in free], list(hidden), dys0, has_aux=True)
     g_free, signal, dy = vjp(jnp.ones_like(loss))
+    signal = graph.view.cotangent_slots(signal, lead=1)
     g_params = [None] * len(params)
     for i, g in zip(free, g_free):
         g_params[i] = g
@@ -135,28 +148,37 @@ def weight_grads(graph: Graph, xs, cots):
 
 def linearized_cut(graph: Graph, params, hidden, x, ys):
     """Per sample: the step with every mixing weight op cut (its output held
-    at ``ys`` plus an offset dy), linearised at (h_{t-1}, dy = 0). Returns
-    ``lin(dh, ddy) -> (dh_t, dx_o)`` (lists over hidden leaves and trained
-    ops; dx_o over ``graph.readout_paths``' readout inputs): ``lin(e_k, 0)``
-    gives columns of D_t, ``lin(0, 1_op)`` gives Df_t."""
+    at ``ys`` plus an offset dy) and every other equation that mixes neurons
+    cut (``graph.cuts``: its output held), linearised at (h_{t-1}, dy = 0)
+    in the state slots. Returns ``lin(dh, ddy) -> (dh_t, dx_o)`` (lists over
+    slots and trained ops; dx_o over ``graph.readout_paths``' readout
+    inputs): ``lin(e_k, 0)`` gives columns of D_t, ``lin(0, 1_op)`` Df_t."""
     t = graph.traced
     ops = graph.trained_ops()
+    view = graph.view
     extra = [ops[p.readout_op].x_var for p in graph.readout_paths]
+    replace = {i: _held for i in graph.cuts}
 
-    def cut(h, dys):
-        replace = {}
+    def cut(h_slots, dys):
+        rep = dict(replace)
         for op, y, dy in zip(ops, ys, dys):
             if op.mixing:
-                replace[op.core[-1]] = lambda read, eqn, y=y, dy=dy: [y + dy]
+                rep[op.core[-1]] = lambda read, eqn, y=y, dy=dy: [y + dy]
             else:
-                replace[op.core[-1]] = lambda read, eqn, dy=dy: [
-                    _bind(eqn, [read(v) for v in eqn.invars])[0] + dy]
+                rep[op.core[-1]] = lambda read, eqn, dy=dy: [
+                    bind_eqn(eqn, [read(v) for v in eqn.invars])[0] + dy]
+        h = view.join(h_slots, hidden)
         outs, rec = evaluate(t.jaxpr, t.consts, list(params) + list(h) + list(x),
-                             replace=replace, record=extra)
-        return outs[:t.n_hidden], [rec[v] for v in extra]
+                             replace=rep, record=extra)
+        return view.split(outs[:t.n_hidden]), [rec[v] for v in extra]
 
     dys0 = [jnp.zeros(op.y_shape, y.dtype) for op, y in zip(ops, ys)]
-    return jax.linearize(cut, list(hidden), dys0)[1]
+    return jax.linearize(cut, view.split(hidden), dys0)[1]
+
+
+def _held(read, eqn):
+    """A cut equation: its value, no derivative."""
+    return [jax.lax.stop_gradient(o) for o in bind_eqn(eqn, [read(v) for v in eqn.invars])]
 
 
 def op_rounds(graph: Graph) -> list[list[int]]:
@@ -174,18 +196,18 @@ def op_rounds(graph: Graph) -> list[list[int]]:
     return [members for members, _ in rounds]
 
 
-def op_leaves(graph: Graph, op) -> list[int]:
-    """Hidden leaves of the groups an op drives, in group order."""
-    return [j for g in op.groups for j in graph.groups[g].leaves]
+def op_slots(graph: Graph, op) -> list[int]:
+    """State slots of the groups an op drives, in group order."""
+    return [j for g in op.groups for j in graph.groups[g].slots]
 
 
 def jacobians(graph: Graph, lin, hidden, ys):
     """Per sample: D as {(j, j'): dh_j/dh_j'} for leaves of one driven group,
-    Df per trained op as a list over ``op_leaves`` of dh_j/dy, and for each
+    Df per trained op as a list over ``op_slots`` of dh_j/dy, and for each
     readout path p the readout input's Jacobians Jh[p] = {j': dx_o/dh_j'} and
     Jy[p] = dx_o/dy_k."""
     ops = graph.trained_ops()
-    pos = {j: k for g in graph.groups for k, j in enumerate(g.leaves)}
+    pos = {j: k for g in graph.groups for k, j in enumerate(g.slots)}
     needed = sorted({g for op in ops for g in op.groups})
     kmax = max((graph.groups[g].k for g in needed), default=0)
     zeros_h = [jnp.zeros_like(h) for h in hidden]
@@ -194,16 +216,16 @@ def jacobians(graph: Graph, lin, hidden, ys):
                  for j, (h, z) in enumerate(zip(hidden, zeros_h))], zeros_y)
             for k in range(kmax)]
     D = {(j, jj): cols[pos[jj]][0][j]
-         for g in needed for j in graph.groups[g].leaves for jj in graph.groups[g].leaves}
+         for g in needed for j in graph.groups[g].slots for jj in graph.groups[g].slots}
     paths = graph.readout_paths
-    Jh = [{jj: cols[pos[jj]][1][n] for jj in graph.groups[p.group].leaves}
+    Jh = [{jj: cols[pos[jj]][1][n] for jj in graph.groups[p.group].slots}
           for n, p in enumerate(paths)]
     Df, Jy = [None] * len(ops), [None] * len(paths)
     for members in op_rounds(graph):
         out, extra = lin(zeros_h, [jnp.ones_like(z) if i in members else z
                                    for i, z in enumerate(zeros_y)])
         for i in members:
-            Df[i] = [out[j] for j in op_leaves(graph, ops[i])]
+            Df[i] = [out[j] for j in op_slots(graph, ops[i])]
         for n, p in enumerate(paths):
             if p.op in members:
                 Jy[n] = extra[n]
@@ -219,7 +241,7 @@ def readout_signal(graph: Graph, params, signal, feedback=None):
         o = ops[p.readout_op]
         w = (feedback or {}).get(o.index)
         w = graph.weff(o, params[o.param]) if w is None else w
-        L = signal[graph.groups[p.readout_group].leaves[0]]
+        L = signal[graph.groups[p.readout_group].slots[0]]
         x0 = jnp.zeros((L.shape[0],) + o.x_shape, L.dtype)
         _, pull = jax.vjp(lambda xx: jax.vmap(lambda xi: graph.core(o, xi, w))(xx), x0)
         out.append(p.coeff * pull(L)[0])

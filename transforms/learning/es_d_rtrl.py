@@ -22,23 +22,31 @@ xi_t = kappa xi_{t-1} + d x_o/d(W) in the same factorised form.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from transforms.graph import Graph
-from transforms.online import op_leaves, op_rounds, weight_grads
+from transforms.ir.graph import Graph
+from transforms.learning.signals import op_slots, op_rounds, weight_grads
 
 
-def init(graph: Graph, batch: int, dtype, decay: float, trace_dtype=None):
+class ESTraces(NamedTuple):
+    x: list            # per trained op: the input trace ex, (B, *x)
+    f: list            # per trained op, per driven slot: the neuron trace ef, (B, *neurons)
+    xi: list           # per readout path: the filtered neuron trace, (B, *neurons)
+    n: jax.Array       # trace updates so far (warm-up correction)
+
+
+def init(graph: Graph, batch: int, dtype) -> ESTraces:
     ops = graph.trained_ops()
-    return {
-        "x": [jnp.zeros((batch,) + op.x_shape, dtype) for op in ops],
-        "f": [[jnp.zeros((batch,) + graph.groups[graph.group_of_leaf[j]].shape, dtype)
-               for j in op_leaves(graph, op)] for op in ops],
-        "xi": [jnp.zeros((batch,) + graph.groups[p.group].shape, dtype)
-               for p in graph.readout_paths],
-        "n": jnp.zeros((), jnp.int32),
-    }
+    return ESTraces(
+        x=[jnp.zeros((batch,) + op.x_shape, dtype) for op in ops],
+        f=[[jnp.zeros((batch,) + graph.groups[graph.group_of_slot[j]].shape, dtype)
+            for j in op_slots(graph, op)] for op in ops],
+        xi=[jnp.zeros((batch,) + graph.groups[p.group].shape, dtype)
+            for p in graph.readout_paths],
+        n=jnp.zeros((), jnp.int32))
 
 
 def _linear(graph: Graph, i):
@@ -61,19 +69,20 @@ def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal
     """Per trained op u_t (shape of y, batched): the trace term of the
     gradient is sum_b ex_{t-1} (x) u_t, with u = (L o ef + Lx o xi) / c, or
     c_o L for an op driving a linear group."""
-    n = traces["n"]
-    dtype = traces["x"][0].dtype if traces["x"] else jnp.float32
+    n = traces.n
+    dtype = traces.x[0].dtype if traces.x else jnp.float32
     c = 1.0 - jnp.asarray(decay, dtype) ** n.astype(dtype)
     scale = jnp.where(n > 0, 1.0 / jnp.where(n > 0, c, 1.0), 0.0).astype(dtype)
     us = []
     for i, op in enumerate(graph.trained_ops()):
-        u = scale * sum((lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal,
-                                                      traces["xi"]) if p.op == i), 0.0)
+        u = jnp.zeros(traces.x[i].shape[:1] + op.y_shape, dtype) + scale * sum(
+            (lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal, traces.xi)
+             if p.op == i), 0.0)
         lin = _linear(graph, i)
         if lin is not None:        # exact: E = c ex, ex filtered by kappa
-            u = u + lin[1] * signal[op_leaves(graph, op)[0]]
+            u = u + lin[1] * signal[op_slots(graph, op)[0]]
         else:
-            u = u + scale * sum(signal[j] * f for j, f in zip(op_leaves(graph, op), traces["f"][i]))
+            u = u + scale * sum(signal[j] * f for j, f in zip(op_slots(graph, op), traces.f[i]))
         us.append(u)
     return us
 
@@ -82,7 +91,7 @@ def contract(graph: Graph, traces, signal, decay: float, readout_signal, xs, dys
     """This step's gradient per trained op: sum_b x_t (x) dy_t + ex_{t-1} (x) u_t,
     one contraction on stacked factors."""
     us = neuron_cotangents(graph, traces, signal, decay, readout_signal)
-    X = [jnp.concatenate([x.astype(ex.dtype), ex]) for x, ex in zip(xs, traces["x"])]
+    X = [jnp.concatenate([x.astype(ex.dtype), ex]) for x, ex in zip(xs, traces.x)]
     Y = [jnp.concatenate([dy, u]) for dy, u in zip(dys, us)]
     return weight_grads(graph, X, Y)
 
@@ -111,33 +120,32 @@ def window_factors(graph: Graph, decay: float, ex0, xs, dys, us):
 
 
 def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
-    """One sample's trace update (``traces`` without the counter)."""
+    """One sample's trace update (``traces`` without the counter, n = None)."""
     a = decay
     ops = graph.trained_ops()
     zeros_h = [jnp.zeros_like(h) for h in hidden]
     new_f = [None] * len(ops)
-    new_xi = list(traces["xi"])
+    new_xi = list(traces.xi)
     for members in op_rounds(graph):
         dh = list(zeros_h)
         for i in members:
-            for j, f in zip(op_leaves(graph, ops[i]), traces["f"][i]):
+            for j, f in zip(op_slots(graph, ops[i]), traces.f[i]):
                 dh[j] = a * f
         ddy = [jnp.full(op.y_shape, 1.0 - a, zeros_h[0].dtype) if i in members
                else jnp.zeros(op.y_shape, zeros_h[0].dtype) for i, op in enumerate(ops)]
         out, extra = lin(dh, ddy)
         for i in members:
-            new_f[i] = [out[j] for j in op_leaves(graph, ops[i])]
+            new_f[i] = [out[j] for j in op_slots(graph, ops[i])]
         for n, p in enumerate(graph.readout_paths):
             if p.op in members:       # xi = kappa xi + (a Jx_h ef + (1 - a) Jx_y)
-                new_xi[n] = p.kappa * traces["xi"][n] + extra[n]
-    new_x = [d * ex + x for d, ex, x in zip(input_decays(graph, a), traces["x"], xs)]
-    return {"x": new_x, "f": new_f, "xi": new_xi}
+                new_xi[n] = p.kappa * traces.xi[n] + extra[n]
+    new_x = [d * ex + x for d, ex, x in zip(input_decays(graph, a), traces.x, xs)]
+    return ESTraces(new_x, new_f, new_xi, None)
 
 
 def advance(graph: Graph, traces, per_sample, decay: float, xs=None):
     """Batched update; ``per_sample(fn, traces_without_counter)`` vmaps
     ``fn(traces, lin, hidden, ys, xs)`` over the batch."""
-    body = {k: v for k, v in traces.items() if k != "n"}
     new = per_sample(lambda tr, lin, h, ys, xs: advance_one(graph, tr, lin, h, ys, xs, decay),
-                     body)
-    return dict(new, n=traces["n"] + 1)
+                     traces._replace(n=None))
+    return new._replace(n=traces.n + 1)

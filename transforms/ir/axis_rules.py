@@ -1,0 +1,273 @@
+"""Per-primitive axis rules: which axes of an equation's outputs are which
+axes of its inputs, and along which axes it mixes array elements.
+
+Every axis of every runtime var gets a class (``AxisClasses``, a union-find).
+A rule ``rule(eqn, ins, ac) -> (outs, mixes)`` receives the classes of each
+input's axes (``None`` for a literal or an unlabelled constant), returns the
+classes of each output's axes and the classes it mixes along (a reduction
+axis, a contraction, a partial slice, a concatenation, a broadcast that
+copies one value to many). Rules may ``ac.union`` classes (the same axis seen
+twice) and ``ac.mark`` them: ``STATE`` for an axis that indexes distinct
+state variables of one neuron (the axis of a ``stack`` or ``concatenate``),
+``NEURON`` for an axis that indexes neurons (a weight op's output).
+
+After all rules ran, every class is NEURON unless marked STATE only; an
+equation mixes neurons when one of its mixing classes is NEURON. So slicing
+``z[..., 0]`` of a state vector, a delay line ``concatenate([buf[1:],
+s[None]])`` or ``z @ M`` with a constant 2 x 2 ``M`` act within each neuron,
+while ``jnp.sum(s)`` or a layer norm over neurons mix. A new primitive is one
+entry in ``AXIS_RULES``; a primitive without one is taken to mix every axis.
+"""
+from __future__ import annotations
+
+NEURON, STATE = "neuron", "state"
+
+
+class AxisClasses:
+    """Union-find over axis classes, each with the set of kinds it was marked."""
+
+    def __init__(self):
+        self.parent: list[int] = []
+        self.kinds: list[set] = []
+
+    def fresh(self, n: int = 1):
+        start = len(self.parent)
+        self.parent.extend(range(start, start + n))
+        self.kinds.extend(set() for _ in range(n))
+        return tuple(range(start, start + n))
+
+    def find(self, c: int) -> int:
+        while self.parent[c] != c:
+            self.parent[c] = self.parent[self.parent[c]]
+            c = self.parent[c]
+        return c
+
+    def union(self, a: int, b: int) -> int:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[ra] = rb
+            self.kinds[rb] |= self.kinds[ra]
+        return rb
+
+    def mark(self, c: int, kind: str):
+        self.kinds[self.find(c)].add(kind)
+
+    def kind(self, c: int) -> str:
+        """STATE only when marked STATE and never NEURON."""
+        k = self.kinds[self.find(c)]
+        return STATE if k == {STATE} else NEURON
+
+
+def _shape(v):
+    return tuple(v.aval.shape)
+
+
+def _labels(ins, eqn, ac, k):
+    """Classes of input k, fresh ones for a constant operand."""
+    return ins[k] if ins[k] is not None else ac.fresh(len(_shape(eqn.invars[k])))
+
+
+def elementwise(eqn, ins, ac):
+    """Same-shape operands (rank-0 operands broadcast): axes align."""
+    shape = _shape(eqn.outvars[0])
+    out = None
+    for a, lab in zip(eqn.invars, ins):
+        if lab is None or len(_shape(a)) != len(shape):
+            continue
+        out = lab if out is None else tuple(ac.union(x, y) for x, y in zip(out, lab))
+    out = out if out is not None else ac.fresh(len(shape))
+    return [out] * len(eqn.outvars), ()
+
+
+def broadcast_in_dim(eqn, ins, ac):
+    lab = _labels(ins, eqn, ac, 0)
+    in_shape, out_shape = _shape(eqn.invars[0]), _shape(eqn.outvars[0])
+    out = list(ac.fresh(len(out_shape)))
+    mixes = []
+    for i, d in enumerate(eqn.params["broadcast_dimensions"]):
+        if in_shape[i] == out_shape[d]:
+            out[d] = lab[i]
+    mapped = {d for i, d in enumerate(eqn.params["broadcast_dimensions"])
+              if in_shape[i] == out_shape[d]}
+    mixes = [out[d] for d in range(len(out_shape)) if d not in mapped and out_shape[d] > 1]
+    return [tuple(out)], mixes
+
+
+def reshape(eqn, ins, ac):
+    """Axes of size > 1 map one to one when reshape only adds or removes
+    unit axes; otherwise the merged or split axes mix."""
+    lab = _labels(ins, eqn, ac, 0)
+    in_shape, out_shape = _shape(eqn.invars[0]), _shape(eqn.outvars[0])
+    if eqn.params.get("dimensions"):
+        return [ac.fresh(len(out_shape))], list(lab)
+    big_in = [i for i, n in enumerate(in_shape) if n != 1]
+    big_out = [i for i, n in enumerate(out_shape) if n != 1]
+    out = list(ac.fresh(len(out_shape)))
+    if [in_shape[i] for i in big_in] == [out_shape[i] for i in big_out]:
+        for i, o in zip(big_in, big_out):
+            out[o] = lab[i]
+        return [tuple(out)], ()
+    return [tuple(out)], [lab[i] for i in big_in] + [out[i] for i in big_out]
+
+
+def squeeze(eqn, ins, ac):
+    lab = _labels(ins, eqn, ac, 0)
+    drop = {d % len(lab) for d in eqn.params["dimensions"]}
+    return [tuple(c for i, c in enumerate(lab) if i not in drop)], ()
+
+
+def transpose(eqn, ins, ac):
+    lab = _labels(ins, eqn, ac, 0)
+    return [tuple(lab[p] for p in eqn.params["permutation"])], ()
+
+
+def reduce(eqn, ins, ac):
+    lab = _labels(ins, eqn, ac, 0)
+    axes = set(eqn.params["axes"])
+    return ([tuple(c for i, c in enumerate(lab) if i not in axes)] * len(eqn.outvars),
+            [lab[i] for i in axes if _shape(eqn.invars[0])[i] > 1])
+
+
+def argreduce(eqn, ins, ac):
+    lab = _labels(ins, eqn, ac, 0)
+    axes = set(eqn.params["axes"])
+    return [tuple(c for i, c in enumerate(lab) if i not in axes)], [lab[i] for i in axes]
+
+
+def along_axis(key):
+    """Scans and sorts along one axis (cumsum, sort): mix it."""
+    def rule(eqn, ins, ac):
+        lab = _labels(ins, eqn, ac, 0)
+        ax = eqn.params[key] % len(lab) if lab else 0
+        return [lab] * len(eqn.outvars), [lab[ax]] if lab else []
+    return rule
+
+
+def slice_(eqn, ins, ac):
+    """A partial slice keeps the axis's class and mixes along it (it moves
+    elements to other positions), harmless on a state axis."""
+    lab = _labels(ins, eqn, ac, 0)
+    in_shape, out_shape = _shape(eqn.invars[0]), _shape(eqn.outvars[0])
+    return [lab], [c for c, a, b in zip(lab, in_shape, out_shape) if a != b]
+
+
+def dynamic_slice(eqn, ins, ac):
+    lab = _labels(ins, eqn, ac, 0)
+    in_shape, out_shape = _shape(eqn.invars[0]), _shape(eqn.outvars[0])
+    return [lab], [c for c, a, b in zip(lab, in_shape, out_shape) if a != b]
+
+
+def dynamic_update_slice(eqn, ins, ac):
+    op, upd = _labels(ins, eqn, ac, 0), _labels(ins, eqn, ac, 1)
+    s_op, s_up = _shape(eqn.invars[0]), _shape(eqn.invars[1])
+    mixes = []
+    for a, b, n, m in zip(op, upd, s_op, s_up):
+        ac.union(a, b)
+        if n != m:
+            mixes.append(a)
+    return [op], mixes
+
+
+def concatenate(eqn, ins, ac):
+    """The joined axis indexes the parts: a state axis unless it is already
+    a neuron axis (then joining moves neurons: mixing)."""
+    d = eqn.params["dimension"]
+    rank = len(_shape(eqn.outvars[0]))
+    out = list(ac.fresh(rank))
+    for k in range(len(eqn.invars)):
+        lab = _labels(ins, eqn, ac, k)
+        for i in range(rank):
+            out[i] = ac.union(out[i], lab[i])
+    ac.mark(out[d], STATE)
+    return [tuple(out)], [out[d]]
+
+
+def stack(eqn, ins, ac):
+    axis = eqn.params["axis"]
+    rank = len(_shape(eqn.outvars[0]))
+    rest = list(ac.fresh(rank - 1))
+    for k in range(len(eqn.invars)):
+        lab = _labels(ins, eqn, ac, k)
+        rest = [ac.union(a, b) for a, b in zip(rest, lab)]
+    new = ac.fresh(1)[0]
+    ac.mark(new, STATE)
+    out = rest[:axis] + [new] + rest[axis:]
+    return [tuple(out)], [new]
+
+
+def split(eqn, ins, ac):
+    lab = _labels(ins, eqn, ac, 0)
+    ax = eqn.params["axis"]
+    return [lab] * len(eqn.outvars), [lab[ax]]
+
+
+def pad(eqn, ins, ac):
+    lab = _labels(ins, eqn, ac, 0)
+    cfg = eqn.params["padding_config"]
+    return [lab], [c for c, (lo, hi, inner) in zip(lab, cfg) if lo or hi or inner]
+
+
+def rev(eqn, ins, ac):
+    lab = _labels(ins, eqn, ac, 0)
+    return [lab], [lab[d] for d in eqn.params["dimensions"]]
+
+
+def dot_general(eqn, ins, ac):
+    """Contracted axes mix; batch axes align; free axes pass through."""
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    lhs, rhs = _labels(ins, eqn, ac, 0), _labels(ins, eqn, ac, 1)
+    mixes = []
+    for a, b in zip(lc, rc):
+        mixes.append(ac.union(lhs[a], rhs[b]))
+    batch = [ac.union(lhs[a], rhs[b]) for a, b in zip(lb, rb)]
+    free_l = [lhs[i] for i in range(len(lhs)) if i not in tuple(lc) + tuple(lb)]
+    free_r = [rhs[i] for i in range(len(rhs)) if i not in tuple(rc) + tuple(rb)]
+    return [tuple(batch + free_l + free_r)], mixes
+
+
+def select_n(eqn, ins, ac):
+    return elementwise(eqn, ins, ac)
+
+
+def clamp(eqn, ins, ac):
+    return elementwise(eqn, ins, ac)
+
+
+def mixes_all(eqn, ins, ac):
+    """Fallback: every output axis fresh, every input axis mixed."""
+    mixes = [c for lab in ins if lab is not None for c in lab]
+    return [ac.fresh(len(_shape(v))) for v in eqn.outvars], mixes
+
+
+def fresh(eqn, ins, ac):
+    """Outputs that depend on no runtime input (iota, random bits)."""
+    return [ac.fresh(len(_shape(v))) for v in eqn.outvars], ()
+
+
+ELEMENTWISE = frozenset("""
+abs acos acosh add add_any and asin asinh atan atan2 atanh cbrt ceil conj
+convert_element_type copy copy_p cos cosh digamma div eq erf erf_inv erfc exp exp2
+expm1 floor ge gt imag integer_pow is_finite le lgamma log log1p logistic lt max min
+mul ne neg nextafter not or pow real reduce_precision rem round rsqrt sign
+sin sinh sqrt square stop_gradient sub tan tanh xor complex shift_left
+shift_right_logical shift_right_arithmetic population_count clz square polygamma
+igamma igammac igamma_grad_a random_gamma_grad bessel_i0e bessel_i1e regularized_incomplete_beta
+""".split())
+
+AXIS_RULES = {name: elementwise for name in ELEMENTWISE}
+AXIS_RULES.update({
+    "select_n": select_n, "clamp": clamp,
+    "broadcast_in_dim": broadcast_in_dim, "reshape": reshape, "squeeze": squeeze,
+    "transpose": transpose,
+    "reduce_sum": reduce, "reduce_max": reduce, "reduce_min": reduce, "reduce_prod": reduce,
+    "reduce_and": reduce, "reduce_or": reduce, "reduce_xor": reduce,
+    "argmax": argreduce, "argmin": argreduce,
+    "cumsum": along_axis("axis"), "cumprod": along_axis("axis"),
+    "cummax": along_axis("axis"), "cummin": along_axis("axis"),
+    "cumlogsumexp": along_axis("axis"), "sort": along_axis("dimension"),
+    "slice": slice_, "dynamic_slice": dynamic_slice,
+    "dynamic_update_slice": dynamic_update_slice, "concatenate": concatenate,
+    "stack": stack, "split": split, "pad": pad, "rev": rev, "dot_general": dot_general,
+    "iota": fresh, "random_bits": fresh, "random_seed": fresh, "random_wrap": fresh,
+    "random_unwrap": fresh, "threefry2x32": fresh,
+})

@@ -1,0 +1,199 @@
+"""Learning algorithms as values, each with its own options.
+
+    bs.online(model, bs.es_d_rtrl(decay=0.9, window=8), optax.adam(1e-3))
+
+An online algorithm is a frozen value with a written interface:
+
+    prepare(graph) -> graph        its own checks and passes on the graph IR
+    init(graph, batch, dtype) -> traces          (a NamedTuple of arrays)
+    contract(graph, traces, signal, readout_signal, xs, dys) -> [dL/dW_eff per trained op]
+    advance(graph, traces, per_sample, xs) -> traces
+    window_for(T) -> k             steps whose gradient factors one contraction takes
+
+``signal`` is d l_t/d h_{t-1} per state slot, ``xs`` and ``dys`` each trained
+op's input and output cotangent at this step, ``per_sample(fn, traces)`` maps
+``fn(traces, lin, hidden, ys, xs)`` over the batch with ``lin`` the
+linearised cut step. BPTT is the value ``bptt()``: no traces, ``jax.grad``
+of a scan. An option an algorithm does not have is a ``TypeError`` of its
+constructor, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from transforms.errors import UnsupportedAlgorithmError
+from transforms.ir.graph import MIXING, Graph
+from transforms.learning import d_rtrl as d_rtrl_traces
+from transforms.learning import es_d_rtrl as es_d_rtrl_traces
+from transforms.learning.feedback import random_feedback
+from transforms.learning.readout_paths import linear_groups
+
+
+def _check_one_post(graph: Graph, name: str):
+    """D-RTRL's traces keep one entry per weight element and neuron state:
+    every weight element must drive exactly one neuron."""
+    for op in graph.trained_ops():
+        if not op.one_post:
+            raise UnsupportedAlgorithmError(
+                f"{name} needs each weight element to drive one neuron, but {op.path} "
+                f"({op.kind}, W {op.weff_shape} -> y {op.y_shape}) drives several",
+                primitive=graph.traced.eqns[op.core[-1]].primitive.name, path=op.path,
+                source=op.source, hint="use algorithm='es_d_rtrl' (or 'bptt') for this model")
+
+
+@dataclasses.dataclass(frozen=True)
+class DRTRL:
+    """D-RTRL: per weight element and neuron state, the trace with the
+    per-neuron Jacobian block. ``trace_dtype`` (e.g. bfloat16) stores it
+    smaller; arithmetic stays in the parameters' dtype."""
+    trace_dtype: Any = None
+    name: ClassVar[str] = "d_rtrl"
+    online: ClassVar[bool] = True
+
+    def prepare(self, graph: Graph) -> Graph:
+        _check_one_post(graph, self.name)
+        return graph
+
+    def init(self, graph, batch, dtype):
+        return d_rtrl_traces.init(graph, batch, dtype, self.trace_dtype)
+
+    def contract(self, graph, traces, signal, readout_signal, xs, dys):
+        return d_rtrl_traces.contract(graph, traces, signal, readout_signal, xs, dys)
+
+    def advance(self, graph, traces, per_sample, xs):
+        return d_rtrl_traces.advance(graph, traces, per_sample, xs)
+
+    def window_for(self, T: int) -> int:
+        return 1
+
+
+@dataclasses.dataclass(frozen=True)
+class EProp(DRTRL):
+    """e-prop: D-RTRL's traces with the output error broadcast back through
+    the readout (``feedback="symmetric"``: W_out, which equals D-RTRL) or a
+    fixed random matrix drawn with ``feedback_seed`` ("random")."""
+    feedback: str = "symmetric"
+    feedback_seed: int = 0
+    name: ClassVar[str] = "e_prop"
+
+    def __post_init__(self):
+        if self.feedback not in ("symmetric", "random"):
+            raise ValueError(f"feedback must be 'symmetric' or 'random', got {self.feedback!r}")
+
+    def prepare(self, graph: Graph) -> Graph:
+        graph = super().prepare(graph)
+        if self.feedback == "random":
+            graph = dataclasses.replace(graph, feedback=random_feedback(graph,
+                                                                        self.feedback_seed))
+        return graph
+
+
+@dataclasses.dataclass(frozen=True)
+class OSTL(DRTRL):
+    """OSTL: D-RTRL on feed-forward layers; a recurrent weight would need the
+    full layer Jacobian (O(N^3) memory), so it is refused."""
+    name: ClassVar[str] = "ostl"
+
+    def prepare(self, graph: Graph) -> Graph:
+        graph = super().prepare(graph)
+        for op in graph.trained_ops():
+            if op.kind in MIXING and any(f"G{g}" in op.pre for g in op.groups):
+                raise UnsupportedAlgorithmError(
+                    f"OSTL on the recurrent weight {op.path} needs the full Jacobian of its "
+                    "layer (O(N^3) memory), which is not implemented; D-RTRL is its "
+                    "per-neuron diagonal", path=op.path, source=op.source,
+                    hint="use algorithm='d_rtrl' (OSTL's diagonal) or 'bptt'")
+        return graph
+
+
+@dataclasses.dataclass(frozen=True)
+class ESDRTRL:
+    """ES-D-RTRL: each trace factorised into an input and a neuron part,
+    smoothed with ``decay`` (alpha). Over a sequence, the weight-gradient
+    factors of ``window`` steps (the largest divisor of T up to it) are
+    contracted at once; the result is the same."""
+    decay: float = 0.9
+    window: int = 8
+    name: ClassVar[str] = "es_d_rtrl"
+    online: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if not 0.0 <= self.decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {self.decay}")
+        if int(self.window) < 1:
+            raise ValueError(f"window must be a positive number of steps, got {self.window}")
+
+    def prepare(self, graph: Graph) -> Graph:
+        return dataclasses.replace(graph, linear_groups=linear_groups(graph))
+
+    def init(self, graph, batch, dtype):
+        return es_d_rtrl_traces.init(graph, batch, dtype)
+
+    def contract(self, graph, traces, signal, readout_signal, xs, dys):
+        return es_d_rtrl_traces.contract(graph, traces, signal, self.decay, readout_signal,
+                                         xs, dys)
+
+    def advance(self, graph, traces, per_sample, xs):
+        return es_d_rtrl_traces.advance(graph, traces, per_sample, self.decay)
+
+    def window_for(self, T: int) -> int:
+        return max(d for d in range(1, min(self.window, T) + 1) if T % d == 0)
+
+    def window_terms(self, graph, traces, signal, readout_signal, xs, dys):
+        """This step's factors (x, dy, u), contracted later for the window."""
+        return xs, dys, es_d_rtrl_traces.neuron_cotangents(graph, traces, signal, self.decay,
+                                                            readout_signal)
+
+    def window_factors(self, graph, ex0, xs, dys, us):
+        return es_d_rtrl_traces.window_factors(graph, self.decay, ex0, xs, dys, us)
+
+
+@dataclasses.dataclass(frozen=True)
+class BPTT:
+    """The exact reference: ``jax.grad`` of a scan over the step."""
+    name: ClassVar[str] = "bptt"
+    online: ClassVar[bool] = False
+
+    def window_for(self, T: int) -> int:
+        return 1
+
+
+def d_rtrl(trace_dtype=None) -> DRTRL:
+    return DRTRL(trace_dtype)
+
+
+def e_prop(feedback: str = "symmetric", feedback_seed: int = 0, trace_dtype=None) -> EProp:
+    return EProp(trace_dtype, feedback, int(feedback_seed))
+
+
+def ostl(trace_dtype=None) -> OSTL:
+    return OSTL(trace_dtype)
+
+
+def es_d_rtrl(decay: float = 0.9, window: int = 8) -> ESDRTRL:
+    return ESDRTRL(float(decay), int(window))
+
+
+def bptt() -> BPTT:
+    return BPTT()
+
+
+BY_NAME = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "e_prop": e_prop, "ostl": ostl,
+           "bptt": bptt}
+
+
+def from_name(name: str, **options):
+    """The algorithm ``name`` with the options given (None: not given). An
+    option it does not have is an error naming both."""
+    if name not in BY_NAME:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(BY_NAME)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        return BY_NAME[name](**given)
+    except TypeError:
+        import inspect
+        own = set(inspect.signature(BY_NAME[name]).parameters)
+        bad = sorted(set(given) - own)
+        raise ValueError(f"algorithm {name!r} has no option {bad[0]!r} (its options: "
+                         f"{sorted(own) or 'none'})") from None
