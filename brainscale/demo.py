@@ -176,7 +176,7 @@ def _train_one(algorithm, cfg, data, seed, log):
         "xla_temp_mib": temp_mib,
         "peak_rss_mib": _peak_rss_mib(),
         "train_loss": losses,
-        "graph": str(learner.graph),
+        "graph": str(learner.graph_for(ex_xs[0])),
     }
 
 

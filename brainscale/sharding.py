@@ -45,9 +45,12 @@ def state_batch_axes(learner, state):
     Found by shape, not by name: the traces are built for batch sizes B and
     B + 1 and the one axis whose length changes is the batch axis."""
     B = int(jax.tree_util.tree_leaves(state.hidden)[0].shape[0])
-    grown = jax.eval_shape(lambda: learner._zero_traces(learner.graph, B + 1, state.hidden0))
-    grown_local = jax.eval_shape(lambda: local_terms.init_states(
-        learner.graph, learner.rules, jax.tree_util.tree_leaves(state.params), B + 1))
+    if learner.algorithm.online:
+        grown = jax.eval_shape(lambda: learner._zero_traces(learner.graph, B + 1, state.hidden0))
+        grown_local = jax.eval_shape(lambda: local_terms.init_states(
+            learner.graph, learner.rules, jax.tree_util.tree_leaves(state.params), B + 1))
+    else:                       # BPTT keeps no traces and no local state
+        grown, grown_local = state.traces, state.local
 
     def axis_of(a, b):
         diff = [i for i, (m, n) in enumerate(zip(np.shape(a), b.shape)) if m != n]

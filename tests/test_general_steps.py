@@ -102,6 +102,26 @@ def separate_apply(p, h, x):     # the same neuron, one array per state
     return {"v": v2 - 0.5 * s, "u": u2}, (v2 + u2) @ p["wo"]
 
 
+def chunked_init(rng, x):
+    return params(rng), {"vt": jnp.zeros(2 * N)}
+
+
+def chunked_apply(p, h, x):      # spyx-style ALIF: v and the threshold in one (2N,) array
+    v, thr = jnp.split(h["vt"], 2)
+    s = spike(v - 0.5 - thr)
+    v = 0.8 * v + x @ p["w"] - s * (0.5 + thr)
+    thr = 0.9 * thr + 0.1 * s
+    return {"vt": jnp.concatenate([v, thr])}, v @ p["wo"]
+
+
+def sliced_apply(p, h, x):       # the same with slices
+    v, thr = h["vt"][:N], h["vt"][N:]
+    s = spike(v - 0.5 - thr)
+    v = 0.8 * v + x @ p["w"] - s * (0.5 + thr)
+    thr = 0.9 * thr + 0.1 * s
+    return {"vt": jnp.concatenate([v, thr])}, v @ p["wo"]
+
+
 def delay_init(rng, x):
     return params(rng), {"v": jnp.zeros(N), "buf": jnp.zeros((3, N))}
 
@@ -111,6 +131,20 @@ def delay_apply(p, h, x):        # a 3-step spike delay line as a shift buffer
     s = spike(v - 0.3)
     buf = jnp.concatenate([h["buf"][1:], s[None]])
     return {"v": v - 0.3 * s, "buf": buf}, h["buf"][0] @ p["wo"] + 0.1 * v @ p["wo"]
+
+
+def ring_init(rng, x):
+    return params(rng), {"v": jnp.zeros(N), "buf": jnp.zeros((3, N)),
+                         "i": jnp.zeros((), jnp.int32)}
+
+
+def ring_apply(p, h, x):         # a delay line as a ring buffer written at a moving index
+    v = 0.8 * h["v"] + x @ p["w"]
+    s = spike(v - 0.3)
+    i = h["i"]
+    delayed = h["buf"][(i + 1) % 3]
+    buf = h["buf"].at[i].set(s)
+    return {"v": v - 0.3 * s, "buf": buf, "i": (i + 1) % 3}, delayed @ p["wo"] + 0.1 * v @ p["wo"]
 
 
 def counter_init(rng, x):
@@ -158,7 +192,9 @@ def substep_apply(p, h, x):      # 4 Euler sub-steps per time step
 
 EXACT = {"threshold": (thr_init, thr_apply), "tau": (tau_init, tau_apply),
          "div_where": (div_init, div_apply), "stacked": (stacked_init, stacked_apply),
-         "delay": (delay_init, delay_apply), "counter": (counter_init, counter_apply),
+         "delay": (delay_init, delay_apply), "ring": (ring_init, ring_apply),
+         "counter": (counter_init, counter_apply), "chunked": (chunked_init, chunked_apply),
+         "sliced": (chunked_init, sliced_apply),
          "complex": (complex_init, complex_apply), "cond": (cond_init, cond_apply),
          "substep": (substep_init, substep_apply)}
 
@@ -184,6 +220,13 @@ def test_stacked_state_equals_separate_arrays():
             np.testing.assert_allclose(np.asarray(a["w"]), np.asarray(b["w"]), rtol=1e-12)
             np.testing.assert_allclose(np.asarray(a["wo"]), np.asarray(b["wo"]), rtol=1e-12)
         assert "hidden['z']: axis 1 (2 states)" in str(learner.graph)
+
+
+def test_chunked_state_is_listed():
+    with float64():
+        xs, ys, _ = reference(chunked_init, chunked_apply)
+        _, learner = grads(chunked_init, chunked_apply, "d_rtrl", xs, ys)
+    assert f"hidden['vt']: axis 0: 2 chunks of {N} neurons" in str(learner.graph)
 
 
 def test_shared_parameter_gets_one_op_per_use():

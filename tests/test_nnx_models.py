@@ -110,8 +110,9 @@ def test_nnx_conv_in_a_user_module():
     ys = jax.random.randint(jax.random.PRNGKey(2), (12, 2), 0, 2)
     module = ConvLIF(nnx.Rngs(0))
     learner = check_exact(module, xs, ys, algorithms=("bptt",))
-    assert [op.kind for op in learner.graph.ops] == ["conv", "bias", "dense", "bias"]
-    assert learner.graph.ops[0].y_shape == (6, 6, 3)          # the unit axis is gone
+    graph = learner.graph_for(xs[0])
+    assert [op.kind for op in graph.ops] == ["conv", "bias", "dense", "bias"]
+    assert graph.ops[0].y_shape == (6, 6, 3)          # the unit axis is gone
     with pytest.raises(bs.CompileError, match="params\\['conv'\\]\\['kernel'\\]"):
         bs.online(module, "d_rtrl").init(jax.random.PRNGKey(0), xs[0])
     es = bs.online(module, "es_d_rtrl")

@@ -18,7 +18,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from transforms.errors import CompileError, NonElementwiseCouplingError, UnusedWeightError
-from transforms.ir.axis_rules import NEURON, STATE
+from transforms.ir.axis_rules import CHUNKED, NEURON, STATE
 from transforms.ir.dependence import ELEM, AxisLabels, propagate
 from transforms.ir.graph import Approximation, Graph, HiddenGroup
 from transforms.ir.hidden_view import HiddenView, LeafLayout
@@ -91,7 +91,8 @@ def _label(t: TracedStep, ops, uses, elementwise) -> AxisLabels:
             for c in y:
                 lab.ac.mark(c, NEURON)
             fixed[op.core[-1]] = [y]
-    ins = [None] * len(t.param_vars) + [None] * (t.n_hidden + len(t.x_vars))
+    ins = [None] * len(t.param_vars) + [lab.ac.fresh(len(v.aval.shape)) for v in
+                                        list(t.hidden_in_vars) + list(t.x_vars)]
     lab.run(t.jaxpr, ins, skip=skip - set(fixed), fixed=fixed)
     for a, b in zip(t.hidden_in_vars, t.hidden_out_vars):
         if is_var(b) and lab.of(b) is not None:
@@ -101,16 +102,28 @@ def _label(t: TracedStep, ops, uses, elementwise) -> AxisLabels:
 
 
 def _layouts(t: TracedStep, lab: AxisLabels):
+    """Per hidden leaf: its neuron and state axes (a chunked axis of k
+    chunks of neurons becomes a state axis of size k and a neuron axis)."""
     out = []
-    for j, v in enumerate(t.hidden_in_vars):
-        kinds = lab.kinds(v)
-        shape, dtype = tuple(v.aval.shape), v.aval.dtype
+    for v in t.hidden_in_vars:
+        kinds, chunked = [], []
+        for a, c in enumerate(lab.labels[v]):
+            kind = lab.ac.kind(c)
+            if kind == CHUNKED:
+                part, k = lab.ac.chunk_of(c)
+                if lab.ac.kind(part) == NEURON:
+                    chunked.append((a, k))
+                    kinds += [STATE, NEURON]
+                    continue
+                kind = STATE
+            kinds.append(kind)
+        dtype = v.aval.dtype
         out.append(LeafLayout(
-            shape=shape, dtype=dtype,
+            shape=tuple(v.aval.shape), dtype=dtype,
             neuron_axes=tuple(a for a, k in enumerate(kinds) if k == NEURON),
             state_axes=tuple(a for a, k in enumerate(kinds) if k == STATE),
             complex=bool(jnp.issubdtype(dtype, jnp.complexfloating)),
-            differentiable=not is_int(v)))
+            differentiable=not is_int(v), chunked=tuple(chunked)))
     return out
 
 

@@ -20,15 +20,18 @@ entry in ``AXIS_RULES``; a primitive without one is taken to mix every axis.
 """
 from __future__ import annotations
 
-NEURON, STATE = "neuron", "state"
+NEURON, STATE, CHUNKED = "neuron", "state", "chunked"
 
 
 class AxisClasses:
-    """Union-find over axis classes, each with the set of kinds it was marked."""
+    """Union-find over axis classes, each with the set of kinds it was marked
+    and, for an axis that is k equal chunks of another (a (2N,) state split
+    into v and a), the link (part class, k)."""
 
     def __init__(self):
         self.parent: list[int] = []
         self.kinds: list[set] = []
+        self.chunks: dict = {}          # root -> (part class, k)
 
     def fresh(self, n: int = 1):
         start = len(self.parent)
@@ -47,14 +50,44 @@ class AxisClasses:
         if ra != rb:
             self.parent[ra] = rb
             self.kinds[rb] |= self.kinds[ra]
-        return rb
+            ca, cb = self.chunks.pop(ra, None), self.chunks.get(rb)
+            if ca is not None and cb is not None:
+                if ca[1] == cb[1]:
+                    self.union(ca[0], cb[0])
+                else:                   # chunked two ways: treat as mixing
+                    self.kinds[self.find(rb)].add(NEURON)
+            elif ca is not None:
+                self.chunks[rb] = ca
+        return self.find(rb)
 
     def mark(self, c: int, kind: str):
         self.kinds[self.find(c)].add(kind)
 
+    def link_chunks(self, c: int, part: int, k: int):
+        """Axis class ``c`` is ``k`` equal chunks of axis class ``part``."""
+        r = self.find(c)
+        if r in self.chunks:
+            old, kk = self.chunks[r]
+            if kk == k:
+                self.union(old, part)
+            else:
+                self.kinds[r].add(NEURON)
+        else:
+            self.chunks[r] = (part, k)
+
+    def chunk_of(self, c: int):
+        return self.chunks.get(self.find(c))
+
     def kind(self, c: int) -> str:
-        """STATE only when marked STATE and never NEURON."""
-        k = self.kinds[self.find(c)]
+        """NEURON when marked so; CHUNKED for k chunks of a neuron or state
+        axis; STATE when marked STATE only; NEURON by default."""
+        r = self.find(c)
+        k = self.kinds[r]
+        if NEURON in k:
+            return NEURON
+        link = self.chunks.get(r)
+        if link is not None and self.kind(link[0]) != CHUNKED:
+            return CHUNKED
         return STATE if k == {STATE} else NEURON
 
 
@@ -145,19 +178,37 @@ def along_axis(key):
 
 def slice_(eqn, ins, ac):
     """A partial slice keeps the axis's class and mixes along it (it moves
-    elements to other positions), harmless on a state axis."""
+    elements to other positions), harmless on a state axis. A slice that
+    takes one of k equal chunks (``vt[n:2 * n]``) makes the axis chunked."""
     lab = _labels(ins, eqn, ac, 0)
     in_shape, out_shape = _shape(eqn.invars[0]), _shape(eqn.outvars[0])
-    return [lab], [c for c, a, b in zip(lab, in_shape, out_shape) if a != b]
+    strides = eqn.params.get("strides") or (1,) * len(lab)
+    out, mixes = list(lab), []
+    for d, (c, a, b) in enumerate(zip(lab, in_shape, out_shape)):
+        if a == b:
+            continue
+        mixes.append(c)
+        start = eqn.params["start_indices"][d]
+        if b > 1 and a % b == 0 and start % b == 0 and strides[d] == 1:
+            out[d] = ac.fresh(1)[0]
+            ac.link_chunks(c, out[d], a // b)
+    return [tuple(out)], mixes
 
 
 def dynamic_slice(eqn, ins, ac):
+    """Reading one slot at a run-time index (``buf[i]`` of a ring buffer):
+    that axis indexes slots of one neuron's buffer, a state axis."""
     lab = _labels(ins, eqn, ac, 0)
     in_shape, out_shape = _shape(eqn.invars[0]), _shape(eqn.outvars[0])
-    return [lab], [c for c, a, b in zip(lab, in_shape, out_shape) if a != b]
+    mixes = [c for c, a, b in zip(lab, in_shape, out_shape) if a != b]
+    for c, a, b in zip(lab, in_shape, out_shape):
+        if b == 1 < a:
+            ac.mark(c, STATE)
+    return [lab], mixes
 
 
 def dynamic_update_slice(eqn, ins, ac):
+    """Writing one slot at a run-time index: a state axis, as above."""
     op, upd = _labels(ins, eqn, ac, 0), _labels(ins, eqn, ac, 1)
     s_op, s_up = _shape(eqn.invars[0]), _shape(eqn.invars[1])
     mixes = []
@@ -165,14 +216,80 @@ def dynamic_update_slice(eqn, ins, ac):
         ac.union(a, b)
         if n != m:
             mixes.append(a)
+            if m == 1:
+                ac.mark(a, STATE)
+    return [op], mixes
+
+
+def _one_index(indices) -> bool:
+    """The indices name a single position (no batch of positions)."""
+    shape = _shape(indices)
+    return all(n == 1 for n in shape[:-1]) if shape else True
+
+
+def gather(eqn, ins, ac):
+    """``x[i]`` at one run-time position along some axes: those are slot
+    axes (state); gathering many positions mixes them. Window axes map
+    through to the output's offset dims."""
+    lab = _labels(ins, eqn, ac, 0)
+    dn = eqn.params["dimension_numbers"]
+    sizes = eqn.params["slice_sizes"]
+    out_rank = len(_shape(eqn.outvars[0]))
+    out = list(ac.fresh(out_rank))
+    kept = [d for d in range(len(lab)) if d not in dn.collapsed_slice_dims
+            and d not in getattr(dn, "operand_batching_dims", ())]
+    for d, o in zip(kept, dn.offset_dims):
+        if sizes[d] == _shape(eqn.invars[0])[d]:
+            out[o] = lab[d]
+    single = _one_index(eqn.invars[1])
+    mixes = [lab[d] for d in range(len(lab)) if sizes[d] != _shape(eqn.invars[0])[d]]
+    if single:
+        for d in dn.start_index_map:
+            ac.mark(lab[d], STATE)
+    else:
+        mixes += [out[o] for o in range(out_rank) if o not in dn.offset_dims]
+    return [tuple(out)], mixes
+
+
+def scatter(eqn, ins, ac):
+    """``buf.at[i].set(v)`` at one run-time position: the indexed operand
+    axes are slot axes (state); the update's window axes align with the
+    operand's other axes. Scattering many positions mixes them."""
+    op = _labels(ins, eqn, ac, 0)
+    upd = _labels(ins, eqn, ac, 2)
+    dn = eqn.params["dimension_numbers"]
+    window = [d for d in range(len(op)) if d not in dn.inserted_window_dims
+              and d not in getattr(dn, "operand_batching_dims", ())]
+    for d, u in zip(window, dn.update_window_dims):
+        if _shape(eqn.invars[0])[d] == _shape(eqn.invars[2])[u]:
+            ac.union(op[d], upd[u])
+    mixes = [op[d] for d in dn.scatter_dims_to_operand_dims]
+    if _one_index(eqn.invars[1]):
+        for d in dn.scatter_dims_to_operand_dims:
+            ac.mark(op[d], STATE)
+    else:
+        mixes += list(upd)
     return [op], mixes
 
 
 def concatenate(eqn, ins, ac):
     """The joined axis indexes the parts: a state axis unless it is already
-    a neuron axis (then joining moves neurons: mixing)."""
+    a neuron axis (then joining moves neurons: mixing). Parts of one size
+    (> 1) along it make it chunked: k chunks of the parts' axis."""
     d = eqn.params["dimension"]
     rank = len(_shape(eqn.outvars[0]))
+    sizes = {_shape(v)[d] for v in eqn.invars}
+    if len(eqn.invars) > 1 and len(sizes) == 1 and sizes.pop() > 1:
+        out = list(ac.fresh(rank))
+        part = None
+        for k in range(len(eqn.invars)):
+            lab = _labels(ins, eqn, ac, k)
+            for i in range(rank):
+                if i != d:
+                    out[i] = ac.union(out[i], lab[i])
+            part = lab[d] if part is None else ac.union(part, lab[d])
+        ac.link_chunks(out[d], part, len(eqn.invars))
+        return [tuple(out)], [out[d]]
     out = list(ac.fresh(rank))
     for k in range(len(eqn.invars)):
         lab = _labels(ins, eqn, ac, k)
@@ -196,8 +313,15 @@ def stack(eqn, ins, ac):
 
 
 def split(eqn, ins, ac):
+    """Equal parts (``jnp.split(vt, 2)``) make the axis chunked."""
     lab = _labels(ins, eqn, ac, 0)
     ax = eqn.params["axis"]
+    sizes = set(eqn.params["sizes"])
+    if len(eqn.outvars) > 1 and len(sizes) == 1 and min(sizes) > 1:
+        part = ac.fresh(1)[0]
+        ac.link_chunks(lab[ax], part, len(eqn.outvars))
+        out = tuple(part if i == ax else c for i, c in enumerate(lab))
+        return [out] * len(eqn.outvars), [lab[ax]]
     return [lab] * len(eqn.outvars), [lab[ax]]
 
 
@@ -267,6 +391,8 @@ AXIS_RULES.update({
     "cumlogsumexp": along_axis("axis"), "sort": along_axis("dimension"),
     "slice": slice_, "dynamic_slice": dynamic_slice,
     "dynamic_update_slice": dynamic_update_slice, "concatenate": concatenate,
+    "gather": gather, "scatter": scatter, "scatter-add": scatter, "scatter_add": scatter,
+    "scatter-mul": scatter, "scatter-min": scatter, "scatter-max": scatter,
     "stack": stack, "split": split, "pad": pad, "rev": rev, "dot_general": dot_general,
     "iota": fresh, "random_bits": fresh, "random_seed": fresh, "random_wrap": fresh,
     "random_unwrap": fresh, "threefry2x32": fresh,

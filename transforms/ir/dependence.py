@@ -26,8 +26,9 @@ from transforms.ir.weight_ops import is_int, is_var
 
 ELEM = None          # marker: dependence is elementwise (within each neuron)
 CALLS = {"custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr",
-         "custom_vjp_call_jaxpr": "fun_jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr",
-         "remat": "jaxpr", "checkpoint": "jaxpr", "custom_lin": None}
+         "custom_vjp_call_jaxpr": "fun_jaxpr", "jit": "jaxpr", "pjit": "jaxpr",
+         "closed_call": "call_jaxpr", "core_call": "call_jaxpr", "remat": "jaxpr",
+         "checkpoint": "jaxpr"}
 
 
 def _inner(eqn, key):
@@ -54,7 +55,7 @@ class AxisLabels:
         the labels of some equations' outputs (weight ops) and ``skip`` the
         equations not to label (parameter-only ones)."""
         for v, lab in zip(jaxpr.invars, in_labels):
-            self.labels[v] = lab if lab is not None else self.ac.fresh(len(v.aval.shape))
+            self.labels[v] = lab          # None: a constant (its rules see no axes to mix)
         fixed = fixed or {}
         for i, eqn in enumerate(jaxpr.eqns):
             if i in skip:
@@ -72,7 +73,7 @@ class AxisLabels:
     def rule(self, eqn):
         name = eqn.primitive.name
         ins = [self.of(a) for a in eqn.invars]
-        if name in CALLS and CALLS[name] and CALLS[name] in eqn.params:
+        if name in CALLS and CALLS[name] in eqn.params:
             inner = _inner(eqn, CALLS[name])
             n = len(eqn.invars) - len(inner.invars)
             outs = self.run(inner, ins[n:])
@@ -89,6 +90,8 @@ class AxisLabels:
                 mixes += self._body_mixes(br.jaxpr)
                 outs = o if outs is None else [self._unify(a, b) for a, b in zip(outs, o)]
             return outs, mixes
+        if all(lab is None for lab in ins):     # constants only: constant results
+            return [None] * len(eqn.outvars), ()
         rule = AXIS_RULES.get(name) or (elementwise if name in self.extra else mixes_all)
         return rule(eqn, ins, self.ac)
 

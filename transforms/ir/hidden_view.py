@@ -23,26 +23,44 @@ import jax.numpy as jnp
 
 @dataclasses.dataclass(frozen=True)
 class LeafLayout:
+    """How one hidden leaf holds its neurons' states. ``chunked`` lists axes
+    that are k equal chunks (a (2N,) state holding v then a): each such
+    axis is first reshaped to (k, N); ``neuron_axes`` and ``state_axes``
+    count axes of that expanded shape."""
     shape: tuple                 # the leaf's per-sample shape
     dtype: object
     neuron_axes: tuple           # axes that index neurons
     state_axes: tuple            # axes that index states of one neuron
     complex: bool = False
     differentiable: bool = True  # False for integer leaves
+    chunked: tuple = ()          # ((axis, k), ...)
+
+    @property
+    def expanded_shape(self) -> tuple:
+        k = dict(self.chunked)
+        out = []
+        for a, n in enumerate(self.shape):
+            out += [k[a], n // k[a]] if a in k else [n]
+        return tuple(out)
 
     @property
     def neuron_shape(self):
-        return tuple(self.shape[a] for a in self.neuron_axes)
+        return tuple(self.expanded_shape[a] for a in self.neuron_axes)
+
+    @property
+    def state_shape(self):
+        return tuple(self.expanded_shape[a] for a in self.state_axes)
 
     @property
     def n_slots(self) -> int:
         if not self.differentiable:
             return 0
-        return math.prod(self.shape[a] for a in self.state_axes) * (2 if self.complex else 1)
+        return math.prod(self.state_shape) * (2 if self.complex else 1)
 
     @property
     def plain(self) -> bool:
-        return self.differentiable and not self.state_axes and not self.complex
+        return (self.differentiable and not self.state_axes and not self.complex
+                and not self.chunked)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +102,7 @@ class HiddenView:
             if lay.plain:
                 out.append(v)
                 continue
+            v = jnp.reshape(v, v.shape[:lead] + lay.expanded_shape)
             perm = tuple(range(lead)) + tuple(lead + a for a in lay.neuron_axes + lay.state_axes)
             v = jnp.transpose(v, perm)
             v = jnp.reshape(v, v.shape[:lead + len(lay.neuron_axes)] + (-1,))
@@ -113,14 +132,13 @@ class HiddenView:
                 parts = [re + 1j * im for re, im in zip(parts[:half], parts[half:])]
             v = jnp.stack(parts, axis=-1)
             batch = ref.shape[:lead]
-            st = tuple(lay.shape[a] for a in lay.state_axes)
-            v = jnp.reshape(v, batch + lay.neuron_shape + st)
+            v = jnp.reshape(v, batch + lay.neuron_shape + lay.state_shape)
             order = lay.neuron_axes + lay.state_axes
             inv = [0] * len(order)
             for k, a in enumerate(order):
                 inv[a] = k
             v = jnp.transpose(v, tuple(range(lead)) + tuple(lead + k for k in inv))
-            out.append(v.astype(ref.dtype))
+            out.append(jnp.reshape(v, batch + lay.shape).astype(ref.dtype))
         return out
 
     def cotangent_slots(self, cots, lead: int = 0) -> list:

@@ -21,7 +21,12 @@ def format_graph(graph) -> str:
             if not lay.differentiable:
                 lines.append(f"  {t.hidden_paths[j]}: integer, no gradient")
             elif not lay.plain:
-                what = [f"axis {a} ({lay.shape[a]} states)" for a in lay.state_axes]
+                chunks = dict(lay.chunked)
+                origin = [a for a in range(len(lay.shape)) for _ in range(2 if a in chunks else 1)]
+                what = [f"axis {a}: {k} chunks of {lay.shape[a] // k} neurons"
+                        for a, k in lay.chunked]
+                what += [f"axis {origin[e]} ({lay.expanded_shape[e]} states)"
+                         for e in lay.state_axes if origin[e] not in chunks]
                 what += ["real and imaginary part"] if lay.complex else []
                 lines.append(f"  {t.hidden_paths[j]}: {', '.join(what)}")
     lines += ["", "weight ops:"]

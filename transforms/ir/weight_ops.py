@@ -180,6 +180,16 @@ def make_op(u: Uses, p: int, i: int, index: int, rules=OP_RULES,
             hint="use parameters as x @ W, W * x, + b, a convolution, an elementwise "
                  "function f(x, W) or a sparse segment_sum(W * x[pre], post); or compute "
                  f"{name} on the parameter alone before it meets the input")
+    complex_at = [v for v in (eqn.invars[w_pos[0]], eqn.outvars[0])
+                  if jnp.issubdtype(v.aval.dtype, jnp.complexfloating)]
+    if complex_at:
+        raise UnsupportedWeightUseError(
+            f"parameter {path} reaches the step as a complex weight op ({name} on "
+            f"{complex_at[0].aval.dtype}); the online learners' traces take real weight ops "
+            "(complex hidden states are fine)", **err,
+            hint="apply the real parameters to real values (e.g. z * exp(-b * dt) * "
+                 "(cos(w * dt) + 1j * sin(w * dt)) with w applied as a real scale), or use "
+                 "algorithm='bptt'")
     info = rule(u, eqn, w_pos[0], rt_pos[0], err)
     weff = eqn.invars[w_pos[0]]
     x = info.get("x", eqn.invars[rt_pos[0]])

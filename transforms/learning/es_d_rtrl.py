@@ -131,8 +131,8 @@ def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
         for i in members:
             for j, f in zip(op_slots(graph, ops[i]), traces.f[i]):
                 dh[j] = a * f
-        ddy = [jnp.full(op.y_shape, 1.0 - a, zeros_h[0].dtype) if i in members
-               else jnp.zeros(op.y_shape, zeros_h[0].dtype) for i, op in enumerate(ops)]
+        ddy = [jnp.full(op.y_shape, 1.0 - a, op.y_var.aval.dtype) if i in members
+               else jnp.zeros(op.y_shape, op.y_var.aval.dtype) for i, op in enumerate(ops)]
         out, extra = lin(dh, ddy)
         for i in members:
             new_f[i] = [out[j] for j in op_slots(graph, ops[i])]
