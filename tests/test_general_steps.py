@@ -21,8 +21,10 @@ def ce(out, y):
     return -jax.nn.log_softmax(out)[y]
 
 
-def reference(init, apply):
-    """Data, and the gradient of the mean loss by jax.grad through lax.scan."""
+def reference(init, apply, derivative=jax.grad):
+    """Data, and the gradient of the mean loss by jax.grad through lax.scan
+    (``derivative=jax.jacfwd``: forward mode, for steps reverse mode cannot
+    differentiate)."""
     xs = jax.random.uniform(jax.random.PRNGKey(1), (T, B, I), jnp.float64)
     ys = jax.random.randint(jax.random.PRNGKey(2), (T, B), 0, 2)
     p0, h0 = init(jax.random.PRNGKey(0), xs[0, 0])
@@ -33,7 +35,7 @@ def reference(init, apply):
             return h2, jnp.mean(jax.vmap(ce)(out, inp[1]))
         hb = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), h0)
         return jnp.mean(jax.lax.scan(body, hb, (xs, ys))[1])
-    return xs, ys, jax.grad(total)(p0)
+    return xs, ys, derivative(total)(p0)
 
 
 def grads(init, apply, name, xs, ys):
@@ -257,6 +259,17 @@ def norm_apply(p, h, x):
     return {"v": v - 0.3 * s}, v @ p["wo"]
 
 
+def global_init(rng, x):
+    return params(rng), {"v": jnp.zeros(N), "g": jnp.zeros(())}
+
+
+def global_apply(p, h, x):       # a scalar inhibitory population read by every neuron
+    v = 0.8 * h["v"] + x @ p["w"] - 0.3 * h["g"]
+    s = spike(v - 0.3)
+    g = 0.9 * h["g"] + jnp.sum(s)  # inhibition from all neurons
+    return {"v": v - 0.3 * s, "g": g}, v @ p["wo"]
+
+
 def tied_init(rng, x):
     return (params(rng, r=0.3 * jax.random.normal(jax.random.PRNGKey(5), (N, N))),
             {"v": jnp.zeros(N), "s": jnp.zeros(N)})
@@ -270,7 +283,7 @@ def tied_apply(p, h, x):         # symmetric recurrent weights
 
 @pytest.mark.parametrize("init,apply,cut", [
     (lateral_init, lateral_apply, "reduce_sum"), (lateral_init, norm_apply, "reduce_sum"),
-    (tied_init, tied_apply, None)])
+    (global_init, global_apply, "reduce_sum"), (tied_init, tied_apply, None)])
 def test_mixing_is_cut_and_listed(init, apply, cut):
     with float64():
         xs, ys, ref = reference(init, apply)
@@ -327,17 +340,7 @@ def test_while_loop_trains_online_exactly():
     """Reverse mode cannot go through the loop; the reference is forward mode
     (jax.jacfwd of the same scan) and D-RTRL matches it."""
     with float64():
-        xs = jax.random.uniform(jax.random.PRNGKey(1), (T, B, I), jnp.float64)
-        ys = jax.random.randint(jax.random.PRNGKey(2), (T, B), 0, 2)
-        p0, h0 = while_init(jax.random.PRNGKey(0), xs[0, 0])
-
-        def total(p):
-            def body(h, inp):
-                h2, out = jax.vmap(while_apply, (None, 0, 0))(p, h, inp[0])
-                return h2, jnp.mean(jax.vmap(ce)(out, inp[1]))
-            hb = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), h0)
-            return jnp.mean(jax.lax.scan(body, hb, (xs, ys))[1])
-        ref = jax.jacfwd(total)(p0)
+        xs, ys, ref = reference(while_init, while_apply, jax.jacfwd)
         g, _ = grads(while_init, while_apply, "d_rtrl", xs, ys)
         assert rel_err(g, ref) < 1e-10
         g, _ = grads(while_init, while_apply, "es_d_rtrl", xs, ys)

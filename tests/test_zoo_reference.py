@@ -11,7 +11,6 @@ independent gradient reference, checked without BrainScale's compiler:
     function, for which the reference gradient is the true derivative;
 (c) the reference's scan equals an unrolled Python loop.
 """
-import contextlib
 import sys
 from pathlib import Path
 
@@ -26,18 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from zoo import BY_NAME, ZOO, brainpy_style, norse_style, paper_style, spyx_style  # noqa: E402
 from zoo.reference import (bptt_grads, cross_entropy, make_data,  # noqa: E402
                            sequence_loss)
-
-try:
-    from gradcheck import float64
-except Exception:  # pragma: no cover - gradcheck imports brainscale; these tests must not need it
-    @contextlib.contextmanager
-    def float64():
-        old = jax.config.jax_enable_x64
-        jax.config.update("jax_enable_x64", True)
-        try:
-            yield
-        finally:
-            jax.config.update("jax_enable_x64", old)
+from gradcheck import float64  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

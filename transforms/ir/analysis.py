@@ -158,16 +158,16 @@ def analyse(t: TracedStep, elementwise=frozenset()) -> Graph:
         if not layouts[j].differentiable:
             continue
         for (src, idx), how in d.items():
-            if src == "h" and idx in clocks:
+            if src == "h" and how is not ELEM and idx in clocks:
                 continue        # no gradient flows through a clock: any use of it is fine
             if src == "h" and how is ELEM:
                 uf.union(j, idx)
             elif src == "y" and how is ELEM:
                 drives[idx].add(j)
-            elif src == "cut" and not cut[idx] <= {("h", c) for c in clocks}:
+            elif src == "cut" and how is ELEM and not cut[idx][0] <= {("h", c) for c in clocks}:
                 eqn = t.eqns[idx]
                 through = sorted(t.hidden_paths[k] if s == "h" else f"weight op {ops[k].path}"
-                                 for s, k in cut[idx] if (s, k) not in
+                                 for s, k in cut[idx][0] if (s, k) not in
                                  {("h", c) for c in clocks})
                 approx.append(Approximation(eqn.primitive.name, source_of(eqn),
                                             t.hidden_paths[j], ", ".join(through)))
@@ -228,7 +228,7 @@ def analyse(t: TracedStep, elementwise=frozenset()) -> Graph:
     loops = _loops(t, lab)
     return Graph(traced=t, ops=final, groups=groups, group_of_leaf=group_of,
                  const_env=_const_env(t, uses.kind), deps=deps, view=view,
-                 group_of_slot=group_of_slot, cuts=frozenset(cut),
+                 group_of_slot=group_of_slot, cuts={i: held for i, (_, held) in cut.items()},
                  approximations=tuple(dict.fromkeys(approx)), clocks=frozenset(clocks),
                  loops=loops)
 

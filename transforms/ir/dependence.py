@@ -136,9 +136,10 @@ class AxisLabels:
 
 def _merge(into, deps, mixed_at=None):
     """Add ``deps`` to ``into``; an elementwise path wins over a mixing one
-    (the mixing path is cut on its own, see ``propagate``)."""
+    (the mixing path is cut on its own, see ``propagate``). A cut passes on
+    as it is: it names where the mixing happened."""
     for src, how in deps.items():
-        if mixed_at is not None and how is ELEM:
+        if mixed_at is not None and how is ELEM and src[0] != "cut":
             how = mixed_at
         if src not in into or how is ELEM:
             into[src] = how
@@ -148,7 +149,9 @@ def propagate(t, labels: AxisLabels, in_deps, cores, skip=frozenset()):
     """Per-var sources through the flat step ``t.jaxpr``. ``cores`` maps the
     index of an op's last core equation to ``(op index, passthrough vars)``;
     ``skip``: equations whose outputs carry no sources (parameter-only ones,
-    the inner equations of an op's core)."""
+    the inner equations of an op's core). Also returns the cuts: equation
+    index -> (the hidden / weight-op sources it mixes, the operand positions
+    to hold, or None for the whole equation)."""
     jaxpr = t.jaxpr
     deps = dict(zip(jaxpr.invars, in_deps))
     cut = {}
@@ -170,16 +173,22 @@ def propagate(t, labels: AxisLabels, in_deps, cores, skip=frozenset()):
         where = (eqn.primitive.name, source_of(eqn))
         d = {}
         out_rank = max((len(v.aval.shape) for v in eqn.outvars), default=0)
-        for a in eqn.invars:
-            # a rank-0 value broadcast into many neurons is shared by all of them
-            shared = is_var(a) and not a.aval.shape and out_rank > 0 and \
-                eqn.primitive.name not in ("dynamic_slice", "dynamic_update_slice", "gather",
-                                           "scatter", "scatter-add", "while", "cond", "scan")
-            _merge(d, get(a), where if (mixing or shared) else None)
+        implicit_broadcast = AXIS_RULES.get(eqn.primitive.name) is elementwise
+        shared = []     # rank-0 operands an elementwise op broadcasts to every neuron
+        for k, a in enumerate(eqn.invars):
+            if implicit_broadcast and is_var(a) and not a.aval.shape and out_rank > 0:
+                shared.append(k)
+            _merge(d, get(a), where if (mixing or k in shared) else None)
+        held = None if mixing else tuple(
+            k for k in shared if any(src[0] in ("h", "y") for src in get(eqn.invars[k])))
         if mixing:
-            through = {src for src, how in d.items() if src[0] in ("h", "y")}
+            through = {src for src in d if src[0] in ("h", "y")}
+        else:       # a held operand that was not mixed before (else that cut names it)
+            through = {src for k in held or () for src, how in get(eqn.invars[k]).items()
+                       if src[0] in ("h", "y") and how is ELEM}
+        if (mixing and through) or held:
+            cut[i] = (through, held)
             if through:
-                cut[i] = through
                 d[("cut", i)] = ELEM
         for v in eqn.outvars:
             deps[v] = {} if is_int(v) else d

@@ -126,7 +126,8 @@ class Graph:
     feedback: dict = dataclasses.field(default_factory=dict)     # op -> fixed feedback matrix
     view: Any = None                 # HiddenView: hidden leaves as per-neuron state slots
     group_of_slot: dict = dataclasses.field(default_factory=dict)
-    cuts: frozenset = frozenset()    # equations the traces' Jacobians do not differentiate
+    cuts: dict = dataclasses.field(default_factory=dict)  # equation -> operands held (None:
+    #                                  all of it): what the traces' Jacobians do not differentiate
     approximations: tuple = ()       # the cross-neuron paths those cuts remove
     clocks: frozenset = frozenset()  # hidden leaves that evolve on their own
     loops: frozenset = frozenset()   # while_loop equations (forward-mode VJP)

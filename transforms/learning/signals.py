@@ -157,7 +157,7 @@ def linearized_cut(graph: Graph, params, hidden, x, ys):
     ops = graph.trained_ops()
     view = graph.view
     extra = [ops[p.readout_op].x_var for p in graph.readout_paths]
-    replace = {i: _held for i in graph.cuts}
+    replace = {i: _held(held) for i, held in graph.cuts.items()}
 
     def cut(h_slots, dys):
         rep = dict(replace)
@@ -176,9 +176,16 @@ def linearized_cut(graph: Graph, params, hidden, x, ys):
     return jax.linearize(cut, view.split(hidden), dys0)[1]
 
 
-def _held(read, eqn):
-    """A cut equation: its value, no derivative."""
-    return [jax.lax.stop_gradient(o) for o in bind_eqn(eqn, [read(v) for v in eqn.invars])]
+def _held(operands):
+    """A cut equation: its value with no derivative through the ``operands``
+    held (None: through any)."""
+    def run(read, eqn):
+        if operands is None:
+            return [jax.lax.stop_gradient(o)
+                    for o in bind_eqn(eqn, [read(v) for v in eqn.invars])]
+        return bind_eqn(eqn, [jax.lax.stop_gradient(read(v)) if k in operands else read(v)
+                              for k, v in enumerate(eqn.invars)])
+    return run
 
 
 def op_rounds(graph: Graph) -> list[list[int]]:
