@@ -17,7 +17,7 @@ QUICK = {
     "memory_time": ["--quick"],
     "vs_braintrace": ["--T", "100", "--seeds", "0", "--reps", "2"],
     "local_rules": ["--steps", "40"],
-    "coverage": ["--quick"],
+    "zoo_coverage": ["--quick"],
 }
 
 

@@ -5,7 +5,7 @@ Each against an independent ``jax.grad`` of a scan (float64): BPTT exact
 everywhere, D-RTRL exact on every single feed-forward layer; where neurons
 are mixed outside a weight op the graph lists the cut. ES-D-RTRL is an
 approximation everywhere; here it must give a descent direction (its
-cosine to BPTT on each model is measured in ``benchmarks/coverage.py``)."""
+cosine to BPTT on each model is measured in ``benchmarks/zoo_coverage.py``)."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -65,6 +65,8 @@ class AxisLabels:
                     self.labels[v] = lab
                 continue
             outs, mixes = self.rule(eqn)
+            if all(is_int(v) for v in eqn.outvars):
+                mixes = ()              # integer / boolean results carry no derivative
             self.mixes[(id(jaxpr), i)] = tuple(mixes)
             for v, lab in zip(eqn.outvars, outs):
                 self.labels[v] = lab

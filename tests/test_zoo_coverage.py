@@ -1,4 +1,4 @@
-"""The coverage benchmark's quick form (benchmarks/coverage.py --quick: one
+"""The coverage benchmark's quick form (benchmarks/zoo_coverage.py --quick: one
 zoo entry per family of quirks) against its targets: BPTT equal to the
 independent reference on every model without a while_loop, D-RTRL exact on
 every feed-forward single layer, every refusal a CompileError that names
@@ -12,7 +12,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _coverage():
-    spec = importlib.util.spec_from_file_location("bench_coverage", BENCH / "coverage.py")
+    spec = importlib.util.spec_from_file_location("bench_zoo_coverage", BENCH / "zoo_coverage.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
