@@ -109,6 +109,9 @@ def _layouts(t: TracedStep, lab: AxisLabels):
         kinds, chunked = [], []
         for a, c in enumerate(lab.labels[v]):
             kind = lab.ac.kind(c)
+            if (kind == NEURON and v.aval.shape[a] == 1
+                    and NEURON not in lab.ac.kinds[lab.ac.find(c)]):
+                kind = STATE        # a unit axis (one receptor, one delay slot) holds no neurons
             if kind == CHUNKED:
                 part, k = lab.ac.chunk_of(c)
                 if lab.ac.kind(part) == NEURON:
