@@ -349,14 +349,6 @@ def dot_general(eqn, ins, ac):
     return [tuple(batch + free_l + free_r)], mixes
 
 
-def select_n(eqn, ins, ac):
-    return elementwise(eqn, ins, ac)
-
-
-def clamp(eqn, ins, ac):
-    return elementwise(eqn, ins, ac)
-
-
 def mixes_all(eqn, ins, ac):
     """Fallback: every output axis fresh, every input axis mixed."""
     mixes = [c for lab in ins if lab is not None for c in lab]
@@ -380,7 +372,7 @@ igamma igammac igamma_grad_a random_gamma_grad bessel_i0e bessel_i1e regularized
 
 AXIS_RULES = {name: elementwise for name in ELEMENTWISE}
 AXIS_RULES.update({
-    "select_n": select_n, "clamp": clamp,
+    "select_n": elementwise, "clamp": elementwise,
     "broadcast_in_dim": broadcast_in_dim, "reshape": reshape, "squeeze": squeeze,
     "transpose": transpose,
     "reduce_sum": reduce, "reduce_max": reduce, "reduce_min": reduce, "reduce_prod": reduce,

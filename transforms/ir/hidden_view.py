@@ -83,16 +83,6 @@ class HiddenView:
     def slots_of(self, j: int) -> list[int]:
         return list(range(self.first_slot[j], self.first_slot[j] + self.layouts[j].n_slots))
 
-    def leaf_of(self, s: int) -> int:
-        for j in reversed(range(len(self.layouts))):
-            if self.first_slot[j] <= s and self.layouts[j].n_slots:
-                return j
-        raise IndexError(s)
-
-    @property
-    def identity(self) -> bool:
-        return all(l.plain for l in self.layouts)
-
     def split(self, leaves, lead: int = 0) -> list:
         """Leaf values (with ``lead`` leading batch axes) -> slot values."""
         out = []
