@@ -176,10 +176,12 @@ class Learner:
         if window:              # the window's factors x, dy, u; contracted by the caller
             g_weff = algo.window_terms(*args)
         elif self.skip_silent:  # no loss at this step: every gradient term is exactly zero
-            live = jnp.any(jnp.stack([jnp.any(s != 0) for s in list(sig.signal) + sig.dy]))
+            live = jnp.any(jnp.stack([jnp.any(s != 0)
+                                      for s in list(sig.signal) + list(sig.dy.values())]))
             shapes = jax.eval_shape(lambda: algo.contract(*args))
             g_weff = jax.lax.cond(live, lambda: algo.contract(*args),
-                                  lambda: [jnp.zeros(a.shape, a.dtype) for a in shapes])
+                                  lambda: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                                       shapes))
         else:
             g_weff = algo.contract(*args)
 
@@ -236,7 +238,7 @@ class Learner:
             if k > 1:
                 return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w, local,
                         acc_local), (sig.loss, g_weff)
-            acc_w = [a + g.astype(a.dtype) for a, g in zip(acc_w, g_weff)]
+            acc_w = {k: a + g_weff[k].astype(a.dtype) for k, a in acc_w.items()}
             return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w, local,
                     acc_local), sig.loss
 
@@ -246,12 +248,13 @@ class Learner:
             (hidden, traces, acc_imm, acc_w, local, acc_local), (losses, (x, dy, u)) = \
                 jax.lax.scan(body, carry, inp)
             g = weight_grads(graph, *self.algorithm.window_factors(graph, ex0, x, dy, u))
-            acc_w = [a + b.astype(a.dtype) for a, b in zip(acc_w, g)]
+            acc_w = {k: a + g[k].astype(a.dtype) for k, a in acc_w.items()}
             return (hidden, traces, acc_imm, acc_w, local, acc_local), losses
 
         skip = {op.param for op in graph.trained_ops()} | local_terms.local_params(graph)
         zeros_imm = [None if i in skip else jnp.zeros_like(a) for i, a in enumerate(p)]
-        zeros_w = [jnp.zeros(op.weff_shape, op.weff_dtype) for op in graph.trained_ops()]
+        zeros_w = {op.index: jnp.zeros(op.weff_shape, op.weff_dtype)
+                   for op in graph.trained_ops()}
         carry = (state.hidden, state.traces, zeros_imm, zeros_w, state.local,
                  local_terms.zero_like_dws(graph, p))
         if k == 1:

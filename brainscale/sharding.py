@@ -42,15 +42,17 @@ def batch_mesh(devices=None, axis: str = AXIS) -> Mesh:
 def state_batch_axes(learner, state):
     """Per leaf of ``state``: the axis holding the batch, or ``None``.
 
-    Found by shape, not by name: the traces are built for batch sizes B and
-    B + 1 and the one axis whose length changes is the batch axis."""
+    Hidden states are batch-first; the online algorithm says where its
+    traces keep the batch (``algorithm.batch_axes``). A local rule's state
+    mixes per-sample traces with per-weight state, so its batch axes are
+    found by shape: built for B and B + 1, the one axis whose length changes
+    is the batch axis."""
     B = int(jax.tree_util.tree_leaves(state.hidden)[0].shape[0])
     if learner.algorithm.online:
-        grown = jax.eval_shape(lambda: learner._zero_traces(learner.graph, B + 1, state.hidden0))
         grown_local = jax.eval_shape(lambda: local_terms.init_states(
             learner.graph, learner.rules, jax.tree_util.tree_leaves(state.params), B + 1))
-    else:                       # BPTT keeps no traces and no local state
-        grown, grown_local = state.traces, state.local
+    else:                       # BPTT keeps no local state
+        grown_local = state.local
 
     def axis_of(a, b):
         diff = [i for i, (m, n) in enumerate(zip(np.shape(a), b.shape)) if m != n]
@@ -59,7 +61,8 @@ def state_batch_axes(learner, state):
     none = lambda t: jax.tree.map(lambda _: None, t)
     return type(state)(params=none(state.params), opt_state=none(state.opt_state),
                        hidden=jax.tree.map(lambda _: 0, state.hidden),
-                       traces=jax.tree.map(axis_of, state.traces, grown),
+                       traces=learner.algorithm.batch_axes(learner.graph)
+                       if learner.algorithm.online else state.traces,
                        hidden0=none(state.hidden0),
                        local=jax.tree.map(axis_of, state.local, grown_local))
 

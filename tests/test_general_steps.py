@@ -6,6 +6,7 @@ everywhere, D-RTRL exact on every single feed-forward layer; where neurons
 are mixed outside a weight op the graph lists the cut. ES-D-RTRL is an
 approximation everywhere; here it must give a descent direction (its
 cosine to BPTT on each model is measured in ``benchmarks/zoo_coverage.py``)."""
+import brainstate
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -345,3 +346,43 @@ def test_while_loop_trains_online_exactly():
         assert rel_err(g, ref) < 1e-10
         g, _ = grads(while_init, while_apply, "es_d_rtrl", xs, ys)
         assert cosine(g, ref) > 0.5
+
+
+def nest_apply(p, h, x):
+    """NEST-style adaptive integrator: a step size per neuron, the loop runs
+    while any neuron has time left, a scalar instability flag reduced over
+    neurons, a size-one constant shared by all neurons, and brainstate's
+    run-time error check after the loop (a ``cond`` whose taken branch calls
+    back and raises)."""
+    i = x @ p["w"]
+    gain = jnp.asarray([1.5])          # one receptor's constant, shape (1,), shared
+
+    def body(c):
+        t, v, dt, bad, n = c
+        active = t < 1.0
+        dt = jnp.where(active, jnp.minimum(dt, 1.0 - t), dt)
+        v_new = v + dt * (gain * i - v)
+        bad = bad | jnp.any(active & (v_new < -1e3))
+        return (jnp.where(active, t + dt, t), jnp.where(active, v_new, v),
+                jnp.where(active, dt * 1.5, dt), bad, n + 1)
+    c0 = (jnp.zeros(N), h["v"], h["dt"], jnp.array(False), jnp.array(0, jnp.int32))
+    _, v, dt, bad, _ = jax.lax.while_loop(lambda c: jnp.any(c[0] < 1.0) & (c[4] < 100),
+                                          body, c0)
+    brainstate.transform.jit_error_if(bad, "numerical instability")
+    s = spike(v - 0.3)
+    return {"v": v - 0.3 * s, "dt": dt}, v @ p["wo"]
+
+
+def test_adaptive_integrator_with_error_check_trains_online_exactly():
+    """The error check's callback runs only when its condition holds (its
+    branch is never computed unconditionally), and D-RTRL matches forward mode."""
+    init = lambda rng, x: (params(rng), {"v": jnp.zeros(N), "dt": jnp.linspace(0.1, 0.4, N)})
+    with float64():
+        xs, ys, ref = reference(init, nest_apply, jax.jacfwd)
+        for name in ("d_rtrl", "es_d_rtrl"):
+            g, _ = grads(init, nest_apply, name, xs, ys)
+            jax.effects_barrier()
+            if name == "d_rtrl":
+                assert rel_err(g, ref) < 1e-10
+            else:
+                assert cosine(g, ref) > 0.5

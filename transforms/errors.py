@@ -53,7 +53,7 @@ class UnusedWeightError(CompileError):
 
 class UnsupportedAlgorithmError(CompileError):
     """The chosen algorithm cannot handle a weight op of the graph (e.g. a
-    convolution under D-RTRL, whose weights each drive many neurons)."""
+    grouped convolution under D-RTRL, a recurrent weight under OSTL)."""
 
 
 class ShapeMismatchError(CompileError):

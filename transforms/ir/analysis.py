@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax.numpy as jnp
 
@@ -239,13 +240,14 @@ def analyse(t: TracedStep, elementwise=frozenset()) -> Graph:
 def _loops(t: TracedStep, lab) -> frozenset:
     """The ``while_loop`` equations, which the learning signal differentiates
     in forward mode (``learning.loop_vjp``): each must act within each
-    neuron, on scalars and arrays of one neuron shape."""
+    neuron, on arrays of one neuron shape and values shared by all neurons
+    (scalars, size-one arrays such as one receptor's time constant)."""
     found = set()
     for i, eqn in enumerate(t.eqns):
         if eqn.primitive.name != "while":
             continue
         shapes = {tuple(v.aval.shape) for v in list(eqn.invars) + list(eqn.outvars)
-                  if is_var(v) and not is_int(v) and v.aval.shape}
+                  if is_var(v) and not is_int(v) and math.prod(v.aval.shape) > 1}
         if lab.mixes_neurons(t.jaxpr, i) or len(shapes) > 1:
             raise CompileError(
                 "a lax.while_loop in the step mixes neurons or holds arrays of several "

@@ -191,7 +191,10 @@ class Graph:
     def memory(self) -> dict[str, int]:
         """Floats of learning state per sample for each algorithm (BPTT: per
         time step, to be multiplied by T)."""
-        d = sum(self.groups[g].k * math.prod(op.weff_shape)
+        from transforms.ir.patch_forms import patch_form
+        shared = {op.index: f.positions if (f := patch_form(self, op)) else 1
+                  for op in self.trained_ops()}
+        d = sum(self.groups[g].k * math.prod(op.weff_shape) * shared[op.index]
                 for op in self.trained_ops() for g in op.groups)
         es = sum(math.prod(op.x_shape) for op in self.trained_ops()) + sum(
             self.groups[g].k * self.groups[g].size for op in self.trained_ops() for g in op.groups)

@@ -1,6 +1,8 @@
 """``print(graph)``: what the compiler understood about a step, as tables."""
 from __future__ import annotations
 
+from transforms.ir.patch_forms import patch_form
+
 
 def format_graph(graph) -> str:
     """The graph as text: inputs, outputs, hidden groups, state axes, weight
@@ -49,7 +51,8 @@ def format_graph(graph) -> str:
     lines += ["", "learning state per sample (floats): "
               f"BPTT {mem['bptt_per_step']} x T, D-RTRL {mem['d_rtrl']}, "
               f"ES-D-RTRL {mem['es_d_rtrl']}"]
-    no_d = [f"W{op.index}" for op in graph.trained_ops() if not op.one_post]
+    no_d = [f"W{op.index}" for op in graph.trained_ops()
+            if not op.one_post and patch_form(graph, op) is None]
     if no_d:
         lines.append(f"D-RTRL unavailable for {', '.join(no_d)} (weights drive several "
                      "neurons each); use es_d_rtrl or bptt")

@@ -159,7 +159,11 @@ def _call(closed, args):
 def _cond_as_select(eqn, args):
     """``cond`` / ``switch``: every branch computed, the result selected.
     The weight ops and states of all branches become visible to the
-    analysis; the value and its derivatives are the taken branch's."""
+    analysis; the value and its derivatives are the taken branch's. A cond
+    with effects (a run-time error check, a callback) stays a cond: computing
+    its untaken branch would run the effect."""
+    if eqn.effects:
+        return bind_eqn(eqn, args)
     index, ops = args[0], args[1:]
     outs = [_call(br, ops) for br in eqn.params["branches"]]
     if len(outs) == 1:

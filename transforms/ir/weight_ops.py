@@ -28,7 +28,7 @@ from transforms.ir.axis_rules import ELEMENTWISE
 from transforms.ir.graph import BCOO, BIAS, CONV, DENSE, ELEMWISE, SCALE, SPARSE, WeightOp
 from transforms.ir.trace import TracedStep, source_of
 
-_RESHAPES = {"reshape", "squeeze", "expand_dims"}
+RESHAPES = {"reshape", "squeeze", "expand_dims"}
 
 
 def is_var(a) -> bool:
@@ -198,7 +198,7 @@ def make_op(u: Uses, p: int, i: int, index: int, rules=OP_RULES,
     while True:   # size-preserving reshapes of y belong to the op (e.g. a conv's batch axis)
         users = u.consumers.get(y, [])
         nxt = t.eqns[users[0]] if len(users) == 1 else None
-        if (nxt is None or nxt.primitive.name not in _RESHAPES or nxt.invars[0] is not y
+        if (nxt is None or nxt.primitive.name not in RESHAPES or nxt.invars[0] is not y
                 or math.prod(nxt.outvars[0].aval.shape) != math.prod(y.aval.shape)):
             break
         core, y = core + (users[0],), nxt.outvars[0]

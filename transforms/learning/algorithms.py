@@ -6,12 +6,16 @@ An online algorithm is a frozen value with a written interface:
 
     prepare(graph) -> graph        its own checks and passes on the graph IR
     init(graph, batch, dtype) -> traces          (a NamedTuple of arrays)
-    contract(graph, traces, signal, readout_signal, xs, dys) -> [dL/dW_eff per trained op]
+    batch_axes(graph) -> the traces' structure with each array's batch axis
+                         (None: shared by the batch), for sharding
+    contract(graph, traces, signal, readout_signal, xs, dys) -> {op index: dL/dW_eff}
     advance(graph, traces, per_sample, xs) -> traces
     window_for(T) -> k             steps whose gradient factors one contraction takes
 
 ``signal`` is d l_t/d h_{t-1} per state slot, ``xs`` and ``dys`` each trained
-op's input and output cotangent at this step, ``per_sample(fn, traces)`` maps
+op's input and output cotangent at this step, keyed by the op's index in
+``graph.ops`` (the one index space of ops: traces, readout paths and
+gradients use it too), ``per_sample(fn, traces)`` maps
 ``fn(traces, lin, hidden, ys, xs)`` over the batch with ``lin`` the
 linearised cut step. BPTT is the value ``bptt()``: no traces, ``jax.grad``
 of a scan. An option an algorithm does not have is a ``TypeError`` of its
@@ -24,21 +28,23 @@ from typing import Any, ClassVar
 
 from transforms.errors import UnsupportedAlgorithmError
 from transforms.ir.graph import MIXING, Graph
+from transforms.ir.patch_forms import patch_form
 from transforms.learning import d_rtrl as d_rtrl_traces
 from transforms.learning import es_d_rtrl as es_d_rtrl_traces
 from transforms.learning.feedback import random_feedback
 from transforms.learning.readout_paths import linear_groups
 
 
-def _check_one_post(graph: Graph, name: str):
-    """D-RTRL's traces keep one entry per weight element and neuron state:
-    every weight element must drive exactly one neuron."""
+def _check_traceable(graph: Graph, name: str):
+    """D-RTRL keeps one trace entry per neuron and weight it reads: a weight
+    element driving several neurons needs the op's patch form."""
     for op in graph.trained_ops():
-        if not op.one_post:
+        if not op.one_post and patch_form(graph, op) is None:
             raise UnsupportedAlgorithmError(
-                f"{name} needs each weight element to drive one neuron, but {op.path} "
-                f"({op.kind}, W {op.weff_shape} -> y {op.y_shape}) drives several",
-                primitive=graph.traced.eqns[op.core[-1]].primitive.name, path=op.path,
+                f"{name} needs each weight element of {op.path} ({op.kind}, W "
+                f"{op.weff_shape} -> y {op.y_shape}) to drive one neuron, or the op to be a "
+                "plain dense product or an ungrouped convolution; it is neither",
+                primitive=graph.traced.eqns[op.core[0]].primitive.name, path=op.path,
                 source=op.source, hint="use algorithm='es_d_rtrl' (or 'bptt') for this model")
 
 
@@ -52,11 +58,14 @@ class DRTRL:
     online: ClassVar[bool] = True
 
     def prepare(self, graph: Graph) -> Graph:
-        _check_one_post(graph, self.name)
+        _check_traceable(graph, self.name)
         return graph
 
     def init(self, graph, batch, dtype):
         return d_rtrl_traces.init(graph, batch, dtype, self.trace_dtype)
+
+    def batch_axes(self, graph):
+        return d_rtrl_traces.batch_axes(graph)
 
     def contract(self, graph, traces, signal, readout_signal, xs, dys):
         return d_rtrl_traces.contract(graph, traces, signal, readout_signal, xs, dys)
@@ -129,6 +138,9 @@ class ESDRTRL:
 
     def init(self, graph, batch, dtype):
         return es_d_rtrl_traces.init(graph, batch, dtype)
+
+    def batch_axes(self, graph):
+        return es_d_rtrl_traces.batch_axes(graph)
 
     def contract(self, graph, traces, signal, readout_signal, xs, dys):
         return es_d_rtrl_traces.contract(graph, traces, signal, self.decay, readout_signal,

@@ -32,8 +32,8 @@ from transforms.learning.signals import op_slots, op_rounds, weight_grads
 
 
 class ESTraces(NamedTuple):
-    x: list            # per trained op: the input trace ex, (B, *x)
-    f: list            # per trained op, per driven slot: the neuron trace ef, (B, *neurons)
+    x: dict            # op index -> the input trace ex, (B, *x)
+    f: dict            # op index -> per driven slot: the neuron trace ef, (B, *neurons)
     xi: list           # per readout path: the filtered neuron trace, (B, *neurons)
     n: jax.Array       # trace updates so far (warm-up correction)
 
@@ -41,49 +41,57 @@ class ESTraces(NamedTuple):
 def init(graph: Graph, batch: int, dtype) -> ESTraces:
     ops = graph.trained_ops()
     return ESTraces(
-        x=[jnp.zeros((batch,) + op.x_shape, dtype) for op in ops],
-        f=[[jnp.zeros((batch,) + graph.groups[graph.group_of_slot[j]].shape, dtype)
-            for j in op_slots(graph, op)] for op in ops],
+        x={op.index: jnp.zeros((batch,) + op.x_shape, dtype) for op in ops},
+        f={op.index: [jnp.zeros((batch,) + graph.groups[graph.group_of_slot[j]].shape, dtype)
+                      for j in op_slots(graph, op)] for op in ops},
         xi=[jnp.zeros((batch,) + graph.groups[p.group].shape, dtype)
             for p in graph.readout_paths],
         n=jnp.zeros((), jnp.int32))
 
 
-def _linear(graph: Graph, i):
-    """(kappa, c) when trained op i drives exactly one linear group."""
-    op = graph.trained_ops()[i]
+def batch_axes(graph: Graph) -> ESTraces:
+    """Where each trace keeps the batch: axis 0; the counter is shared."""
+    ops = graph.trained_ops()
+    return ESTraces(x={op.index: 0 for op in ops},
+                    f={op.index: [0] * len(op_slots(graph, op)) for op in ops},
+                    xi=[0] * len(graph.readout_paths), n=None)
+
+
+def _linear(graph: Graph, op):
+    """(kappa, c) when the trained ``op`` drives exactly one linear group."""
     if len(op.groups) == 1 and op.groups[0] in graph.linear_groups:
         lg = graph.linear_groups[op.groups[0]]
-        return lg.kappa, lg.coeff[i]
+        return lg.kappa, lg.coeff[op.index]
     return None
 
 
-def input_decays(graph: Graph, decay: float) -> list[float]:
-    """Per trained op, the decay of its input trace ex: kappa for an op
+def input_decays(graph: Graph, decay: float) -> dict[int, float]:
+    """Per trained op index, the decay of its input trace ex: kappa for an op
     driving a linear group, else the algorithm's decay."""
-    return [lin[0] if (lin := _linear(graph, i)) else decay
-            for i in range(len(graph.trained_ops()))]
+    return {op.index: lin[0] if (lin := _linear(graph, op)) else decay
+            for op in graph.trained_ops()}
 
 
 def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal):
-    """Per trained op u_t (shape of y, batched): the trace term of the
+    """Per trained op index u_t (shape of y, batched): the trace term of the
     gradient is sum_b ex_{t-1} (x) u_t, with u = (L o ef + Lx o xi) / c, or
     c_o L for an op driving a linear group."""
     n = traces.n
-    dtype = traces.x[0].dtype if traces.x else jnp.float32
+    dtype = next(iter(traces.x.values())).dtype if traces.x else jnp.float32
     c = 1.0 - jnp.asarray(decay, dtype) ** n.astype(dtype)
     scale = jnp.where(n > 0, 1.0 / jnp.where(n > 0, c, 1.0), 0.0).astype(dtype)
-    us = []
-    for i, op in enumerate(graph.trained_ops()):
-        u = jnp.zeros(traces.x[i].shape[:1] + op.y_shape, dtype) + scale * sum(
+    us = {}
+    for op in graph.trained_ops():
+        k = op.index
+        u = jnp.zeros(traces.x[k].shape[:1] + op.y_shape, dtype) + scale * sum(
             (lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal, traces.xi)
-             if p.op == i), 0.0)
-        lin = _linear(graph, i)
+             if p.op == k), 0.0)
+        lin = _linear(graph, op)
         if lin is not None:        # exact: E = c ex, ex filtered by kappa
             u = u + lin[1] * signal[op_slots(graph, op)[0]]
         else:
-            u = u + scale * sum(signal[j] * f for j, f in zip(op_slots(graph, op), traces.f[i]))
-        us.append(u)
+            u = u + scale * sum(signal[j] * f for j, f in zip(op_slots(graph, op), traces.f[k]))
+        us[k] = u
     return us
 
 
@@ -91,8 +99,8 @@ def contract(graph: Graph, traces, signal, decay: float, readout_signal, xs, dys
     """This step's gradient per trained op: sum_b x_t (x) dy_t + ex_{t-1} (x) u_t,
     one contraction on stacked factors."""
     us = neuron_cotangents(graph, traces, signal, decay, readout_signal)
-    X = [jnp.concatenate([x.astype(ex.dtype), ex]) for x, ex in zip(xs, traces.x)]
-    Y = [jnp.concatenate([dy, u]) for dy, u in zip(dys, us)]
+    X = {k: jnp.concatenate([xs[k].astype(ex.dtype), ex]) for k, ex in traces.x.items()}
+    Y = {k: jnp.concatenate([dys[k], u]) for k, u in us.items()}
     return weight_grads(graph, X, Y)
 
 
@@ -105,8 +113,9 @@ def window_factors(graph: Graph, decay: float, ex0, xs, dys, us):
           = ex0 (x) sum_t a^t u_t + sum_s x_s (x) (dy_s + sum_{t>s} a^(t-1-s) u_t),
 
     so one contraction over (k + 1) B rows gives the window's gradient."""
-    X, Y = [], []
-    for a, e0, x, dy, u in zip(input_decays(graph, decay), ex0, xs, dys, us):
+    X, Y = {}, {}
+    for k, a in input_decays(graph, decay).items():
+        e0, x, dy, u = ex0[k], xs[k], dys[k], us[k]
         def back(acc, u_next):          # ubar_s = u_{s+1} + a ubar_{s+1}
             return u_next + a * acc, acc
         _, ubar = jax.lax.scan(back, jnp.zeros_like(u[0]), u[::-1])
@@ -114,32 +123,31 @@ def window_factors(graph: Graph, decay: float, ex0, xs, dys, us):
         powers = a ** jnp.arange(u.shape[0], dtype=u.dtype)
         u0 = jnp.tensordot(powers, u, axes=1)
         flat = lambda v: v.reshape((-1,) + v.shape[2:])
-        X.append(jnp.concatenate([flat(x).astype(e0.dtype), e0]))
-        Y.append(jnp.concatenate([flat(dy + ubar), u0]))
+        X[k] = jnp.concatenate([flat(x).astype(e0.dtype), e0])
+        Y[k] = jnp.concatenate([flat(dy + ubar), u0])
     return X, Y
 
 
 def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
     """One sample's trace update (``traces`` without the counter, n = None)."""
     a = decay
-    ops = graph.trained_ops()
     zeros_h = [jnp.zeros_like(h) for h in hidden]
-    new_f = [None] * len(ops)
+    new_f = {}
     new_xi = list(traces.xi)
     for members in op_rounds(graph):
         dh = list(zeros_h)
-        for i in members:
-            for j, f in zip(op_slots(graph, ops[i]), traces.f[i]):
+        for k in members:
+            for j, f in zip(op_slots(graph, graph.ops[k]), traces.f[k]):
                 dh[j] = a * f
-        ddy = [jnp.full(op.y_shape, 1.0 - a, op.y_var.aval.dtype) if i in members
-               else jnp.zeros(op.y_shape, op.y_var.aval.dtype) for i, op in enumerate(ops)]
+        ddy = {op.index: jnp.full(op.y_shape, 1.0 - a if op.index in members else 0.0,
+                                  op.y_var.aval.dtype) for op in graph.trained_ops()}
         out, extra = lin(dh, ddy)
-        for i in members:
-            new_f[i] = [out[j] for j in op_slots(graph, ops[i])]
+        for k in members:
+            new_f[k] = [out[j] for j in op_slots(graph, graph.ops[k])]
         for n, p in enumerate(graph.readout_paths):
             if p.op in members:       # xi = kappa xi + (a Jx_h ef + (1 - a) Jx_y)
                 new_xi[n] = p.kappa * traces.xi[n] + extra[n]
-    new_x = [d * ex + x for d, ex, x in zip(input_decays(graph, a), traces.x, xs)]
+    new_x = {k: d * traces.x[k] + xs[k] for k, d in input_decays(graph, a).items()}
     return ESTraces(new_x, new_f, new_xi, None)
 
 

@@ -19,10 +19,9 @@ from transforms.ir.graph import DENSE, Graph
 
 
 def readout_ops(graph: Graph) -> list[int]:
-    ops = graph.trained_ops()
     idx = [op.index for op in graph.ops
            if not op.groups and op.kind == DENSE and op.x_var is not None]
-    idx += [ops[p.readout_op].index for p in graph.readout_paths]
+    idx += [p.readout_op for p in graph.readout_paths]
     return sorted(set(idx))
 
 

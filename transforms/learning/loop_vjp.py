@@ -6,10 +6,10 @@ ODE integrator of one neuron's states), its Jacobian in each input is
 diagonal over neurons, so forward mode recovers it whole: one JVP per float
 input, with tangent one everywhere, gives d_oi = dout_o/din_i per neuron, and
 
-    cot_i = sum_o d_oi * cot_o          (summed over neurons for a scalar input)
+    cot_i = sum_o d_oi * cot_o          (summed over neurons for a shared input)
 
-is the exact VJP (the analysis checks that every float operand is a scalar
-or of the one neuron shape). The learners' one-step learning signal runs
+is the exact VJP (the analysis checks that every float operand is of the one
+neuron shape or shared by all neurons: a scalar or a size-one array). The learners' one-step learning signal runs
 through this rule; their trace Jacobians are forward mode already.
 """
 from __future__ import annotations
@@ -56,8 +56,8 @@ def forward_mode_vjp(read, eqn):
             for d_o, c_o, like in zip(d, cots, outs_like):
                 if not jnp.issubdtype(like.dtype, jnp.inexact):
                     continue        # an integer output carries no cotangent
-                if jnp.ndim(ai) == 0:
-                    g = g + jnp.sum(d_o * c_o)
+                if jnp.size(ai) == 1:
+                    g = g + jnp.sum(d_o * c_o).reshape(jnp.shape(ai))
                 elif jnp.shape(c_o) == jnp.shape(ai):
                     g = g + (d_o * c_o).astype(g.dtype)
                 # else a scalar output (a clock) does not depend on one neuron's input
@@ -65,4 +65,6 @@ def forward_mode_vjp(read, eqn):
         return tuple(grads)
 
     loop.defvjp(fwd, bwd)
-    return loop(*args)
+    # integer / boolean results (flags, counters) leave with no tangent, so
+    # primitives downstream of them need no differentiation rule
+    return [o if _is_float(o) else jax.lax.stop_gradient(o) for o in loop(*args)]

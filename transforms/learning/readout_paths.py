@@ -29,16 +29,15 @@ from transforms.ir.graph import BIAS, Graph
 
 @dataclasses.dataclass(frozen=True)
 class ReadoutPath:
-    op: int             # index in graph.trained_ops() of the op k driving G
-    readout_op: int     # index in graph.trained_ops() of the op o feeding R
+    op: int             # index of the trained op k driving G
+    readout_op: int     # index of the trained op o feeding R
     group: int          # G
     readout_group: int  # R
     kappa: float
     coeff: float
 
     def describe(self, graph: Graph) -> str:
-        ops = graph.trained_ops()
-        return (f"W{ops[self.op].index} -> G{self.group} -> W{ops[self.readout_op].index} -> "
+        return (f"W{self.op} -> G{self.group} -> W{self.readout_op} -> "
                 f"G{self.readout_group} (kappa {self.kappa:.4g})")
 
 
@@ -104,12 +103,11 @@ def affine_form(graph: Graph, seeds: dict, target, rules=AFFINE_RULES):
 
 
 def find_readout_paths(graph: Graph, deps: dict) -> list[ReadoutPath]:
-    ops = graph.trained_ops()
-    index = {op.index: i for i, op in enumerate(ops)}
+    trained = {op.index for op in graph.trained_ops()}
     paths = []
     for r_index, lin in linear_groups(graph).items():
         R = graph.groups[r_index]
-        feeding = [ops[index[o]] for o in R.ops]
+        feeding = [graph.ops[o] for o in R.ops]
         kappa = lin.kappa
         for o in feeding:
             if o.kind == BIAS or o.x_var is None or not o.mixing:
@@ -117,9 +115,8 @@ def find_readout_paths(graph: Graph, deps: dict) -> list[ReadoutPath]:
             G = _source_group(graph, deps.get(o.x_var, {}), o)
             if G is None:
                 continue
-            for k in (k for k in graph.groups[G].ops if k in index):   # local ops: no trace
-                paths.append(ReadoutPath(index[k], index[o.index], G, R.index, kappa,
-                                         lin.coeff[index[o.index]]))
+            for k in (k for k in graph.groups[G].ops if k in trained):   # local ops: no trace
+                paths.append(ReadoutPath(k, o.index, G, R.index, kappa, lin.coeff[o.index]))
     return [p for p in paths if p.coeff != 0.0]
 
 
@@ -150,7 +147,7 @@ def readout_paths(graph: Graph) -> list[ReadoutPath]:
 class LinearGroup:
     """A one-leaf group updated as r_t = kappa r_{t-1} + sum_o coeff[o] y_o."""
     kappa: float
-    coeff: dict           # trained-op index -> c_o
+    coeff: dict           # op index -> c_o
 
 
 def linear_groups(graph: Graph) -> dict[int, LinearGroup]:
@@ -158,19 +155,18 @@ def linear_groups(graph: Graph) -> dict[int, LinearGroup]:
     in their previous value and the outputs of the ops driving them. Their
     trace is exact in factorised form: E_t = c (x filtered by kappa)."""
     t = graph.traced
-    ops = graph.trained_ops()
-    index = {op.index: i for i, op in enumerate(ops)}
+    trained = {op.index for op in graph.trained_ops()}
     found = {}
     for R in graph.groups:
-        if R.k != 1 or not R.ops or any(o not in index for o in R.ops):
+        if R.k != 1 or not R.ops or any(o not in trained for o in R.ops):
             continue
         j = R.leaves[0]
         seeds = {t.hidden_in_vars[j]: {("h", j): 1.0}}
-        seeds.update({ops[index[o]].y_var: {("y", o): 1.0} for o in R.ops})
+        seeds.update({graph.ops[o].y_var: {("y", o): 1.0} for o in R.ops})
         form = affine_form(graph, seeds, t.hidden_out_vars[j])
         if not form or ("h", j) not in form or any(
                 src != "const" and src != ("h", j) and src[0] != "y" for src in form):
             continue
-        found[R.index] = LinearGroup(form[("h", j)], {index[o]: form.get(("y", o), 0.0)
+        found[R.index] = LinearGroup(form[("h", j)], {o: form.get(("y", o), 0.0)
                                                       for o in R.ops})
     return found

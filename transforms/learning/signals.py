@@ -35,9 +35,9 @@ class StepSignals(NamedTuple):
     out: object              # output pytree, leaves (B, ...)
     g_immediate: list        # d l / d params with h_{t-1} fixed; None for trained ops' weights
     signal: list             # d l / d h_{t-1}, per state slot (B, *neurons)
-    x: list                  # per trained op: its input x_t (B, ...) (ones for a bias)
-    y: list                  # per trained op: its output y_t (B, ...)
-    dy: list                 # per trained op: d l / d y_t (B, ...)
+    x: dict                  # op index -> its input x_t (B, ...) (ones for a bias)
+    y: dict                  # op index -> its output y_t (B, ...)
+    dy: dict                 # op index -> d l / d y_t (B, ...)
     extra: list = []         # values of the ``extra`` vars asked for (B, ...)
 
 
@@ -64,8 +64,9 @@ def feedback_replace(graph: Graph, feedback) -> dict:
 
 def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=None):
     """Per-sample forward: new hidden leaves, output leaves, the x and y
-    values of every trained op (and of the ``extra`` vars). With ``dys``,
-    each trained op's output is offset by dy, so that a VJP in dy gives
+    values of every trained op, keyed by op index (and the values of the
+    ``extra`` vars). With ``dys`` ({op index: dy}), each trained op's output
+    is offset by dy, so that a VJP in dy gives
     d l/d y_t (the weights are not among the VJP's inputs). No
     stop-gradient: a gradient taken through the learner (meta-learning)
     sees every path.
@@ -77,15 +78,15 @@ def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=Non
            + [v for op in ops for v in op.inputs] + list(extra or ()))
     wrap = None
     if dys is not None:     # the trained ops' weights are constants of the caller's VJP
-        wrap = {op.y_var: (lambda v, dy=dy: v + dy) for op, dy in zip(ops, dys)}
+        wrap = {op.y_var: (lambda v, dy=dys[op.index]: v + dy) for op in ops}
     replace = dict.fromkeys(graph.loops, forward_mode_vjp)
     replace.update(feedback_replace(graph, feedback))
     outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x), record=rec,
                          wrap=wrap, replace=replace or None)
     dtype = outs[0].dtype if outs else jnp.float32
-    xs = [op_input(graph, op, params, env) if op.x_var is not None
-          else jnp.ones((), dtype) for op in ops]
-    ys = [env[op.y_var] for op in ops]
+    xs = {op.index: op_input(graph, op, params, env) if op.x_var is not None
+          else jnp.ones((), dtype) for op in ops}
+    ys = {op.index: env[op.y_var] for op in ops}
     if extra is not None:
         return outs[:t.n_hidden], outs[t.n_hidden:], xs, ys, [env[v] for v in extra]
     return outs[:t.n_hidden], outs[t.n_hidden:], xs, ys
@@ -109,7 +110,7 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
     t = graph.traced
     ops = graph.trained_ops()
     B = jax.tree_util.tree_leaves(hidden)[0].shape[0]
-    dys0 = [jnp.zeros((B,) + op.y_shape, op.y_var.aval.dtype) for op in ops]
+    dys0 = {op.index: jnp.zeros((B,) + op.y_shape, op.y_var.aval.dtype) for op in ops}
     trained = {op.param for op in ops}          # their gradient comes from dy, not this VJP
     free = [i for i in range(len(params)) if i not in trained and i not in skip]
 
@@ -136,13 +137,15 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
 
 
 def weight_grads(graph: Graph, xs, cots):
-    """Per trained op: sum_b d<cot_b, core(x_b, W)>/dW for stacked factors
-    xs (N, *x) and cots (N, *y), one contraction (a matmul for dense ops)."""
-    out = []
-    for op, x, cot in zip(graph.trained_ops(), xs, cots):
+    """Per op index k of ``xs``: sum_b d<cot_b, core(x_b, W)>/dW for stacked
+    factors xs[k] (N, *x) and cots[k] (N, *y), one contraction (a matmul for
+    dense ops)."""
+    out = {}
+    for k, x in xs.items():
+        op, cot = graph.ops[k], cots[k]
         _, pull = jax.vjp(lambda w, op=op, x=x: jax.vmap(lambda xi: graph.core(op, xi, w))(x),
                           jnp.zeros(op.weff_shape, cot.dtype))
-        out.append(pull(cot)[0])
+        out[k] = pull(cot)[0]
     return out
 
 
@@ -150,18 +153,19 @@ def linearized_cut(graph: Graph, params, hidden, x, ys):
     """Per sample: the step with every mixing weight op cut (its output held
     at ``ys`` plus an offset dy) and every other equation that mixes neurons
     cut (``graph.cuts``: its output held), linearised at (h_{t-1}, dy = 0)
-    in the state slots. Returns ``lin(dh, ddy) -> (dh_t, dx_o)`` (lists over
-    slots and trained ops; dx_o over ``graph.readout_paths``' readout
-    inputs): ``lin(e_k, 0)`` gives columns of D_t, ``lin(0, 1_op)`` Df_t."""
+    in the state slots. Returns ``lin(dh, ddy) -> (dh_t, dx_o)`` (dh over
+    slots, ddy keyed by trained op index; dx_o over ``graph.readout_paths``'
+    readout inputs): ``lin(e_k, 0)`` gives columns of D_t, ``lin(0, 1_op)`` Df_t."""
     t = graph.traced
     ops = graph.trained_ops()
     view = graph.view
-    extra = [ops[p.readout_op].x_var for p in graph.readout_paths]
+    extra = [graph.ops[p.readout_op].x_var for p in graph.readout_paths]
     replace = {i: _held(held) for i, held in graph.cuts.items()}
 
     def cut(h_slots, dys):
         rep = dict(replace)
-        for op, y, dy in zip(ops, ys, dys):
+        for op in ops:
+            y, dy = ys[op.index], dys[op.index]
             if op.mixing:
                 rep[op.core[-1]] = lambda read, eqn, y=y, dy=dy: [y + dy]
             else:
@@ -172,7 +176,7 @@ def linearized_cut(graph: Graph, params, hidden, x, ys):
                              replace=rep, record=extra)
         return view.split(outs[:t.n_hidden]), [rec[v] for v in extra]
 
-    dys0 = [jnp.zeros(op.y_shape, y.dtype) for op, y in zip(ops, ys)]
+    dys0 = {op.index: jnp.zeros(op.y_shape, ys[op.index].dtype) for op in ops}
     return jax.linearize(cut, view.split(hidden), dys0)[1]
 
 
@@ -189,17 +193,17 @@ def _held(operands):
 
 
 def op_rounds(graph: Graph) -> list[list[int]]:
-    """Trained ops grouped so that the ops of one round drive disjoint hidden
-    groups: one JVP of the cut step then serves every op of the round."""
+    """Trained op indices grouped so that the ops of one round drive disjoint
+    hidden groups: one JVP of the cut step then serves every op of the round."""
     rounds: list[tuple[list[int], set]] = []
-    for i, op in enumerate(graph.trained_ops()):
+    for op in graph.trained_ops():
         for members, used in rounds:
             if not used & set(op.groups):
-                members.append(i)
+                members.append(op.index)
                 used.update(op.groups)
                 break
         else:
-            rounds.append(([i], set(op.groups)))
+            rounds.append(([op.index], set(op.groups)))
     return [members for members, _ in rounds]
 
 
@@ -210,7 +214,7 @@ def op_slots(graph: Graph, op) -> list[int]:
 
 def jacobians(graph: Graph, lin, hidden, ys):
     """Per sample: D as {(j, j'): dh_j/dh_j'} for leaves of one driven group,
-    Df per trained op as a list over ``op_slots`` of dh_j/dy, and for each
+    Df per trained op index as a list over ``op_slots`` of dh_j/dy, and for each
     readout path p the readout input's Jacobians Jh[p] = {j': dx_o/dh_j'} and
     Jy[p] = dx_o/dy_k."""
     ops = graph.trained_ops()
@@ -218,7 +222,7 @@ def jacobians(graph: Graph, lin, hidden, ys):
     needed = sorted({g for op in ops for g in op.groups})
     kmax = max((graph.groups[g].k for g in needed), default=0)
     zeros_h = [jnp.zeros_like(h) for h in hidden]
-    zeros_y = [jnp.zeros(op.y_shape, y.dtype) for op, y in zip(ops, ys)]
+    zeros_y = {op.index: jnp.zeros(op.y_shape, ys[op.index].dtype) for op in ops}
     cols = [lin([jnp.ones_like(h) if pos[j] == k else z
                  for j, (h, z) in enumerate(zip(hidden, zeros_h))], zeros_y)
             for k in range(kmax)]
@@ -227,12 +231,12 @@ def jacobians(graph: Graph, lin, hidden, ys):
     paths = graph.readout_paths
     Jh = [{jj: cols[pos[jj]][1][n] for jj in graph.groups[p.group].slots}
           for n, p in enumerate(paths)]
-    Df, Jy = [None] * len(ops), [None] * len(paths)
+    Df, Jy = {}, [None] * len(paths)
     for members in op_rounds(graph):
-        out, extra = lin(zeros_h, [jnp.ones_like(z) if i in members else z
-                                   for i, z in enumerate(zeros_y)])
-        for i in members:
-            Df[i] = [out[j] for j in op_slots(graph, ops[i])]
+        out, extra = lin(zeros_h, {k: jnp.ones_like(z) if k in members else z
+                                   for k, z in zeros_y.items()})
+        for k in members:
+            Df[k] = [out[j] for j in op_slots(graph, graph.ops[k])]
         for n, p in enumerate(paths):
             if p.op in members:
                 Jy[n] = extra[n]
@@ -242,10 +246,9 @@ def jacobians(graph: Graph, lin, hidden, ys):
 def readout_signal(graph: Graph, params, signal, feedback=None):
     """Per readout path: c core_o^T(dl/dr_{t-1}), batched (B, *x_o); through
     the op's feedback matrix instead of its weight where one is given."""
-    ops = graph.trained_ops()
     out = []
     for p in graph.readout_paths:
-        o = ops[p.readout_op]
+        o = graph.ops[p.readout_op]
         w = (feedback or {}).get(o.index)
         w = graph.weff(o, params[o.param]) if w is None else w
         L = signal[graph.groups[p.readout_group].slots[0]]
@@ -257,9 +260,11 @@ def readout_signal(graph: Graph, params, signal, feedback=None):
 
 def param_grads(graph: Graph, params, g_immediate, g_weff):
     """Total gradient per parameter leaf: the immediate part plus each trained
-    op's W_eff gradient pulled back through the op's parameter chain."""
+    op's W_eff gradient ({op index: dL/dW_eff}) pulled back through the op's
+    parameter chain."""
     grads = [g if g is not None else jnp.zeros_like(p) for g, p in zip(g_immediate, params)]
-    for op, gw in zip(graph.trained_ops(), g_weff):
+    for k, gw in g_weff.items():
+        op = graph.ops[k]
         weff, pull = jax.vjp(lambda w, op=op: graph.weff(op, w), params[op.param])
         grads[op.param] = grads[op.param] + pull(gw.astype(weff.dtype))[0].astype(
             grads[op.param].dtype)
