@@ -111,16 +111,19 @@ def test_weight_output_reaching_hidden_through_a_reduction_is_listed():
     assert f"{HERE}:{line_of(apply, 'mixes the op')}" in text
 
 
-def test_convolution_under_d_rtrl_points_to_es_d_rtrl():
+def test_grouped_convolution_under_d_rtrl_points_to_es_d_rtrl():
+    """A plain convolution is exact under D-RTRL (tests/test_shared_weights.py);
+    a grouped one has no patch form and is refused with the way out."""
     def apply(p, h, x):
-        y = jax.lax.conv_general_dilated(x[None, :, None], p["k"], (1,), "SAME",
-                                         dimension_numbers=("NWC", "WIO", "NWC"))[0, :, 0]
+        xx = jnp.stack([x, x], -1)[None]                     # (1, W, 2 channels)
+        y = jax.lax.conv_general_dilated(xx, p["k"], (1,), "SAME", feature_group_count=2,
+                                         dimension_numbers=("NWC", "WIO", "NWC"))[0]
         v = 0.9 * h["v"] + y
-        return {"v": v}, spike(v) @ p["wo"]
-    params = {"k": jnp.ones((2, 1, 1)), "wo": jnp.ones((3, 2))}
-    compile_(apply, params, {"v": jnp.zeros(3)}, "es_d_rtrl")  # fine under ES-D-RTRL
+        return {"v": v}, spike(v).reshape(-1) @ p["wo"]
+    params = {"k": jnp.ones((2, 1, 2)), "wo": jnp.ones((6, 2))}
+    compile_(apply, params, {"v": jnp.zeros((3, 2))}, "es_d_rtrl")  # fine under ES-D-RTRL
     with pytest.raises(errors.UnsupportedAlgorithmError) as e:
-        compile_(apply, params, {"v": jnp.zeros(3)}, "d_rtrl")
+        compile_(apply, params, {"v": jnp.zeros((3, 2))}, "d_rtrl")
     assert "es_d_rtrl" in str(e.value) and "params['k']" in str(e.value)
 
 
