@@ -70,33 +70,40 @@ def check_call(learner, state, x, y=None, time_axis=True, where="") -> None:
     if not (_concrete(x) and _concrete(y)):
         return                      # under the caller's jit: the shapes were checked
     fl = [(xname + jax.tree_util.keystr(p), a) for p, a in xl
-          if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+          if jnp.issubdtype(jnp.result_type(a), jnp.inexact) and np.size(a)]
     yl = [(yname + jax.tree_util.keystr(p), a)
-          for p, a in jax.tree_util.tree_flatten_with_path(y)[0]] if y is not None else []
+          for p, a in jax.tree_util.tree_flatten_with_path(y)[0] if np.size(a)] \
+        if y is not None else []
     yf = [(nm, a) for nm, a in yl if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
-    for nm, a in fl + yf:
-        i = int(_first_nonfinite(a)) if np.size(a) else -1
+    shape = tuple(getattr(out, "shape", ()))
+    n_classes = int(shape[-1]) if shape else 1
+    labels = yl if class_loss else []
+    firsts = np.asarray(_first_bad([a for _, a in fl + yf], [a for _, a in labels], n_classes))
+    for (nm, a), i in zip(fl + yf, firsts):
         if i >= 0:
-            raise ValueError(f"{where}{nm} holds NaN or inf, first at {_at(a, i, n)}")
-    if class_loss and yl:
-        shape = tuple(getattr(out, "shape", ()))
-        n_classes = int(shape[-1]) if shape else 1
-        for nm, a in yl:
-            i = int(_first_outside(a, n_classes)) if np.size(a) else -1
-            if i >= 0:
-                v = int(np.asarray(a).reshape(-1)[i])
-                raise ValueError(
-                    f"{where}{nm}: label {v} at {_at(a, i, n)} is outside [-1, {n_classes}): "
-                    f"the model has {n_classes} outputs (classes 0..{n_classes - 1}; -1 = no "
-                    "loss at this step)")
+            raise ValueError(f"{where}{nm} holds NaN or inf, first at {_at(a, int(i), n)}")
+    for (nm, a), i in zip(labels, firsts[len(fl + yf):]):
+        if i >= 0:
+            v = int(np.asarray(a).reshape(-1)[int(i)])
+            raise ValueError(
+                f"{where}{nm}: label {v} at {_at(a, int(i), n)} is outside [-1, {n_classes}): "
+                f"the model has {n_classes} outputs (classes 0..{n_classes - 1}; -1 = no "
+                "loss at this step)")
 
 
 def _per_sample_output(learner, state, x, n, xname, where):
-    """The step's output for one sample (shapes only); a step that rejects
-    the input shape is named by that shape."""
+    """The step's output for one sample (shapes only, cached by the shapes
+    like a jit); a step that rejects the input shape is named by that shape."""
+    spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
     x0 = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[n:], jnp.result_type(a)), x)
+    args = (jax.tree.map(spec, state.params), jax.tree.map(spec, state.hidden0), x0)
+    key = tuple((jax.tree_util.tree_structure(t), tuple(jax.tree_util.tree_leaves(t)))
+                for t in args)
+    cache = learner.checked_shapes
+    if key in cache:
+        return cache[key]
     try:
-        _, out = jax.eval_shape(learner.model.apply, state.params, state.hidden0, x0)
+        _, out = jax.eval_shape(learner.model.apply, *args)
     except Exception as e:                  # noqa: BLE001 - re-raised with the shapes
         shapes = jax.tree.map(lambda s: s.shape, x0)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -105,7 +112,8 @@ def _per_sample_output(learner, state, x, n, xname, where):
             f"({xname} without its leading axes): {type(e).__name__}: {first}",
             hint="give inputs of the shape the model was initialised with") from None
     leaves = jax.tree_util.tree_leaves(out)
-    return leaves[0] if leaves else jax.ShapeDtypeStruct((), jnp.float32)
+    cache[key] = leaves[0] if leaves else jax.ShapeDtypeStruct((), jnp.float32)
+    return cache[key]
 
 
 def _at(a, flat_index, n):
@@ -116,13 +124,13 @@ def _at(a, flat_index, n):
     return ", ".join(parts) + (f", element {rest}" if rest else "")
 
 
-@jax.jit
-def _first_nonfinite(a):
-    bad = ~jnp.isfinite(a).reshape(-1)
-    return jnp.where(bad.any(), jnp.argmax(bad), -1)
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def _first_outside(a, n_classes):
-    bad = ((a < -1) | (a >= n_classes)).reshape(-1)
-    return jnp.where(bad.any(), jnp.argmax(bad), -1)
+@functools.partial(jax.jit, static_argnums=2)
+def _first_bad(floats, labels, n_classes):
+    """Per array, the flat index of its first bad entry (-1: none): NaN or
+    inf in ``floats``, outside [-1, n_classes) in ``labels``. One dispatch."""
+    def first(bad):
+        bad = bad.reshape(-1)
+        return jnp.where(bad.any(), jnp.argmax(bad), -1)
+    out = [first(~jnp.isfinite(a)) for a in floats]
+    out += [first((a < -1) | (a >= n_classes)) for a in labels]
+    return jnp.stack(out) if out else jnp.zeros(0, jnp.int32)

@@ -95,6 +95,7 @@ class Learner:
             raise ValueError("local rules run online, beside an online algorithm: use "
                              "'es_d_rtrl' or 'd_rtrl' with rules=")
         self.check = check
+        self.checked_shapes: dict = {}  # the step's output shape per input shapes (check)
         self._graphs: dict = {}       # compile cache, by shapes (like jax.jit's)
         self.step = _Checked(self, "step", time_axis=False)
         self.sequence_grad = _Checked(self, "sequence_grad")
