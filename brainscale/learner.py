@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from brainscale.input_checks import check_call
 from brainscale.losses import cross_entropy
 from brainscale.model import as_step_model
 from transforms.errors import ShapeMismatchError
@@ -46,13 +47,38 @@ def _leaves(tree):
     return jax.tree_util.tree_leaves(tree)
 
 
+class _Checked:
+    """A learner's public call: inputs and labels checked (``check``), then
+    the jitted function (whose ``lower``, ``eval_shape``... it exposes).
+
+    ``step(state, x, y)``: one online step on a batch (B, ...) -> (state,
+    outputs, metrics); ``sequence_grad(state, xs, ys)`` -> (grads, losses)
+    over (T, B, ...); ``train_sequence(state, xs, ys)``: reset, gradient over
+    the sequence, one optimizer update -> (state, metrics); ``predict(state,
+    xs)``: outputs (T, B, ...) from a reset hidden state."""
+
+    def __init__(self, learner, name, time_axis=True):
+        self._learner, self._name, self._time_axis = learner, name, time_axis
+        self._jitted = jax.jit(getattr(learner, "_" + name))
+
+    def __call__(self, state, x, *y):
+        if self._learner.check:
+            check_call(self._learner, state, x, y[0] if y else None,
+                       time_axis=self._time_axis, where=f"{self._name}: ")
+        return self._jitted(state, x, *y)
+
+    def __getattr__(self, attr):
+        return getattr(self._jitted, attr)
+
+
 class Learner:
     """Static configuration of an online learner; see module docstring."""
 
     def __init__(self, model, algorithm="es_d_rtrl",
                  optimizer: optax.GradientTransformation | None = None,
                  loss: Callable = cross_entropy, readout_paths: bool = True,
-                 skip_silent: bool = True, rules: dict | None = None, **options):
+                 skip_silent: bool = True, rules: dict | None = None, check: bool = True,
+                 **options):
         if isinstance(algorithm, str):
             algorithm = algorithms.from_name(algorithm, **options)
         elif options:
@@ -68,11 +94,13 @@ class Learner:
         if self.rules and not algorithm.online:
             raise ValueError("local rules run online, beside an online algorithm: use "
                              "'es_d_rtrl' or 'd_rtrl' with rules=")
+        self.check = check
+        self.checked_shapes: dict = {}  # the step's output shape per input shapes (check)
         self._graphs: dict = {}       # compile cache, by shapes (like jax.jit's)
-        self.step = jax.jit(self._step)
-        self.sequence_grad = jax.jit(self._sequence_grad)
-        self.train_sequence = jax.jit(self._train_sequence)
-        self.predict = jax.jit(self._predict)
+        self.step = _Checked(self, "step", time_axis=False)
+        self.sequence_grad = _Checked(self, "sequence_grad")
+        self.train_sequence = _Checked(self, "train_sequence")
+        self.predict = _Checked(self, "predict")
         self.reset = jax.jit(self._reset)
 
     # -- compilation -------------------------------------------------------------
@@ -362,7 +390,7 @@ def _unflatten_like(tree, leaves):
 
 def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
            readout_paths: bool = True, skip_silent: bool = True, rules: dict | None = None,
-           **options) -> Learner:
+           check: bool = True, **options) -> Learner:
     """Compile ``model`` (an nnx module, a brainstate module or a
     ``StepModel``) into an online learner.
 
@@ -381,6 +409,9 @@ def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
     ``transforms.plasticity.rules`` rule}) puts those weights under local
     plasticity: no gradient for them, their rule's update instead (every step
     in ``step``; summed over the sequence in ``train_sequence``).
+    ``check`` validates each call's inputs and labels first
+    (``brainscale.input_checks``: shapes always, NaN / inf and labels outside
+    [-1, n_classes) on concrete arrays); False skips it.
     """
     return Learner(model, algorithm, optimizer, loss, readout_paths, skip_silent, rules,
-                   **options)
+                   check, **options)

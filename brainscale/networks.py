@@ -7,6 +7,8 @@ Per-sample step: ``x (n_in,) -> logits (n_out,)``.
 """
 from __future__ import annotations
 
+import inspect
+
 from flax import nnx
 
 from brainscale.neurons import ALIF, LIF
@@ -28,11 +30,18 @@ class RecurrentSNN(nnx.Module):
                  w_in_scale=1.0, w_rec_scale=1.0, tau_out=10.0, dt=1.0):
         if neuron not in NEURONS:
             raise ValueError(f"neuron must be one of {sorted(NEURONS)}, got {neuron!r}")
+        if not (isinstance(hidden, (list, tuple)) and hidden and all(
+                isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)):
+            raise ValueError(f"hidden must be a non-empty list of positive layer sizes, got "
+                             f"{hidden!r}")
         hidden = [int(h) for h in hidden]
-        if not hidden or min(hidden) < 1:
-            raise ValueError(f"hidden must be a non-empty list of layer sizes, got {hidden}")
         opts = dict(neuron_options or {})
         cls = NEURONS[neuron]
+        known = [p for p in inspect.signature(cls.__init__).parameters
+                 if p not in ("self", "size", "dt")]
+        if set(opts) - set(known):
+            raise ValueError(f"unknown neuron_options {sorted(set(opts) - set(known))} for "
+                             f"neuron {neuron!r}; its options are {known}")
         layers, n_prev = [], int(n_in)
         for i, n in enumerate(hidden):
             layers.append(Recurrent(n_prev, n, cls(n, dt=dt, **opts), rngs=rngs,
@@ -48,8 +57,18 @@ class RecurrentSNN(nnx.Module):
 
 
 def recurrent_snn(n_in, n_out, hidden=(128,), neuron="lif", neuron_options=None,
-                  w_in_scale=1.0, w_rec_scale=1.0, tau_out=10.0, dt=1.0, seed=0):
-    """Build a ``RecurrentSNN`` from JSON-friendly options."""
+                  w_in_scale=1.0, w_rec_scale=1.0, tau_out=10.0, dt=1.0, seed=0, **unknown):
+    """Build a ``RecurrentSNN`` from JSON-friendly options; an unknown option
+    is an error listing the known ones (``neuron_options`` are checked by the
+    neuron class)."""
+    if unknown:
+        known = [p for p in inspect.signature(recurrent_snn).parameters
+                 if p not in ("n_in", "n_out", "seed", "unknown")]
+        raise ValueError(f"unknown model option(s) {sorted(unknown)}; the options are {known}")
+    if neuron_options is not None and not isinstance(neuron_options, dict):
+        raise ValueError(f"neuron_options must be an object, got {neuron_options!r}")
+    if isinstance(hidden, tuple):
+        hidden = list(hidden)
     return RecurrentSNN(n_in, n_out, list(hidden), rngs=nnx.Rngs(int(seed)), neuron=neuron,
                         neuron_options=neuron_options, w_in_scale=w_in_scale,
                         w_rec_scale=w_rec_scale, tau_out=tau_out, dt=dt)

@@ -16,6 +16,7 @@ from flax import nnx
 
 from brainscale.state import HiddenState, default_float
 from brainscale.surrogate import Sigmoid
+from brainscale.time_constants import decay, positive
 
 __all__ = [
     "LIF", "ALIF", "GIF", "Izhikevich", "ExpIF", "QIF",
@@ -32,9 +33,9 @@ def _init(value, size):
 
 def _leak_factor(dt, tau, integrator):
     if integrator == "exp":
-        return math.exp(-dt / tau)
+        return decay(dt, tau)
     if integrator == "euler":
-        return 1.0 - dt / tau
+        return 1.0 - positive(dt, "dt") / positive(tau, "tau")
     raise ValueError(f"integrator must be 'exp' or 'euler', got {integrator!r}")
 
 
@@ -230,7 +231,7 @@ class ALIF(nnx.Module):
         self.detach_reset = bool(detach_reset)
         self.integrator = integrator
         self.decay = _leak_factor(self.dt, self.tau, integrator)
-        self.decay_a = math.exp(-self.dt / self.tau_a)
+        self.decay_a = decay(self.dt, self.tau_a, "tau_a")
         self.spike_fn = spike_fn
         self.v = _init(v_init, self.size)
         self.a = _init(a_init, self.size)

@@ -19,6 +19,12 @@ source is a weight op fed only by neurons, the cut moves to the neurons'
 outputs, so recurrent layers keep the previous step's spikes (as
 ``Recurrent.spk`` does). The state starts at rest: ``v = v_leak``, synaptic
 currents and delayed spikes 0.
+
+Nothing malformed is accepted: an unreadable file, a missing ``node``
+group, a node NIR cannot build, a missing or non-numeric field, a time
+constant or ``dt`` that is not a finite positive number, a NaN or inf
+weight, a graph without an Input or Output node are each a
+``NIRImportError`` naming the file, the node and the field.
 """
 from __future__ import annotations
 
@@ -116,9 +122,29 @@ def _size(key, shape):
     return int(shape[0])
 
 
-def _scalar(key, node, name):
-    arr = np.asarray(getattr(node, name), np.float64).reshape(-1)
-    if arr.size and not np.all(arr == arr[0]):
+def _values(key, node, name, positive=False):
+    """A node's numeric field as float64, finite (and > 0 with ``positive``)."""
+    kind = type(node).__name__
+    if getattr(node, name, None) is None:
+        raise NIRImportError(f"node {key!r} ({kind}): field {name!r} is missing")
+    try:
+        arr = np.asarray(getattr(node, name), np.float64)
+    except (TypeError, ValueError):
+        raise NIRImportError(f"node {key!r} ({kind}): field {name!r} is not numeric (got "
+                             f"{np.asarray(getattr(node, name)).dtype})") from None
+    if not np.all(np.isfinite(arr)):
+        raise NIRImportError(f"node {key!r} ({kind}): field {name!r} holds NaN or inf")
+    if positive and not np.all(arr > 0):
+        raise NIRImportError(f"node {key!r} ({kind}): field {name!r} must be > 0 (got "
+                             f"{arr.min()})")
+    return arr
+
+
+def _scalar(key, node, name, positive=False):
+    arr = _values(key, node, name, positive).reshape(-1)
+    if arr.size == 0:
+        raise NIRImportError(f"node {key!r} ({type(node).__name__}): field {name!r} is empty")
+    if not np.all(arr == arr[0]):
         raise NIRImportError(
             f"node {key!r} ({type(node).__name__}): {name} differs across neurons "
             f"({arr.min()} .. {arr.max()}); from_nir needs one value per population")
@@ -142,13 +168,17 @@ def _build(key, node, dt):
     if isinstance(node, (nir.Input, nir.Output)):
         return None
     if isinstance(node, (nir.Linear, nir.Affine)):
-        w = np.asarray(node.weight)
+        w = _values(key, node, "weight")
         if w.ndim != 2:
             raise NIRImportError(f"node {key!r} ({kind}): weight of shape {w.shape} is not 2-D")
         m = Linear(w.shape[1], w.shape[0], rngs=nnx.Rngs(0), use_bias=kind == "Affine",
                    w_init=lambda k, s, d: jnp.asarray(w.T, d))
         if kind == "Affine":
-            m.b[...] = jnp.asarray(np.asarray(node.bias).reshape(w.shape[0]), m.b[...].dtype)
+            b = _values(key, node, "bias")
+            if b.size != w.shape[0]:
+                raise NIRImportError(f"node {key!r} (Affine): bias has {b.size} values for "
+                                     f"{w.shape[0]} outputs")
+            m.b[...] = jnp.asarray(b.reshape(w.shape[0]), m.b[...].dtype)
         return m
     if kind not in _STATEFUL:
         raise NIRImportError(f"node {key!r}: NIR type {kind} is not supported by from_nir "
@@ -158,15 +188,15 @@ def _build(key, node, dt):
                              "from_nir(..., dt=...) or store metadata['dt'] in the graph")
     n = _size(key, node.input_type["input"])
     if kind == "LIF":
-        return _lif(key, node, n, dt, _scalar(key, node, "tau"), _scalar(key, node, "r"))
+        return _lif(key, node, n, dt, _scalar(key, node, "tau", True), _scalar(key, node, "r"))
     if kind == "LI":
-        return LeakyIntegrator(n, dt=dt, tau=_scalar(key, node, "tau"),
+        return LeakyIntegrator(n, dt=dt, tau=_scalar(key, node, "tau", True),
                                r=_scalar(key, node, "r"), v_leak=_scalar(key, node, "v_leak"))
     # Cuba*: NIR's ZOH current I' = I e + w_in (1 - e) x is (w_in (1 - e)) times
     # Expon's g' = g e + x, so the membrane gain becomes r w_in (1 - e).
-    syn = Expon(n, tau=_scalar(key, node, "tau_syn"), dt=dt)
+    syn = Expon(n, tau=_scalar(key, node, "tau_syn", True), dt=dt)
     gain = _scalar(key, node, "r") * _scalar(key, node, "w_in") * (1.0 - syn.decay)
-    tau = _scalar(key, node, "tau_mem")
+    tau = _scalar(key, node, "tau_mem", True)
     if kind == "CubaLIF":
         post = _lif(key, node, n, dt, tau, gain)
     else:
@@ -244,6 +274,42 @@ def _schedule(keys, edges, inputs, stateful):
     return _topo(keys, edges, delayed), delayed
 
 
+def read_graph(path):
+    """A ``nir.NIRGraph`` from a ``.nir`` (HDF5) file; every failure is a
+    ``NIRImportError`` naming the file (and the node NIR could not build)."""
+    import h5py
+    import nir
+    from nir.serialization import hdf2dict
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise NIRImportError(f"{path}: not a file")
+    try:
+        f = h5py.File(path, "r")
+    except Exception as e:                  # noqa: BLE001 - h5py raises OSError variants
+        raise NIRImportError(f"{path}: not an HDF5 file ({type(e).__name__}: {e})") from None
+    with f:
+        if "node" not in f:
+            raise NIRImportError(f"{path}: no 'node' group at the top (not a NIR file)")
+        try:
+            data = hdf2dict(f["node"])
+        except Exception as e:              # noqa: BLE001 - a damaged file
+            raise NIRImportError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    for key, sub in (data.get("nodes") or {}).items() if isinstance(data, dict) else ():
+        try:
+            nir.dict2NIRNode(dict(sub))
+        except Exception as e:              # noqa: BLE001 - named below
+            kind = sub.get("type", "?") if isinstance(sub, dict) else "?"
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            raise NIRImportError(f"{path}: node {key!r} ({kind}) cannot be built: "
+                                 f"{type(e).__name__}: {e}") from None
+    try:
+        return nir.dict2NIRNode(data)
+    except Exception as e:                  # noqa: BLE001
+        raise NIRImportError(f"{path}: not a valid NIR graph ({type(e).__name__}: {e})") \
+            from None
+
+
 def from_nir(graph_or_path, *, dt=None):
     """Rebuild a ``NIRGraph`` (or a ``.nir`` file) as a ``NIRNetwork``.
 
@@ -251,19 +317,37 @@ def from_nir(graph_or_path, *, dt=None):
     required when the graph has neurons. Unsupported nodes raise
     ``NIRImportError`` naming the node key and type.
     """
+    if isinstance(graph_or_path, (str, os.PathLike)):
+        path = os.fspath(graph_or_path)
+        try:
+            return _from_graph(read_graph(path), dt)
+        except NIRImportError as e:
+            if str(e).startswith(path):
+                raise
+            raise NIRImportError(f"{path}: {e}") from None
+    return _from_graph(graph_or_path, dt)
+
+
+def _from_graph(graph, dt):
     import nir
-    graph = graph_or_path
-    if isinstance(graph, (str, os.PathLike)):
-        graph = nir.read(graph)
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"from_nir needs a nir.NIRGraph or a path, got {type(graph).__name__}")
     if dt is None and "dt" in (graph.metadata or {}):
-        dt = float(np.asarray(graph.metadata["dt"]))
+        dt = graph.metadata["dt"]
+    if dt is not None:
+        try:
+            dt = float(np.asarray(dt, np.float64))
+        except (TypeError, ValueError):
+            raise NIRImportError(f"dt {dt!r} is not a number") from None
+        if not (math.isfinite(dt) and dt > 0):
+            raise NIRImportError(f"dt must be a finite positive number of seconds, got {dt}")
     nodes, edges = _flatten(graph)
     modules = {k: _build(k, n, None if dt is None else float(dt)) for k, n in nodes.items()}
     inputs = [k for k, n in nodes.items() if isinstance(n, nir.Input)]
     if not inputs:
         raise NIRImportError("the graph has no Input node")
+    if not any(isinstance(n, nir.Output) for n in nodes.values()):
+        raise NIRImportError("the graph has no Output node: nothing would be read out")
     sizes = {k: _size(k, n.output_type["output"]) for k, n in nodes.items()}
     stateful = {k for k, n in nodes.items() if type(n).__name__ in _STATEFUL}
     order, delayed = _schedule(list(nodes), edges, inputs, stateful)

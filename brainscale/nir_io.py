@@ -11,7 +11,8 @@ is imported only inside these functions.
 from __future__ import annotations
 
 from brainscale.nir_export import NIRExportError, to_nir
-from brainscale.nir_import import LeakyIntegrator, NIRImportError, NIRNetwork, from_nir
+from brainscale.nir_import import (LeakyIntegrator, NIRImportError, NIRNetwork, from_nir,
+                                   read_graph)
 
 __all__ = ["NIRExportError", "NIRImportError", "NIRNetwork", "LeakyIntegrator",
            "to_nir", "from_nir", "write_nir", "read_nir"]
@@ -27,6 +28,6 @@ def write_nir(module, path, *, dt=None):
 
 
 def read_nir(path):
-    """Read a ``nir.NIRGraph`` from a ``.nir`` (HDF5) file."""
-    import nir
-    return nir.read(path)
+    """Read a ``nir.NIRGraph`` from a ``.nir`` (HDF5) file; a damaged file is
+    a ``NIRImportError`` naming it (and the node)."""
+    return read_graph(path)

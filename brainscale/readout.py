@@ -1,13 +1,13 @@
 """Readout layers that map spikes (or rates) to real-valued outputs."""
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from brainscale.state import HiddenState, default_float
+from brainscale.time_constants import decay
 
 __all__ = ["LeakyReadout", "LinearReadout", "leaky_readout_update"]
 
@@ -33,7 +33,7 @@ class LeakyReadout(nnx.Module):
                  use_bias=False, r_init=0.0):
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.tau, self.dt = float(tau), float(dt)
-        self.decay = math.exp(-self.dt / self.tau)
+        self.decay = decay(self.dt, self.tau)
         w_init = jax.nn.initializers.lecun_normal() if w_init is None else w_init
         self.W = nnx.Param(jnp.asarray(
             w_init(rngs.params(), (self.n_in, self.n_out), default_float()), default_float()))

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from brainscale.state import HiddenState, default_float
+from brainscale.time_constants import decay, positive
 
 __all__ = [
     "Delta", "Expon", "DualExpon", "Alpha", "STD", "STP",
@@ -97,7 +98,7 @@ class Expon(nnx.Module):
     def __init__(self, size, tau=5.0, dt=1.0, *, g_init=0.0):
         self.size = int(size)
         self.tau, self.dt = float(tau), float(dt)
-        self.decay = math.exp(-self.dt / self.tau)
+        self.decay = decay(self.dt, self.tau)
         self.g = _init(g_init, self.size)
 
     def __call__(self, x):
@@ -119,8 +120,10 @@ class DualExpon(nnx.Module):
     """
 
     def __init__(self, size, tau_rise=1.0, tau_decay=10.0, dt=1.0):
-        if not tau_decay > tau_rise > 0:
-            raise ValueError("DualExpon needs tau_decay > tau_rise > 0")
+        positive(dt, "dt")
+        if not positive(tau_decay, "tau_decay") > positive(tau_rise, "tau_rise"):
+            raise ValueError(f"DualExpon needs tau_decay > tau_rise, got {tau_decay}, "
+                             f"{tau_rise}")
         self.size = int(size)
         self.tau_rise, self.tau_decay, self.dt = float(tau_rise), float(tau_decay), float(dt)
         self.decay_rise = math.exp(-self.dt / self.tau_rise)
@@ -155,7 +158,7 @@ class Alpha(nnx.Module):
     def __init__(self, size, tau=5.0, dt=1.0):
         self.size = int(size)
         self.tau, self.dt = float(tau), float(dt)
-        self.decay = math.exp(-self.dt / self.tau)
+        self.decay = decay(self.dt, self.tau)
         self.h = _init(0.0, self.size)
         self.g = _init(0.0, self.size)
 
@@ -177,7 +180,7 @@ class STD(nnx.Module):
 
     def __init__(self, size, tau_d=200.0, U=0.2, dt=1.0, *, x_init=1.0):
         self.size = int(size)
-        self.tau_d, self.U, self.dt = float(tau_d), float(U), float(dt)
+        self.tau_d, self.U, self.dt = positive(tau_d, "tau_d"), float(U), positive(dt, "dt")
         self.x = _init(x_init, self.size)
 
     def __call__(self, spikes):
@@ -201,7 +204,8 @@ class STP(nnx.Module):
     def __init__(self, size, U=0.15, tau_f=1500.0, tau_d=200.0, dt=1.0, *,
                  u_init=None, x_init=1.0):
         self.size = int(size)
-        self.U, self.tau_f, self.tau_d, self.dt = float(U), float(tau_f), float(tau_d), float(dt)
+        self.U, self.tau_f = float(U), positive(tau_f, "tau_f")
+        self.tau_d, self.dt = positive(tau_d, "tau_d"), positive(dt, "dt")
         self.u = _init(self.U if u_init is None else u_init, self.size)
         self.x = _init(x_init, self.size)
 

@@ -2,8 +2,9 @@
 
 The key is the SHA-256 of the JSON of (format version, dataset identity,
 transform parameters); the identity is (name, split, reader options, a
-fingerprint of the source files = their relative paths and sizes). So a
-changed parameter or a changed source file gives a new key, hence a new
+fingerprint of the source files = their relative paths, sizes, modification
+times and a hash of their first and last blocks). So a changed parameter or
+a changed source file (even rewritten at the same size) gives a new key, hence a new
 folder ``<cache_dir>/<name>-<split>-<key[:16]>/`` holding ``<index>.npz``
 (``frames`` in the smallest dtype that holds them exactly, and ``key``) and
 ``meta.json`` (what the key was made of). Files are written atomically:
@@ -23,14 +24,27 @@ from brainscale.datasets.frames import check_frames
 
 __all__ = ["CACHE_FORMAT", "fingerprint", "cache_key", "FrameCache"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+_STORED = (np.uint8, np.uint16, np.uint32, np.float32)   # what ``put`` writes
+
+
+BLOCK = 4096
 
 
 def fingerprint(root, relpaths) -> str:
-    """SHA-256 over the sorted ``relative path, size`` pairs of the files."""
+    """SHA-256 over the sorted files' relative path, size, modification time
+    (ns) and first and last ``BLOCK`` bytes."""
     h = hashlib.sha256()
     for rel in sorted(str(r).replace(os.sep, "/") for r in relpaths):
-        h.update(f"{rel}\t{os.path.getsize(os.path.join(root, rel))}\n".encode())
+        path = os.path.join(root, rel)
+        st = os.stat(path)
+        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                h.update(f.read(BLOCK))
+                if st.st_size > BLOCK:
+                    f.seek(max(st.st_size - BLOCK, BLOCK))
+                    h.update(f.read(BLOCK))
     return h.hexdigest()
 
 
@@ -69,8 +83,10 @@ def _compact(frames: np.ndarray) -> np.ndarray:
 class FrameCache:
     """The cache folder of one (dataset split, transform) key."""
 
-    def __init__(self, cache_dir, name: str, split: str, identity: dict, params: dict):
+    def __init__(self, cache_dir, name: str, split: str, identity: dict, params: dict,
+                 frame_shape: tuple | None = None, n_frames: int | None = None):
         self.key = cache_key(identity, params)
+        self.frame_shape, self.n_frames = frame_shape, n_frames
         self.dir = os.path.join(str(cache_dir), f"{name}-{split}-{self.key[:16]}")
         self.hits = 0
         self.misses = 0
@@ -99,6 +115,17 @@ class FrameCache:
         if key != self.key:
             raise DatasetError(path, f"cache file has key {key[:16]}..., expected "
                                      f"{self.key[:16]}...; delete it to rebuild")
+        if frames.dtype not in _STORED:
+            raise DatasetError(path, f"cached frames have dtype {frames.dtype}, the cache "
+                                     "writes uint8/16/32 or float32; delete it to rebuild")
+        shape_ok = (frames.ndim >= 1 and (self.frame_shape is None
+                                          or tuple(frames.shape[1:]) == tuple(self.frame_shape))
+                    and (self.n_frames is None or frames.shape[0] == self.n_frames))
+        if not shape_ok:
+            want = ("n" if self.n_frames is None else self.n_frames,) + tuple(
+                self.frame_shape or ("...",))
+            raise DatasetError(path, f"cached frames have shape {frames.shape}, expected "
+                                     f"{want}; delete it to rebuild")
         frames = frames.astype(np.float32)
         check_frames(frames, path)
         self.hits += 1

@@ -44,7 +44,8 @@ class FrameDataset:
         self.identity = {"name": name, "split": split, "fingerprint": fingerprint(root, files),
                          "n_samples": len(self.labels), "reader": dict(reader_options or {})}
         self.cache = None if cache_dir is None else FrameCache(
-            cache_dir, name, split, self.identity, spec.params())
+            cache_dir, name, split, self.identity, spec.params(), spec.frame_shape,
+            spec.T)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,7 +57,12 @@ class FrameDataset:
             cached = self.cache.get(i)
             if cached is not None:
                 return cached
-        events = self._read(i)
+        try:
+            events = self._read(i)
+        except DatasetError:
+            raise
+        except Exception as e:              # noqa: BLE001 - any reader failure, named
+            raise DatasetError(self.where(i), f"unreadable ({type(e).__name__}: {e})") from None
         self.source_reads += 1
         frames = to_frames(events, self.spec, source=self.where(i))
         if self.cache is not None:

@@ -47,10 +47,15 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _parse_value(text: str):
+def _parse_value(text: str, key: str = "value"):
+    """JSON, or failing that the plain string; text that starts like a JSON
+    list, object or string but does not parse is an error naming the key."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as e:
+        if text.lstrip()[:1] in ("[", "{", '"'):
+            raise ValueError(f"--set {key}={text}: not valid JSON ({e.msg} at column "
+                             f"{e.colno})") from None
         return text
 
 
@@ -67,10 +72,7 @@ def config_from_args(args):
         if not isinstance(d, dict):
             raise ValueError(f"{args.config}: a config is a JSON object")
     elif args.resume and args.out_dir and not args.task:
-        saved = os.path.join(args.out_dir, "config.json")
-        if os.path.exists(saved):
-            with open(saved) as f:
-                d = json.load(f)
+        d = _saved_config(args.out_dir)
     for key in ("task", "algorithm", "steps", "batch_size", "lr", "seed", "devices",
                 "eval_every", "checkpoint_every", "out_dir"):
         v = getattr(args, key)
@@ -86,20 +88,51 @@ def config_from_args(args):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"--set {key}: {part!r} is not an object")
-        node[leaf] = _parse_value(value)
+        node[leaf] = _parse_value(value, key)
     return config_from_dict(d)
+
+
+def _saved_config(out_dir: str) -> dict:
+    """The config of the run in ``out_dir``: its config.json, or where that is
+    missing or damaged, the copy inside its checkpoint (said on stderr)."""
+    from brainscale.train.checkpoint import (CheckpointError, previous_path,
+                                             read_checkpoint_meta)
+    from brainscale.train.runner import CHECKPOINT
+
+    path = os.path.join(out_dir, "config.json")
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        if isinstance(d, dict) and "task" in d:
+            return d
+        problem = "is not a config object"
+    except FileNotFoundError:
+        problem = "is missing"
+    except (OSError, ValueError) as e:
+        problem = f"is unreadable ({e})"
+    ckpt = os.path.join(out_dir, CHECKPOINT)
+    for source in (ckpt, previous_path(ckpt)):
+        try:
+            d = read_checkpoint_meta(source)["config"]
+        except (CheckpointError, OSError, KeyError, ValueError):
+            continue
+        print(f"note: {path} {problem}; using the config saved in {source}", file=sys.stderr)
+        return d
+    raise ValueError(f"{path} {problem} and no readable checkpoint in {out_dir} holds a "
+                     "config: give --config or --task")
 
 
 def run_train(args) -> int:
     from brainscale.train.batches import BatchError
     from brainscale.train.checkpoint import CheckpointError
+    from brainscale.train.run_lock import RunLockedError
     from brainscale.train.runner import fit
 
     try:
         cfg = config_from_args(args)
         result = fit(cfg, resume=args.resume, plots=not args.no_plots)
     except (ValueError, BatchError, CheckpointError, FileExistsError, FileNotFoundError,
-            FloatingPointError) as e:
+            FloatingPointError, RunLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     final = result["final"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,15 @@ class TrainConfig:
     devices: int | None = None
 
     def __post_init__(self):
-        _check(isinstance(self.task, str) and self.task, "task", "a non-empty task name")
+        from brainscale.train.finite import nonfinite_keys
+
+        bad = nonfinite_keys(dataclasses.asdict(self))
+        if bad:
+            raise ValueError(f"config key {bad[0]!r} is not a finite number; every number in "
+                             "a config must be finite")
+        _check(isinstance(self.task, str) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+                                                           self.task or "") is not None,
+               "task", "a task name (letters, digits, '_', '.', '-'; no path)")
         for name in ("task_options", "model", "learner"):
             _check(isinstance(getattr(self, name), dict), name, "a JSON object")
         import brainscale
@@ -63,7 +72,8 @@ class TrainConfig:
         _check(self.eval_batch_size is None or (_int(self.eval_batch_size)
                                                 and self.eval_batch_size > 0),
                "eval_batch_size", "null or a positive integer")
-        _check(_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer")
+        _check(_int(self.seed) and 0 <= self.seed < 2 ** 32, "seed",
+               "an integer in [0, 2**32)")
         _check(self.devices is None or (_int(self.devices) and self.devices > 0), "devices",
                "null or a positive integer")
         if self.devices:

@@ -15,6 +15,18 @@ import numpy as np
 __all__ = ["record_hidden", "spike_trains", "plot_learning_curve", "plot_raster", "plot_run"]
 
 
+
+def _save(fig, path):
+    """PNG bytes written atomically: a symlink planted at ``path`` is
+    replaced, never followed."""
+    import io
+
+    from brainscale.train.checkpoint import atomic_write
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write(path, buf.getvalue())
+
 def record_hidden(learner, params, hidden0, xs):
     """Hidden states ``(T, B, ...)`` per leaf and outputs ``(T, B, ...)`` of
     the model run from ``hidden0`` (per sample) on ``xs`` (T, B, ...)."""
@@ -76,7 +88,7 @@ def plot_learning_curve(metrics_path: str, png: str, title: str = "") -> str:
         ax2.set_ylim(0, 1)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
+    _save(fig, png)
     plt.close(fig)
     return png
 
@@ -95,7 +107,7 @@ def plot_raster(trains: dict, png: str, sample: int = 0, title: str = "") -> str
     axes[-1, 0].set_xlabel("time step")
     axes[0, 0].set_title(title)
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
+    _save(fig, png)
     plt.close(fig)
     return png
 

@@ -28,6 +28,21 @@ def task_names(tasks: dict | None = None) -> list[str]:
     return sorted(TASKS if tasks is None else tasks)
 
 
+def _check_integers(name, factory, options):
+    """An option whose default is an integer takes an integer: ``T=2.7`` is an
+    error, never silently truncated."""
+    import inspect
+
+    params = inspect.signature(factory).parameters
+    for key, value in options.items():
+        p = params.get(key)
+        default = None if p is None else p.default
+        if isinstance(default, int) and not isinstance(default, bool) and not (
+                isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError(f"config key 'task_options.{key}' of task {name!r} must be an "
+                             f"integer, got {value!r}")
+
+
 def make_task(name: str, options: dict | None = None, tasks: dict | None = None) -> Task:
     """Build the task ``name`` with ``options``; an unknown name or option is
     an error that says which names and options exist."""
@@ -36,6 +51,7 @@ def make_task(name: str, options: dict | None = None, tasks: dict | None = None)
         raise ValueError(f"unknown task {name!r}; known tasks: {task_names(table)}")
     module, _, attr = table[name].partition(":")
     factory = getattr(importlib.import_module(module), attr)
+    _check_integers(name, factory, options or {})
     try:
         task = factory(**(options or {}))
     except TypeError as e:

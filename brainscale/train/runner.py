@@ -8,6 +8,14 @@ optimizer update), and a JSON line goes to ``metrics.jsonl``. Every
 state is saved atomically; ``resume=True`` loads it and continues with the
 very batches the interrupted run would have seen, so the result is bit for
 bit that of an uninterrupted run.
+
+Nothing is lost or kept silently: the run folder is locked for the life of
+a run; a step whose loss, gradient norm, new parameters or optimizer state
+holds NaN or inf stops the run, naming the step and the first such leaf,
+with the last good checkpoint left on disk; a resume from a damaged latest
+checkpoint falls back to the one before it (said, and the damaged file kept
+aside), and a torn last line of the metrics log (a crash mid-write) is
+dropped and said. Non-finite numbers in the log are written as ``null``.
 """
 from __future__ import annotations
 
@@ -22,8 +30,10 @@ import numpy as np
 
 from brainscale.train.batches import check_batch, masked_cross_entropy
 from brainscale.train.checkpoint import (CheckpointError, atomic_write, load_checkpoint,
-                                         save_checkpoint)
+                                         previous_path, save_checkpoint)
 from brainscale.train.config import TrainConfig
+from brainscale.train.finite import first_nonfinite, json_record
+from brainscale.train.run_lock import run_lock
 from brainscale.train.task import Task, metric_counts
 
 __all__ = ["fit", "build", "evaluate", "CHECKPOINT", "METRICS_LOG"]
@@ -54,7 +64,10 @@ def build(cfg: TrainConfig, task: Task | None = None):
 
     if task is None:
         task = make_task(cfg.task, cfg.task_options)
-    model = task.make_model({**task.model_defaults, **cfg.model}, cfg.seed)
+    try:
+        model = task.make_model({**task.model_defaults, **cfg.model}, cfg.seed)
+    except (TypeError, ValueError, ZeroDivisionError) as e:
+        raise ValueError(f"config key 'model' ({json.dumps(cfg.model)}): {e}") from None
     try:
         learner = bs.online(model, cfg.algorithm, _optimizer(cfg), **cfg.learner)
     except TypeError as e:
@@ -118,14 +131,50 @@ def _graceful_signals(stop: _Stop):
             signal.signal(s, h)
 
 
-def _read_log(path: str, upto: int) -> list[dict]:
+def _read_log(path: str, upto: int, log=print) -> list[dict]:
     """The JSON records of a log with ``step <= upto`` (a resumed run drops
-    what the interrupted one logged after its checkpoint)."""
+    what the interrupted one logged after its checkpoint). A torn last line
+    is dropped (and said); a bad line before it is an error naming it."""
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        recs = [json.loads(line) for line in f if line.strip()]
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    recs = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            if any(rest.strip() for rest in lines[n:]):
+                raise CheckpointError(f"{path}: line {n} is not a JSON record ({e}); "
+                                      "the log is damaged before its last line") from None
+            log(f"{path}: dropped a torn last line ({len(line)} bytes, line {n}): the previous "
+                "run stopped while writing it")
+            break
+        recs.append(rec)
     return [r for r in recs if r.get("step", 0) <= upto]
+
+
+def _load_latest(ckpt: str, template, log):
+    """``(state, meta)`` from the latest checkpoint, or, where it is missing
+    or damaged, from the one before it (the damaged file is kept aside)."""
+    prev = previous_path(ckpt)
+    try:
+        return load_checkpoint(ckpt, template)
+    except (CheckpointError, FileNotFoundError) as e:
+        if not os.path.exists(prev):
+            raise
+        reason = f"{ckpt} is missing" if isinstance(e, FileNotFoundError) else str(e)
+    state, meta = load_checkpoint(prev, template)
+    if os.path.exists(ckpt):
+        aside = f"{ckpt}.damaged-{int(time.time())}"
+        os.replace(ckpt, aside)
+        reason += f"; kept aside as {aside}"
+    log(f"{reason}: resuming from the checkpoint before it ({prev}, step {meta['step']})")
+    return state, meta
 
 
 def _check_resumable(saved: dict, cfg: TrainConfig, path: str):
@@ -145,18 +194,37 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
     (last evaluation), ``history`` (all evaluations), ``out_dir``,
     ``checkpoint``, and the live ``task``, ``learner`` and ``state``.
     """
+    from brainscale.train.registry import make_task
+
+    cfg = config
+    out = cfg.run_dir
+    if task is None:            # a bad task, model or option fails before any folder exists
+        task = make_task(cfg.task, cfg.task_options)
+    built = build(cfg, task)
+    try:
+        os.makedirs(out, exist_ok=True)
+        with run_lock(out):
+            return _fit_locked(cfg, built, resume, log, progress, plots)
+    except (NotADirectoryError, PermissionError, FileNotFoundError, IsADirectoryError,
+            FileExistsError) as e:
+        if e.filename is None or not os.path.abspath(str(e.filename)).startswith(
+                os.path.abspath(out)):
+            raise
+        raise ValueError(f"run folder {out}: {e.strerror} ({e.filename}); choose a writable "
+                         "folder with --out / out_dir") from None
+
+
+def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
     import jax.numpy as jnp
 
     from brainscale.progress import ProgressBar
 
-    cfg = config
     out = cfg.run_dir
-    os.makedirs(out, exist_ok=True)
     ckpt, log_path = os.path.join(out, CHECKPOINT), os.path.join(out, METRICS_LOG)
-    if not resume and os.path.exists(ckpt):
+    if not resume and (os.path.exists(ckpt) or os.path.exists(previous_path(ckpt))):
         raise FileExistsError(f"{ckpt} exists: resume that run (resume=True, --resume) or "
                               "train into another out_dir")
-    task, learner, state = build(cfg, task)
+    task, learner, state = built
     mesh = None
     if cfg.devices and cfg.devices > 1:
         from brainscale.sharding import batch_mesh, shard_batch, shard_state
@@ -165,30 +233,40 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
         state = shard_state(learner, state, mesh)
     start = 0
     if resume:
-        if not os.path.exists(ckpt):
+        if not os.path.exists(ckpt) and not os.path.exists(previous_path(ckpt)):
             raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
-        state, meta = load_checkpoint(ckpt, state)
+        state, meta = _load_latest(ckpt, state, log)
         _check_resumable(meta["config"], cfg, ckpt)
         if mesh is not None:
             state = shard_state(learner, state, mesh)
         start = int(meta["step"])
         log(f"resuming {cfg.task} / {cfg.algorithm} from step {start} ({ckpt})")
-    records = _read_log(log_path, start)
-    atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in records).encode())
+    records = _read_log(log_path, start, log)
+    atomic_write(log_path, "".join(json_record(r) + "\n" for r in records).encode())
     atomic_write(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2).encode())
     history = [r for r in records if r["kind"] == "eval"]
     eval_bs = cfg.eval_batch_size or cfg.batch_size
 
+    saved = {"step": start if resume else None}
+
     def save(step):
         save_checkpoint(ckpt, state, {"step": step, "config": cfg.to_dict(),
                                       "task": task.name, "task_options": task.options})
+        saved["step"] = step
+
+    def refuse(step, what):
+        kept = (f"the last checkpoint ({ckpt}, step {saved['step']}) is unchanged"
+                if saved["step"] is not None else "no checkpoint was written")
+        raise FloatingPointError(f"step {step + 1}: {what}; the update was not applied and "
+                                 f"{kept}: lower lr, set grad_clip, or check the inputs")
 
     stop = _Stop()
     status, done = "completed", start
     bar = ProgressBar(cfg.steps - start, desc=f"{cfg.task}/{cfg.algorithm}") if progress else None
-    with _graceful_signals(stop), open(log_path, "a") as logf:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+    with _graceful_signals(stop), os.fdopen(log_fd, "a") as logf:
         def emit(rec):
-            logf.write(json.dumps(rec) + "\n")
+            logf.write(json_record(rec) + "\n")
             logf.flush()
 
         for step in range(start, cfg.steps):
@@ -200,11 +278,15 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
                 batch = shard_batch(batch, mesh)
             t0 = time.perf_counter()
             new_state, metrics = learner.train_sequence(state, *batch)
-            loss = float(metrics["loss"])
+            loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
             if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss is {loss} at step {step}; the state was not updated and the "
-                    f"last checkpoint ({ckpt}) is unchanged: lower lr or set grad_clip")
+                refuse(step, f"the training loss is {loss}")
+            if not np.isfinite(grad_norm):
+                refuse(step, f"the gradient norm is {grad_norm}")
+            bad = (first_nonfinite(new_state.params, "params")
+                   or first_nonfinite(new_state.opt_state, "opt_state"))
+            if bad:
+                refuse(step, f"{bad} holds NaN or inf after the update")
             state = new_state
             done = step + 1
             # the learner's loss averages over all T x B entries, masked ones as 0;
@@ -212,7 +294,7 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
             n_lab = max(int(np.sum(np.asarray(ys) >= 0)), 1)
             per_label = loss * np.size(ys) / n_lab
             emit({"kind": "train", "step": done, "loss": loss, "loss_per_label": per_label,
-                  "grad_norm": float(metrics["grad_norm"]),
+                  "grad_norm": grad_norm,
                   "seconds": time.perf_counter() - t0})
             if bar is not None:
                 bar.update(1, loss=per_label)

@@ -11,17 +11,24 @@ Fields: ``mesh`` [rows, cols] of routers, ``cores_per_router``; per core
 destination cores; null: no limit), ``synapse_memory_bytes`` (null: a
 crossbar with a slot for every axon-neuron pair); ``weight_bits`` [min, max]
 and ``default_weight_bits``; ``trace_bits`` for the learning-state check;
-``energy_pj`` (null where nothing is published).
+``energy_pj`` (null where nothing is published): finite non-negative
+picojoules. Every field is typed and range-checked on load, errors naming
+the file and the field; the mesh is bounded (at most ``MAX_MESH_SIDE``
+routers a side, ``MAX_CORES`` cores in all) so a typo cannot make placement
+allocate gigabytes.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 from transforms.errors import CompileError
 
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
+MAX_MESH_SIDE = 256
+MAX_CORES = 2 ** 18
 ENERGY_KEYS = ("synaptic_op", "neuron_update_inactive", "neuron_update_active",
                "spike_within_tile", "hop_east_west", "hop_north_south", "learning_update")
 
@@ -90,11 +97,17 @@ def profile_from_dict(d: dict, where: str = "profile") -> Profile:
     d.setdefault("trace_bits", 8)
     d.setdefault("default_weight_bits", d["weight_bits"][1] if isinstance(
         d["weight_bits"], list) and len(d["weight_bits"]) == 2 else None)
+    for key in ("name", "title"):
+        if not isinstance(d[key], str) or not d[key]:
+            raise ProfileError(f"{where}: {key!r} must be a non-empty string, got {d[key]!r}")
     mesh = d["mesh"]
     if not (isinstance(mesh, (list, tuple)) and len(mesh) == 2
-            and all(isinstance(m, int) and m > 0 for m in mesh)):
+            and all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in mesh)):
         raise ProfileError(f"{where}: 'mesh' must be [rows, cols] of positive integers, "
                            f"got {mesh!r}")
+    if max(mesh) > MAX_MESH_SIDE:
+        raise ProfileError(f"{where}: 'mesh' {list(mesh)} exceeds {MAX_MESH_SIDE} routers a "
+                           "side (the bound on one chip's mesh)")
     wb = d["weight_bits"]
     if not (isinstance(wb, (list, tuple)) and len(wb) == 2
             and all(isinstance(b, int) and 1 <= b <= 32 for b in wb) and wb[0] <= wb[1]):
@@ -106,17 +119,37 @@ def profile_from_dict(d: dict, where: str = "profile") -> Profile:
             continue
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise ProfileError(f"{where}: {key!r} must be a positive integer, got {v!r}")
+    cores = mesh[0] * mesh[1] * d["cores_per_router"]
+    if cores > MAX_CORES:
+        raise ProfileError(f"{where}: mesh {list(mesh)} x cores_per_router "
+                           f"{d['cores_per_router']} is {cores} cores, over the bound of "
+                           f"{MAX_CORES}")
     energy = d.get("energy_pj")
     if energy is not None:
+        if not isinstance(energy, dict):
+            raise ProfileError(f"{where}: 'energy_pj' must be an object {{key: picojoules}} or "
+                               f"null, got {type(energy).__name__} {energy!r}")
         bad = sorted(k for k in energy if k not in ENERGY_KEYS)
         if bad:
             raise ProfileError(f"{where}: unknown energy_pj keys {bad}; known: "
                                f"{list(ENERGY_KEYS)}")
-        if any(not isinstance(v, (int, float)) or v < 0 for v in energy.values()):
-            raise ProfileError(f"{where}: energy_pj values must be non-negative numbers")
+        for k, v in energy.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) \
+                    or not math.isfinite(v) or v < 0:
+                raise ProfileError(f"{where}: energy_pj.{k} must be a finite non-negative "
+                                   f"number of picojoules, got {v!r}")
+    sources = d.get("sources", {})
+    if not isinstance(sources, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in sources.items()):
+        raise ProfileError(f"{where}: 'sources' must be an object {{field: citation}} of "
+                           f"strings, got {type(sources).__name__}")
     p = Profile(**{**d, "mesh": tuple(mesh), "weight_bits": tuple(wb)})
     p.check_weight_bits(p.default_weight_bits)
     return p
+
+
+def _refuse_constant(path, name):
+    raise ProfileError(f"{path}: {name} is not a number a profile may hold")
 
 
 def builtin_profiles() -> list[str]:
@@ -132,9 +165,12 @@ def load_profile(name_or_path: str) -> Profile:
         if not os.path.exists(path):
             raise ProfileError(f"no hardware profile {name_or_path!r}: not a file and not "
                                f"one of {builtin_profiles()}")
-    with open(path) as f:
-        try:
-            d = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ProfileError(f"{path}: not valid JSON: {e}") from None
+    if not os.path.isfile(path):
+        raise ProfileError(f"{path}: not a file")
+    try:
+        with open(path, "rb") as f:
+            d = json.loads(f.read().decode("utf-8"),
+                           parse_constant=lambda c: _refuse_constant(path, c))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProfileError(f"{path}: not valid JSON: {e}") from None
     return profile_from_dict(d, where=path)

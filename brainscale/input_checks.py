@@ -1,0 +1,136 @@
+"""What a learner's public calls check before they run (``check=True``).
+
+Static checks, also under a caller's ``jax.jit``: every input leaf has the
+batch (and time) axes of the state, the step function accepts the
+per-sample input shape (else the error names the shape, not the line inside
+the user's step where JAX failed), labels have the leading (T, B) / (B,)
+shape of the inputs, and a class loss (``cross_entropy``) gets integer
+labels. Value checks, on concrete arrays only (one jitted reduction and a
+few scalars to the host): NaN or inf in the inputs or float targets, class
+labels outside [-1, n_classes) (-1 means "no loss at this step"; any other
+negative label is an error). Each error names the argument, its pytree
+path, the time step and the sample.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from brainscale.losses import cross_entropy
+from transforms.errors import ShapeMismatchError
+
+__all__ = ["check_call", "CLASS_LOSSES"]
+
+CLASS_LOSSES = (cross_entropy,)       # losses whose target is an integer class per step
+
+
+def _concrete(tree) -> bool:
+    return not any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(tree))
+
+
+def _lead(shape, n):
+    return tuple(shape[:n])
+
+
+def check_call(learner, state, x, y=None, time_axis=True, where="") -> None:
+    """Raise a ``ValueError`` (``ShapeMismatchError`` for shapes) naming the
+    argument, path, step and sample of the first bad entry of ``x`` / ``y``."""
+    B = jax.tree_util.tree_leaves(state.hidden)[0].shape[0]
+    n = 2 if time_axis else 1
+    xname, yname = ("xs", "ys") if time_axis else ("x", "y")
+    xl = jax.tree_util.tree_flatten_with_path(x)[0]
+    if not xl:
+        raise ShapeMismatchError(f"{where}{xname} holds no arrays")
+    lead = _lead(jnp.shape(xl[0][1]), n)
+    want = "(T, B, ...)" if time_axis else "(B, ...)"
+    for path, a in xl:
+        name = xname + jax.tree_util.keystr(path)
+        if jnp.ndim(a) < n or _lead(jnp.shape(a), n) != lead or lead[-1] != B:
+            raise ShapeMismatchError(
+                f"{where}{name} has shape {jnp.shape(a)}, expected {want} with B = {B} (the "
+                "batch size the state was initialised with) and one T for every leaf",
+                hint="re-initialise the learner with a batch of this size, or pad the batch")
+        dt = jnp.result_type(a)
+        if not (jnp.issubdtype(dt, jnp.number) or dt == jnp.bool_):
+            raise ValueError(f"{where}{name} has dtype {jnp.result_type(a)}, expected numbers")
+    out = _per_sample_output(learner, state, x, n, xname, where)
+    class_loss = learner.loss in CLASS_LOSSES
+    if y is not None:
+        for path, a in jax.tree_util.tree_flatten_with_path(y)[0]:
+            name = yname + jax.tree_util.keystr(path)
+            if _lead(jnp.shape(a), n) != lead:
+                raise ShapeMismatchError(f"{where}{name} has shape {jnp.shape(a)}, expected "
+                                         f"leading axes {lead} to match {xname}")
+            if class_loss and not jnp.issubdtype(jnp.result_type(a), jnp.integer):
+                raise ValueError(f"{where}{name} has dtype {jnp.result_type(a)}: "
+                                 "cross_entropy takes integer class labels (-1: no loss)")
+    if not (_concrete(x) and _concrete(y)):
+        return                      # under the caller's jit: the shapes were checked
+    fl = [(xname + jax.tree_util.keystr(p), a) for p, a in xl
+          if jnp.issubdtype(jnp.result_type(a), jnp.inexact) and np.size(a)]
+    yl = [(yname + jax.tree_util.keystr(p), a)
+          for p, a in jax.tree_util.tree_flatten_with_path(y)[0] if np.size(a)] \
+        if y is not None else []
+    yf = [(nm, a) for nm, a in yl if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+    shape = tuple(getattr(out, "shape", ()))
+    n_classes = int(shape[-1]) if shape else 1
+    labels = yl if class_loss else []
+    firsts = np.asarray(_first_bad([a for _, a in fl + yf], [a for _, a in labels], n_classes))
+    for (nm, a), i in zip(fl + yf, firsts):
+        if i >= 0:
+            raise ValueError(f"{where}{nm} holds NaN or inf, first at {_at(a, int(i), n)}")
+    for (nm, a), i in zip(labels, firsts[len(fl + yf):]):
+        if i >= 0:
+            v = int(np.asarray(a).reshape(-1)[int(i)])
+            raise ValueError(
+                f"{where}{nm}: label {v} at {_at(a, int(i), n)} is outside [-1, {n_classes}): "
+                f"the model has {n_classes} outputs (classes 0..{n_classes - 1}; -1 = no "
+                "loss at this step)")
+
+
+def _per_sample_output(learner, state, x, n, xname, where):
+    """The step's output for one sample (shapes only, cached by the shapes
+    like a jit); a step that rejects the input shape is named by that shape."""
+    spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+    x0 = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[n:], jnp.result_type(a)), x)
+    args = (jax.tree.map(spec, state.params), jax.tree.map(spec, state.hidden0), x0)
+    key = tuple((jax.tree_util.tree_structure(t), tuple(jax.tree_util.tree_leaves(t)))
+                for t in args)
+    cache = learner.checked_shapes
+    if key in cache:
+        return cache[key]
+    try:
+        _, out = jax.eval_shape(learner.model.apply, *args)
+    except Exception as e:                  # noqa: BLE001 - re-raised with the shapes
+        shapes = jax.tree.map(lambda s: s.shape, x0)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ShapeMismatchError(
+            f"{where}the step function does not accept inputs of per-sample shape {shapes} "
+            f"({xname} without its leading axes): {type(e).__name__}: {first}",
+            hint="give inputs of the shape the model was initialised with") from None
+    leaves = jax.tree_util.tree_leaves(out)
+    cache[key] = leaves[0] if leaves else jax.ShapeDtypeStruct((), jnp.float32)
+    return cache[key]
+
+
+def _at(a, flat_index, n):
+    idx = np.unravel_index(flat_index, np.shape(a))
+    parts = (["time step t=%d" % idx[0], "sample b=%d" % idx[1]] if n == 2
+             else ["sample b=%d" % idx[0]])
+    rest = tuple(int(i) for i in idx[n:])
+    return ", ".join(parts) + (f", element {rest}" if rest else "")
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _first_bad(floats, labels, n_classes):
+    """Per array, the flat index of its first bad entry (-1: none): NaN or
+    inf in ``floats``, outside [-1, n_classes) in ``labels``. One dispatch."""
+    def first(bad):
+        bad = bad.reshape(-1)
+        return jnp.where(bad.any(), jnp.argmax(bad), -1)
+    out = [first(~jnp.isfinite(a)) for a in floats]
+    out += [first((a < -1) | (a >= n_classes)) for a in labels]
+    return jnp.stack(out) if out else jnp.zeros(0, jnp.int32)

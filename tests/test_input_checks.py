@@ -1,0 +1,95 @@
+"""A learner's calls refuse bad inputs and labels by name (argument, pytree
+path, time step, sample) instead of training on them or failing inside JAX."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import brainscale as bs
+from brainscale.networks import recurrent_snn
+
+T, B, N_IN = 5, 3, 4
+
+
+@pytest.fixture(scope="module")
+def setup():
+    learner = bs.online(recurrent_snn(N_IN, 2, [8], seed=0), "es_d_rtrl", optax.adam(1e-2))
+    xs = jnp.asarray(np.random.default_rng(0).random((T, B, N_IN)) < 0.5, jnp.float32)
+    ys = jnp.zeros((T, B), jnp.int32)
+    return learner, learner.init(jax.random.PRNGKey(0), xs[0]), xs, ys
+
+
+def test_clean_inputs_pass_and_bool_spikes_are_inputs(setup):
+    learner, state, xs, ys = setup
+    _, metrics = learner.train_sequence(state, xs, ys)
+    assert np.isfinite(float(metrics["loss"]))
+    learner.predict(state, xs.astype(bool))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_input_named_with_step_and_sample(setup, value):
+    learner, state, xs, ys = setup
+    bad = xs.at[3, 1, 2].set(value)
+    for call in (learner.train_sequence, learner.sequence_grad):
+        with pytest.raises(ValueError, match=r"xs holds NaN or inf, first at time step t=3, "
+                                             r"sample b=1, element \(2,\)"):
+            call(state, bad, ys)
+    with pytest.raises(ValueError, match=r"step: x holds NaN or inf, first at sample b=1"):
+        learner.step(state, bad[3], ys[3])
+
+
+@pytest.mark.parametrize("label, shown", [(2, "label 2"), (-5, "label -5"), (99, "label 99")])
+def test_labels_outside_the_classes(setup, label, shown):
+    learner, state, xs, ys = setup
+    bad = ys.at[4, 2].set(label)
+    with pytest.raises(ValueError, match=rf"ys: {shown} at time step t=4, sample b=2 is outside "
+                                         r"\[-1, 2\)"):
+        learner.train_sequence(state, xs, bad)
+
+
+def test_float_labels_and_wrong_label_shape(setup):
+    learner, state, xs, ys = setup
+    with pytest.raises(ValueError, match="ys has dtype float32: cross_entropy takes integer"):
+        learner.train_sequence(state, xs, ys.astype(jnp.float32))
+    with pytest.raises(bs.CompileError, match=r"ys has shape \(5, 2\), expected leading axes "
+                                              r"\(5, 3\)"):
+        learner.train_sequence(state, xs, ys[:, :2])
+
+
+def test_wrong_input_width_names_the_shape(setup):
+    learner, state, xs, ys = setup
+    with pytest.raises(bs.CompileError, match=r"does not accept inputs of per-sample shape "
+                                              r"\(7,\)"):
+        learner.train_sequence(state, jnp.zeros((T, B, 7)), ys)
+    with pytest.raises(bs.CompileError, match=r"xs has shape \(5, 2, 4\), expected \(T, B, "
+                                              r"\.\.\.\) with B = 3"):
+        learner.train_sequence(state, xs[:, :2], ys[:, :2])
+
+
+def test_under_a_callers_jit_shapes_are_still_checked(setup):
+    learner, state, xs, ys = setup
+    f = jax.jit(learner.sequence_grad)
+    f(state, xs, ys)                           # values cannot be checked under jit: fine
+    with pytest.raises(ValueError, match="cross_entropy takes integer"):
+        f(state, xs, ys.astype(jnp.float32))
+
+
+def test_check_false_skips_the_checks(setup):
+    learner, state, xs, ys = setup
+    quiet = bs.online(recurrent_snn(N_IN, 2, [8], seed=0), "es_d_rtrl", optax.adam(1e-2),
+                      check=False)
+    _, metrics = quiet.train_sequence(quiet.init(jax.random.PRNGKey(0), xs[0]),
+                                      xs.at[0, 0, 0].set(np.nan), ys)
+    assert not np.isfinite(float(metrics["grad_norm"]))
+
+
+def test_float_targets_of_a_regression_loss_are_checked_finite():
+    learner = bs.online(recurrent_snn(N_IN, 2, [8], seed=0), "bptt", loss=bs.losses.mse)
+    xs = jnp.ones((T, B, N_IN))
+    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    targets = jnp.zeros((T, B, 2)).at[2, 0, 1].set(np.nan)
+    with pytest.raises(ValueError, match=r"ys holds NaN or inf, first at time step t=2, "
+                                         r"sample b=0, element \(1,\)"):
+        learner.sequence_grad(state, xs, targets)
+    learner.sequence_grad(state, xs, jnp.zeros((T, B, 2)))
