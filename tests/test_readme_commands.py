@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 TEST_CMD = ('python3 -m venv .venv && .venv/bin/pip install -q -e ".[test]" '
-            '&& .venv/bin/python -m pytest -q -x tests')
+            '&& .venv/bin/python -m pytest -q -x -n 2 tests')
 DEMO_CMD = ('python3 -m venv .venv && .venv/bin/pip install -q -e ".[demo]" '
             '&& .venv/bin/brainscale demo')
 
