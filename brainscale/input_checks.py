@@ -38,7 +38,11 @@ def _lead(shape, n):
 def check_call(learner, state, x, y=None, time_axis=True, where="") -> None:
     """Raise a ``ValueError`` (``ShapeMismatchError`` for shapes) naming the
     argument, path, step and sample of the first bad entry of ``x`` / ``y``."""
-    B = jax.tree_util.tree_leaves(state.hidden)[0].shape[0]
+    hidden = jax.tree_util.tree_leaves(state.hidden)
+    if not hidden:
+        raise ShapeMismatchError(f"{where}the state has no batched hidden leaf to read the "
+                                 "batch size from", hint="give the model a hidden state")
+    B = hidden[0].shape[0]
     n = 2 if time_axis else 1
     xname, yname = ("xs", "ys") if time_axis else ("x", "y")
     xl = jax.tree_util.tree_flatten_with_path(x)[0]

@@ -15,6 +15,7 @@ Objective of a sequence: the mean over time of the batch-mean per-step loss.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -59,13 +60,16 @@ class _Checked:
 
     def __init__(self, learner, name, time_axis=True):
         self._learner, self._name, self._time_axis = learner, name, time_axis
-        self._jitted = jax.jit(getattr(learner, "_" + name))
+        method = getattr(learner, "_" + name)
+        self._signature = inspect.signature(method)
+        self._jitted = jax.jit(method)
 
-    def __call__(self, state, x, *y):
+    def __call__(self, *args, **kwargs):
         if self._learner.check:
+            state, x, *y = self._signature.bind(*args, **kwargs).arguments.values()
             check_call(self._learner, state, x, y[0] if y else None,
                        time_axis=self._time_axis, where=f"{self._name}: ")
-        return self._jitted(state, x, *y)
+        return self._jitted(*args, **kwargs)
 
     def __getattr__(self, attr):
         return getattr(self._jitted, attr)

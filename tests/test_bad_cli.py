@@ -36,6 +36,15 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, extra, words):
     assert not (tmp_path / "run").exists()          # refused before any folder exists
 
 
+def test_integer_options_are_those_annotated_int():
+    from brainscale.train.registry import make_task
+
+    make_task("dmts", {"delay": 250.5, "n_eval": 8})         # a float option stays a float
+    with pytest.raises(ValueError, match="'task_options.n_eval' of task 'dmts' must be an "
+                                         "integer, got 8.0"):
+        make_task("dmts", {"n_eval": 8.0})
+
+
 def test_task_name_with_a_path_creates_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, err = run(capsys, "--task", "../../escape", "--steps", "1")

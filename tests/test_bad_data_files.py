@@ -96,6 +96,17 @@ def test_empty_nmnist_sample_in_a_dataset_is_named(tmp_path):
         ds.frames(1)
 
 
+def test_a_missing_extra_is_not_reported_as_a_damaged_file(tmp_path, monkeypatch):
+    write_nmnist_bin(tmp_path / "NMNIST" / "Train" / "0" / "a.bin", [1], [1], [0], [5])
+    ds = nmnist.load(tmp_path, "train", T=2)
+
+    def missing(name):
+        raise ImportError(f"the neuromorphic datasets need {name!r}")
+    monkeypatch.setattr("brainscale.datasets.events.require", missing)
+    with pytest.raises(ImportError, match="neuromorphic datasets need"):
+        ds.frames(0)
+
+
 def test_cache_sees_a_rewrite_at_the_same_size_and_a_wrong_shape(tmp_path):
     f = tmp_path / "NMNIST" / "Train" / "0" / "a.bin"
     write_nmnist_bin(f, [1, 2], [1, 2], [0, 0], [5, 6])

@@ -22,7 +22,7 @@ def setup():
 
 def test_clean_inputs_pass_and_bool_spikes_are_inputs(setup):
     learner, state, xs, ys = setup
-    _, metrics = learner.train_sequence(state, xs, ys)
+    _, metrics = learner.train_sequence(state, xs=xs, ys=ys)      # keywords as jax.jit takes
     assert np.isfinite(float(metrics["loss"]))
     learner.predict(state, xs.astype(bool))
 

@@ -82,7 +82,7 @@ def test_update_that_overflows_stops_naming_step_and_leaf(tmp_path):
         fit(cfg(tmp_path, task="overflow", steps=3, lr=1e38, optimizer="sgd",
                 checkpoint_every=1), task=_overflow_task(), **QUIET)
     msg = str(e.value)
-    assert "step 1: params['w'] holds NaN or inf after the update" in msg
+    assert "step 1: state.params['w'] holds NaN or inf after the update" in msg
     assert "no checkpoint was written" in msg
     assert not (tmp_path / "checkpoint.msgpack").exists()
 
@@ -141,10 +141,31 @@ def test_flipped_bit_is_named_and_resume_falls_back_to_the_previous(tmp_path, fo
     assert res["status"] == "completed" and res["step"] == 6
     assert any("checksum mismatch" in s and "resuming from the checkpoint before it" in s
                and "step 2" in s for s in said), said
+    assert any(s.startswith("resuming") and s.endswith(".prev)") for s in said), said
     assert [f for f in os.listdir(run) if ".damaged-" in f]   # kept aside for inspection
     ref = fit(cfg(tmp_path / "ref", steps=6), task=toy_task(), **QUIET)["state"]
     for a, b in zip(jax_leaves(res["state"].params), jax_leaves(ref.params)):
         np.testing.assert_array_equal(a, b)                   # bit for bit from step 2
+
+
+def test_keeping_the_previous_checkpoint_never_leaves_the_latest_missing(tmp_path, monkeypatch):
+    import brainscale.train.checkpoint as ck
+
+    path = tmp_path / "c.msgpack"
+    ck.save_checkpoint(str(path), {"w": np.ones(3)}, {"step": 1})
+    ck.save_checkpoint(str(path), {"w": np.zeros(3)}, {"step": 2})
+    assert read_checkpoint_meta(str(path))["step"] == 2
+    assert read_checkpoint_meta(previous_path(str(path)))["step"] == 1
+    before = path.read_bytes()
+
+    def no_copy(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "link", no_copy)
+    monkeypatch.setattr(shutil, "copy2", no_copy)
+    with pytest.raises(OSError, match="disk full"):
+        ck.save_checkpoint(str(path), {"w": np.full(3, 5.0)}, {"step": 3})
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["c.msgpack", "c.msgpack.prev"]
 
 
 def jax_leaves(tree):

@@ -41,11 +41,13 @@ class FrameDataset:
             raise DatasetError(where(i), f"label {int(self.labels[i])} is out of range: "
                                          f"{name} has {self.n_classes} classes (0.."
                                          f"{self.n_classes - 1}); {len(bad)} bad label(s)")
-        self.identity = {"name": name, "split": split, "fingerprint": fingerprint(root, files),
-                         "n_samples": len(self.labels), "reader": dict(reader_options or {})}
-        self.cache = None if cache_dir is None else FrameCache(
-            cache_dir, name, split, self.identity, spec.params(), spec.frame_shape,
-            spec.T)
+        self.cache = None
+        if cache_dir is not None:       # the fingerprint reads every file: only for a cache
+            identity = {"name": name, "split": split,
+                        "fingerprint": fingerprint(root, files),
+                        "n_samples": len(self.labels), "reader": dict(reader_options or {})}
+            self.cache = FrameCache(cache_dir, name, split, identity, spec.params(),
+                                    spec.frame_shape, spec.T)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -59,7 +61,7 @@ class FrameDataset:
                 return cached
         try:
             events = self._read(i)
-        except DatasetError:
+        except (DatasetError, ImportError):    # a missing extra is not a damaged file
             raise
         except Exception as e:              # noqa: BLE001 - any reader failure, named
             raise DatasetError(self.where(i), f"unreadable ({type(e).__name__}: {e})") from None

@@ -151,6 +151,7 @@ def read_dvs_gesture(path) -> np.ndarray:
         raise DatasetError(path, f"not a readable numeric .npy array ({type(e).__name__}: "
                                  f"{e or 'empty file'})") from None
     if not isinstance(arr, np.ndarray):
+        getattr(arr, "close", lambda: None)()          # an .npz archive holds its file
         raise DatasetError(path, "not a single .npy array")
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise DatasetError(path, f"DVS Gesture events must have shape (N, 4) with columns "

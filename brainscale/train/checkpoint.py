@@ -33,9 +33,27 @@ class CheckpointError(ValueError):
     state that does not match the run)."""
 
 
+def _keep_copy(path: str, keep: str, folder: str) -> None:
+    """``keep`` becomes a copy of ``path`` (a hard link where the file system
+    has them), atomically; ``path`` itself is never absent."""
+    tmp = os.path.join(folder, f".tmp-keep-{os.getpid()}.part")
+    try:
+        try:
+            os.link(path, tmp)
+        except OSError:
+            import shutil
+
+            shutil.copy2(path, tmp)
+        os.replace(tmp, keep)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def atomic_write(path: str, data: bytes, keep: str | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file
-    (``keep``: move the old one there first). A symlink at ``path`` is
+    (``keep``: the old one is kept there too). A symlink at ``path`` is
     replaced, never followed."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -45,8 +63,8 @@ def atomic_write(path: str, data: bytes, keep: str | None = None) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if keep is not None:
-            os.replace(path, keep)
+        if keep is not None and os.path.isfile(path) and not os.path.islink(path):
+            _keep_copy(path, keep, folder)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -78,8 +96,7 @@ def save_checkpoint(path: str, state: Any, meta: dict) -> None:
     meta_text = json.dumps(meta, sort_keys=True, allow_nan=False)
     blob = {"format": FORMAT, "version": VERSION, "meta": meta_text,
             "sha256": _digest(meta_text, payload), "payload": payload}
-    atomic_write(path, serialization.msgpack_serialize(blob),
-                 keep=previous_path(path) if os.path.exists(path) else None)
+    atomic_write(path, serialization.msgpack_serialize(blob), keep=previous_path(path))
 
 
 def _read(path: str) -> tuple[dict, Any]:

@@ -114,7 +114,7 @@ def _saved_config(out_dir: str) -> dict:
     for source in (ckpt, previous_path(ckpt)):
         try:
             d = read_checkpoint_meta(source)["config"]
-        except (CheckpointError, OSError, KeyError, ValueError):
+        except (CheckpointError, OSError, KeyError, TypeError, ValueError):
             continue
         print(f"note: {path} {problem}; using the config saved in {source}", file=sys.stderr)
         return d

@@ -29,15 +29,14 @@ def task_names(tasks: dict | None = None) -> list[str]:
 
 
 def _check_integers(name, factory, options):
-    """An option whose default is an integer takes an integer: ``T=2.7`` is an
-    error, never silently truncated."""
+    """An option annotated ``int`` takes an integer: ``T=2.7`` is an error,
+    never silently truncated."""
     import inspect
 
     params = inspect.signature(factory).parameters
     for key, value in options.items():
         p = params.get(key)
-        default = None if p is None else p.default
-        if isinstance(default, int) and not isinstance(default, bool) and not (
+        if p is not None and p.annotation in (int, "int") and not (
                 isinstance(value, int) and not isinstance(value, bool)):
             raise ValueError(f"config key 'task_options.{key}' of task {name!r} must be an "
                              f"integer, got {value!r}")

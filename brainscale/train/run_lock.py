@@ -32,7 +32,13 @@ def run_lock(folder: str):
         yield
         return
     path = os.path.join(folder, LOCK_FILE)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except (PermissionError, NotADirectoryError, FileNotFoundError):
+        raise                              # the caller names the folder
+    except OSError as e:                   # e.g. a symlink planted as the lock file
+        raise RunLockedError(f"{path}: cannot open the run lock ({e.strerror}); remove it "
+                             "if it is not a plain file") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -10,12 +10,13 @@ very batches the interrupted run would have seen, so the result is bit for
 bit that of an uninterrupted run.
 
 Nothing is lost or kept silently: the run folder is locked for the life of
-a run; a step whose loss, gradient norm, new parameters or optimizer state
-holds NaN or inf stops the run, naming the step and the first such leaf,
-with the last good checkpoint left on disk; a resume from a damaged latest
-checkpoint falls back to the one before it (said, and the damaged file kept
-aside), and a torn last line of the metrics log (a crash mid-write) is
-dropped and said. Non-finite numbers in the log are written as ``null``.
+a run; a step whose loss, gradient norm or new state (parameters, optimizer
+state, hidden state, traces) holds NaN or inf stops the run, naming the step
+and the first such leaf, with the last good checkpoint left on disk; a
+resume from a damaged latest checkpoint falls back to the one before it
+(said, and the damaged file kept aside), and a torn last line of the metrics
+log (a crash mid-write) is dropped and said. Non-finite numbers in the log
+are written as ``null``.
 """
 from __future__ import annotations
 
@@ -159,11 +160,12 @@ def _read_log(path: str, upto: int, log=print) -> list[dict]:
 
 
 def _load_latest(ckpt: str, template, log):
-    """``(state, meta)`` from the latest checkpoint, or, where it is missing
-    or damaged, from the one before it (the damaged file is kept aside)."""
+    """``(state, meta, path read)`` from the latest checkpoint, or, where it
+    is missing or damaged, from the one before it (the damaged file is kept
+    aside)."""
     prev = previous_path(ckpt)
     try:
-        return load_checkpoint(ckpt, template)
+        return (*load_checkpoint(ckpt, template), ckpt)
     except (CheckpointError, FileNotFoundError) as e:
         if not os.path.exists(prev):
             raise
@@ -174,7 +176,7 @@ def _load_latest(ckpt: str, template, log):
         os.replace(ckpt, aside)
         reason += f"; kept aside as {aside}"
     log(f"{reason}: resuming from the checkpoint before it ({prev}, step {meta['step']})")
-    return state, meta
+    return state, meta, prev
 
 
 def _check_resumable(saved: dict, cfg: TrainConfig, path: str):
@@ -207,8 +209,9 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
             return _fit_locked(cfg, built, resume, log, progress, plots)
     except (NotADirectoryError, PermissionError, FileNotFoundError, IsADirectoryError,
             FileExistsError) as e:
-        if e.filename is None or not os.path.abspath(str(e.filename)).startswith(
-                os.path.abspath(out)):
+        inside = e.filename is not None and os.path.commonpath(
+            [os.path.abspath(str(e.filename)), os.path.abspath(out)]) == os.path.abspath(out)
+        if not inside:
             raise
         raise ValueError(f"run folder {out}: {e.strerror} ({e.filename}); choose a writable "
                          "folder with --out / out_dir") from None
@@ -221,8 +224,9 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
 
     out = cfg.run_dir
     ckpt, log_path = os.path.join(out, CHECKPOINT), os.path.join(out, METRICS_LOG)
-    if not resume and (os.path.exists(ckpt) or os.path.exists(previous_path(ckpt))):
-        raise FileExistsError(f"{ckpt} exists: resume that run (resume=True, --resume) or "
+    found = [p for p in (ckpt, previous_path(ckpt)) if os.path.exists(p)]
+    if not resume and found:
+        raise FileExistsError(f"{found[0]} exists: resume that run (resume=True, --resume) or "
                               "train into another out_dir")
     task, learner, state = built
     mesh = None
@@ -235,27 +239,27 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
     if resume:
         if not os.path.exists(ckpt) and not os.path.exists(previous_path(ckpt)):
             raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
-        state, meta = _load_latest(ckpt, state, log)
-        _check_resumable(meta["config"], cfg, ckpt)
+        state, meta, read = _load_latest(ckpt, state, log)
+        _check_resumable(meta["config"], cfg, read)
         if mesh is not None:
             state = shard_state(learner, state, mesh)
         start = int(meta["step"])
-        log(f"resuming {cfg.task} / {cfg.algorithm} from step {start} ({ckpt})")
+        log(f"resuming {cfg.task} / {cfg.algorithm} from step {start} ({read})")
     records = _read_log(log_path, start, log)
     atomic_write(log_path, "".join(json_record(r) + "\n" for r in records).encode())
     atomic_write(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2).encode())
     history = [r for r in records if r["kind"] == "eval"]
     eval_bs = cfg.eval_batch_size or cfg.batch_size
 
-    saved = {"step": start if resume else None}
+    saved = {"step": start, "path": read} if resume else {"step": None, "path": None}
 
     def save(step):
         save_checkpoint(ckpt, state, {"step": step, "config": cfg.to_dict(),
                                       "task": task.name, "task_options": task.options})
-        saved["step"] = step
+        saved.update(step=step, path=ckpt)
 
     def refuse(step, what):
-        kept = (f"the last checkpoint ({ckpt}, step {saved['step']}) is unchanged"
+        kept = (f"the last checkpoint ({saved['path']}, step {saved['step']}) is unchanged"
                 if saved["step"] is not None else "no checkpoint was written")
         raise FloatingPointError(f"step {step + 1}: {what}; the update was not applied and "
                                  f"{kept}: lower lr, set grad_clip, or check the inputs")
@@ -283,8 +287,7 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
                 refuse(step, f"the training loss is {loss}")
             if not np.isfinite(grad_norm):
                 refuse(step, f"the gradient norm is {grad_norm}")
-            bad = (first_nonfinite(new_state.params, "params")
-                   or first_nonfinite(new_state.opt_state, "opt_state"))
+            bad = first_nonfinite(new_state, "state")     # what a checkpoint would hold
             if bad:
                 refuse(step, f"{bad} holds NaN or inf after the update")
             state = new_state

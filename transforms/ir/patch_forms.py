@@ -8,7 +8,7 @@ that share it (the free axes of a dense op's input, a convolution's output
 pixels), ``j`` over the patch (the contracted input axes, a convolution's
 receptive field). The derivative of neuron (n, o) in W is the patch
 P(x)[n, :] on column o, so D-RTRL keeps one trace entry per neuron and
-patch element, (B, *y, *J), whether or not a weight element is shared by
+patch element, (*y, B, *J), whether or not a weight element is shared by
 several neurons. One rule per op kind, in ``PATCH_RULES``; an op without
 one (elementwise, bias, sparse) keeps its trace in W_eff's shape.
 """
@@ -24,14 +24,14 @@ import numpy as np
 from jax import lax
 
 from transforms.ir.graph import CONV, DENSE
-from transforms.ir.weight_ops import RESHAPES
 
 
 @dataclasses.dataclass(frozen=True)
 class PatchForm:
     """``patches(x)``: batched x (B, *x) -> (B, *yshape with 1 on ``w_axes``,
     *jshape); ``to_weff(g)``: g (*yshape[w_axes], *jshape) -> W_eff's layout.
-    ``yshape`` is y as the op's core equation produces it (same size as y)."""
+    ``yshape`` is y as the op's first core equation produces it (the rest of
+    the core only reshapes it: same size as y)."""
     yshape: tuple
     jshape: tuple
     w_axes: tuple
@@ -44,15 +44,10 @@ class PatchForm:
         return math.prod(self.yshape) // math.prod(self.yshape[a] for a in self.w_axes)
 
 
-def _reshaped_only(graph, op) -> bool:
-    """The op's core is one equation, then only size-preserving reshapes."""
-    return all(graph.traced.eqns[i].primitive.name in RESHAPES for i in op.core[1:])
-
-
 def _dense(graph, op):
     eqn = graph.traced.eqns[op.core[0]]
     (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
-    if lb or rb or not _reshaped_only(graph, op):
+    if lb or rb:
         return None
     x_lhs = eqn.invars[0] is op.x_var
     xc, wc = (lc, rc) if x_lhs else (rc, lc)
@@ -86,8 +81,7 @@ def _y_sources(xf, wf, x_lhs):
 def _conv(graph, op):
     eqn = graph.traced.eqns[op.core[0]]
     p = eqn.params
-    if p["feature_group_count"] != 1 or p["batch_group_count"] != 1 \
-            or eqn.invars[0] is not op.x_var or not _reshaped_only(graph, op):
+    if p["feature_group_count"] != 1 or p["batch_group_count"] != 1:
         return None
     dn = p["dimension_numbers"]
     lhs_spec, rhs_spec, out_spec = dn

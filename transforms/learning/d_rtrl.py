@@ -6,7 +6,7 @@ sample, the derivative of each neuron's state in the weights it reads:
     E_t[k] = sum_k' D_t[k, k'] o E_{t-1}[k'] + Df_t[k] o dy/dW_eff
 
 An op with a patch form (dense, convolution: y[n, o] = P(x)[n, :] . W2[:, o])
-keeps one entry per neuron and patch element, (B, *y, *J), with
+keeps one entry per neuron and patch element, (*y, B, *J), with
 dy[n, o]/dW2[:, o] = P(x)[n, :]; this holds where a weight element feeds
 several neurons (a kernel shared over pixels), so D-RTRL stays exact there.
 Every other op (elementwise scale, bias, sparse segment_sum, BCOO) has each

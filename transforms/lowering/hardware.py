@@ -110,7 +110,8 @@ def profile_from_dict(d: dict, where: str = "profile") -> Profile:
                            "side (the bound on one chip's mesh)")
     wb = d["weight_bits"]
     if not (isinstance(wb, (list, tuple)) and len(wb) == 2
-            and all(isinstance(b, int) and 1 <= b <= 32 for b in wb) and wb[0] <= wb[1]):
+            and all(isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 32 for b in wb)
+            and wb[0] <= wb[1]):
         raise ProfileError(f"{where}: 'weight_bits' must be [min, max] bits, 1 to 32, "
                            f"got {wb!r}")
     for key in _INT_FIELDS + _OPTIONAL_INT:
@@ -173,4 +174,6 @@ def load_profile(name_or_path: str) -> Profile:
                            parse_constant=lambda c: _refuse_constant(path, c))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProfileError(f"{path}: not valid JSON: {e}") from None
+    except OSError as e:
+        raise ProfileError(f"{path}: unreadable ({e.strerror})") from None
     return profile_from_dict(d, where=path)
