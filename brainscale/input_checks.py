@@ -14,6 +14,7 @@ path, the time step and the sample.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +23,36 @@ import numpy as np
 from brainscale.losses import cross_entropy
 from transforms.errors import ShapeMismatchError
 
-__all__ = ["check_call", "CLASS_LOSSES"]
+__all__ = ["CheckedCall", "check_call", "CLASS_LOSSES"]
 
 CLASS_LOSSES = (cross_entropy,)       # losses whose target is an integer class per step
+
+
+class CheckedCall:
+    """A learner's public call: inputs and labels checked (``check``), then
+    the jitted function (whose ``lower``, ``eval_shape``... it exposes).
+
+    ``step(state, x, y)``: one online step on a batch (B, ...) -> (state,
+    outputs, metrics); ``sequence_grad(state, xs, ys)`` -> (grads, losses)
+    over (T, B, ...); ``train_sequence(state, xs, ys)``: reset, gradient over
+    the sequence, one optimizer update -> (state, metrics); ``predict(state,
+    xs)``: outputs (T, B, ...) from a reset hidden state."""
+
+    def __init__(self, learner, name, time_axis=True):
+        self._learner, self._name, self._time_axis = learner, name, time_axis
+        method = getattr(learner, "_" + name)
+        self._signature = inspect.signature(method)
+        self._jitted = jax.jit(method)
+
+    def __call__(self, *args, **kwargs):
+        if self._learner.check:
+            state, x, *y = self._signature.bind(*args, **kwargs).arguments.values()
+            check_call(self._learner, state, x, y[0] if y else None,
+                       time_axis=self._time_axis, where=f"{self._name}: ")
+        return self._jitted(*args, **kwargs)
+
+    def __getattr__(self, attr):
+        return getattr(self._jitted, attr)
 
 
 def _concrete(tree) -> bool:

@@ -15,14 +15,13 @@ Objective of a sequence: the mean over time of the batch-mean per-step loss.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from brainscale.input_checks import check_call
+from brainscale.input_checks import CheckedCall
 from brainscale.losses import cross_entropy
 from brainscale.model import as_step_model
 from transforms.errors import ShapeMismatchError
@@ -46,33 +45,6 @@ class LearnerState(NamedTuple):
 
 def _leaves(tree):
     return jax.tree_util.tree_leaves(tree)
-
-
-class _Checked:
-    """A learner's public call: inputs and labels checked (``check``), then
-    the jitted function (whose ``lower``, ``eval_shape``... it exposes).
-
-    ``step(state, x, y)``: one online step on a batch (B, ...) -> (state,
-    outputs, metrics); ``sequence_grad(state, xs, ys)`` -> (grads, losses)
-    over (T, B, ...); ``train_sequence(state, xs, ys)``: reset, gradient over
-    the sequence, one optimizer update -> (state, metrics); ``predict(state,
-    xs)``: outputs (T, B, ...) from a reset hidden state."""
-
-    def __init__(self, learner, name, time_axis=True):
-        self._learner, self._name, self._time_axis = learner, name, time_axis
-        method = getattr(learner, "_" + name)
-        self._signature = inspect.signature(method)
-        self._jitted = jax.jit(method)
-
-    def __call__(self, *args, **kwargs):
-        if self._learner.check:
-            state, x, *y = self._signature.bind(*args, **kwargs).arguments.values()
-            check_call(self._learner, state, x, y[0] if y else None,
-                       time_axis=self._time_axis, where=f"{self._name}: ")
-        return self._jitted(*args, **kwargs)
-
-    def __getattr__(self, attr):
-        return getattr(self._jitted, attr)
 
 
 class Learner:
@@ -101,10 +73,10 @@ class Learner:
         self.check = check
         self.checked_shapes: dict = {}  # the step's output shape per input shapes (check)
         self._graphs: dict = {}       # compile cache, by shapes (like jax.jit's)
-        self.step = _Checked(self, "step", time_axis=False)
-        self.sequence_grad = _Checked(self, "sequence_grad")
-        self.train_sequence = _Checked(self, "train_sequence")
-        self.predict = _Checked(self, "predict")
+        self.step = CheckedCall(self, "step", time_axis=False)
+        self.sequence_grad = CheckedCall(self, "sequence_grad")
+        self.train_sequence = CheckedCall(self, "train_sequence")
+        self.predict = CheckedCall(self, "predict")
         self.reset = jax.jit(self._reset)
 
     # -- compilation -------------------------------------------------------------

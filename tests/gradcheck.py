@@ -59,3 +59,25 @@ def spike(u):
 def _spike_jvp(primals, tangents):
     (u,), (du,) = primals, tangents
     return spike(u), du / (1.0 + 4.0 * jnp.abs(u)) ** 2
+
+
+def class_ce(out, y):
+    """Cross-entropy of logits ``out`` with an integer label ``y``."""
+    return -jax.nn.log_softmax(out)[y]
+
+
+def scan_reference(init, apply, xs, ys, derivative=jax.grad, loss=class_ce):
+    """The gradient of the mean per-step loss of ``apply`` vmapped over the
+    batch and scanned over time, by ``derivative`` (``jax.grad``, or
+    ``jax.jacfwd`` for steps reverse mode cannot differentiate): the
+    independent reference the learners are compared with."""
+    p0, h0 = init(jax.random.PRNGKey(0), xs[0, 0])
+    B = xs.shape[1]
+
+    def total(p):
+        def body(h, inp):
+            h2, out = jax.vmap(apply, (None, 0, 0))(p, h, inp[0])
+            return h2, jnp.mean(jax.vmap(loss)(out, inp[1]))
+        hb = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), h0)
+        return jnp.mean(jax.lax.scan(body, hb, (xs, ys))[1])
+    return derivative(total)(p0)

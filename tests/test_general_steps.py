@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import brainscale as bs
-from gradcheck import algorithm, cosine, float64, rel_err, spike
+from gradcheck import algorithm, cosine, float64, rel_err, scan_reference, spike
 
 N, I, T, B = 4, 3, 8, 2
 
@@ -28,15 +28,7 @@ def reference(init, apply, derivative=jax.grad):
     differentiate)."""
     xs = jax.random.uniform(jax.random.PRNGKey(1), (T, B, I), jnp.float64)
     ys = jax.random.randint(jax.random.PRNGKey(2), (T, B), 0, 2)
-    p0, h0 = init(jax.random.PRNGKey(0), xs[0, 0])
-
-    def total(p):
-        def body(h, inp):
-            h2, out = jax.vmap(apply, (None, 0, 0))(p, h, inp[0])
-            return h2, jnp.mean(jax.vmap(ce)(out, inp[1]))
-        hb = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), h0)
-        return jnp.mean(jax.lax.scan(body, hb, (xs, ys))[1])
-    return xs, ys, derivative(total)(p0)
+    return xs, ys, scan_reference(init, apply, xs, ys, derivative, ce)
 
 
 def grads(init, apply, name, xs, ys):

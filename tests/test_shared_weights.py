@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 import brainscale as bs
-from gradcheck import cosine, float64, rel_err, spike
+from gradcheck import cosine, float64, rel_err, scan_reference, spike
 
 T, B = 6, 2
 
@@ -101,15 +101,7 @@ MODELS = {"torch_nchw_stride2": (torch_init, torch_apply, (2, 7, 7)),
 def reference(init, apply, shape):
     xs = jax.random.uniform(jax.random.PRNGKey(1), (T, B) + shape, jnp.float64) * 1.5
     ys = jax.random.randint(jax.random.PRNGKey(2), (T, B), 0, 2)
-    p0, h0 = init(jax.random.PRNGKey(0), xs[0, 0])
-
-    def total(p):
-        def body(h, inp):
-            h2, out = jax.vmap(apply, (None, 0, 0))(p, h, inp[0])
-            return h2, jnp.mean(jax.vmap(ce)(out, inp[1]))
-        hb = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), h0)
-        return jnp.mean(lax.scan(body, hb, (xs, ys))[1])
-    return xs, ys, jax.grad(total)(p0)
+    return xs, ys, scan_reference(init, apply, xs, ys, loss=ce)
 
 
 def grads(init, apply, algorithm, xs, ys):
