@@ -156,3 +156,19 @@ def test_errors_leave_state_untouched():
     assert "B = 2" in str(e.value) and "x" in str(e.value)
     state2, out, _ = learner.step(state, X, jnp.zeros(2, jnp.int32))
     assert out.shape == (2, 2)
+
+
+def test_while_loop_that_mixes_neurons_names_why():
+    def apply(p, h, x):
+        i = x @ p["w"]
+
+        def body(c):
+            t, v = c
+            return t + 0.5, v + 0.5 * (i - v + 0.1 * jnp.mean(v))    # a population term
+        _, v = jax.lax.while_loop(lambda c: c[0] < 1.0, body, (0.0, h["v"]))
+        return {"v": v}, spike(v) @ p["wo"]
+    with pytest.raises(errors.CompileError) as e:
+        compile_(apply, P, H, "d_rtrl")
+    msg = str(e.value)
+    assert "not per neuron: its body combines the states of different neurons" in msg
+    assert e.value.primitive == "while" and "test_diagnostics.py" in msg

@@ -249,10 +249,13 @@ def _loops(t: TracedStep, lab) -> frozenset:
         shapes = {tuple(v.aval.shape) for v in list(eqn.invars) + list(eqn.outvars)
                   if is_var(v) and not is_int(v) and math.prod(v.aval.shape) > 1}
         if lab.mixes_neurons(t.jaxpr, i) or len(shapes) > 1:
+            why = ("its body combines the states of different neurons (e.g. a population "
+                   "sum)" if lab.mixes_neurons(t.jaxpr, i)
+                   else f"it holds arrays of several neuron shapes {sorted(shapes)}")
             raise CompileError(
-                "a lax.while_loop in the step mixes neurons or holds arrays of several "
-                f"shapes {sorted(shapes)}; reverse mode cannot differentiate it and its "
-                "Jacobian is not per neuron", primitive="while", source=source_of(eqn),
+                f"a lax.while_loop in the step is not per neuron: {why}; reverse mode "
+                "cannot differentiate it and the online learners need its Jacobian per "
+                "neuron", primitive="while", source=source_of(eqn),
                 hint="integrate each neuron on its own inside the loop (all its states of "
                      "one shape), or use lax.fori_loop / lax.scan with static bounds")
         found.add(i)
