@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from brainscale.datasets import DatasetError, nmnist
+from damaged_bytes import damaged
 from brainscale.datasets.events import HSDFile, read_dvs_gesture, read_nmnist
 from brainscale.datasets.writers import write_dvs_npy, write_hsd_h5, write_nmnist_bin
 
@@ -132,12 +133,7 @@ def test_random_bytes_and_truncations_only_raise_dataset_error(tmp_path, kind, d
     read, name = READERS[kind]
     path = tmp_path / name
     good_file(kind, path)
-    good = path.read_bytes()
-    if data.draw(st.booleans(), label="truncate"):
-        blob = good[: data.draw(st.integers(0, len(good)), label="keep")]
-    else:
-        blob = data.draw(st.binary(max_size=400), label="bytes")
-    path.write_bytes(blob)
+    path.write_bytes(damaged(data, path.read_bytes(), 400))
     try:
         read(str(path))
     except DatasetError as e:

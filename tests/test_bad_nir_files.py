@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from brainscale.nir_io import NIRImportError, from_nir, read_nir
+from damaged_bytes import damaged
 
 N_IN, N = 3, 4
 
@@ -106,11 +107,7 @@ def test_bad_dt_refused(dt, match):
 @given(data=st.data())
 def test_random_bytes_and_truncations_only_raise_nir_import_error(good_file, data):
     good = good_file.read_bytes()
-    if data.draw(st.booleans(), label="truncate"):
-        blob = good[: data.draw(st.integers(0, len(good)), label="keep")]
-    else:
-        blob = data.draw(st.binary(max_size=600), label="bytes")
-    good_file.write_bytes(blob)
+    good_file.write_bytes(damaged(data, good, 600))
     try:
         from_nir(str(good_file))
     except NIRImportError as e:

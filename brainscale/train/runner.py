@@ -70,7 +70,9 @@ def build(cfg: TrainConfig, task: Task | None = None):
     except (TypeError, ValueError, ZeroDivisionError) as e:
         raise ValueError(f"config key 'model' ({json.dumps(cfg.model)}): {e}") from None
     try:
-        learner = bs.online(model, cfg.algorithm, _optimizer(cfg), **cfg.learner)
+        # every batch is checked by check_batch below: the learner need not check again
+        learner = bs.online(model, cfg.algorithm, _optimizer(cfg),
+                            **{"check": False, **cfg.learner})
     except TypeError as e:
         raise ValueError(f"config key 'learner': {e}") from None
     xs, ys = task.train_batch(cfg.seed, 0, cfg.batch_size)
