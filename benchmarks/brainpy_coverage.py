@@ -51,7 +51,7 @@ import brainunit as u  # noqa: E402
 import brainpy.state as bp  # noqa: E402
 
 import brainscale as bs  # noqa: E402
-from brainscale.brainstate_model import from_brainstate  # noqa: E402
+from brainscale.interop.brainstate_adapter import from_brainstate  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("brainpy_neurons",
                                                os.path.join(_HERE, "brainpy_neurons.py"))

@@ -35,11 +35,11 @@ from flax import nnx  # noqa: E402
 
 import brainscale as bs  # noqa: E402
 import common  # noqa: E402
-from brainscale.neurons import ALIF, GIF, LIF, Izhikevich  # noqa: E402
-from brainscale.projections import Linear, Recurrent  # noqa: E402
-from brainscale.readout import LeakyReadout, LinearReadout  # noqa: E402
-from brainscale.state import HiddenState, default_float  # noqa: E402
-from brainscale.synapses import STD, STP, DualExpon, Expon  # noqa: E402
+from brainscale.nn.neurons import ALIF, GIF, LIF, Izhikevich  # noqa: E402
+from brainscale.nn.projections import Linear, Recurrent  # noqa: E402
+from brainscale.nn.readout import LeakyReadout, LinearReadout  # noqa: E402
+from brainscale.nn.state import HiddenState, default_float  # noqa: E402
+from brainscale.nn.synapses import STD, STP, DualExpon, Expon  # noqa: E402
 
 ALGORITHMS = ("bptt", "d_rtrl", "es_d_rtrl")
 ONLINE = ("d_rtrl", "es_d_rtrl")

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from brainscale.model import StepModel
-from brainscale.surrogate import Triangle
+from brainscale.nn.surrogate import Triangle
 
 N_IN, N_REC, N_OUT = 100, 200, 10
 DECAY = math.exp(-1.0 / 10.0)          # tau_mem = tau_out = 10 steps, dt = 1

@@ -44,9 +44,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import common  # noqa: E402
 
 import brainscale as bs  # noqa: E402
-from brainscale.decolle_layer import DecolleLayer  # noqa: E402
-from brainscale.neurons import LIF  # noqa: E402
-from brainscale.sbp_snn import SBPNet, TwoPhase, sbp_rules  # noqa: E402
+from brainscale.nn.decolle_layer import DecolleLayer  # noqa: E402
+from brainscale.nn.neurons import LIF  # noqa: E402
+from brainscale.models.sbp_snn import SBPNet, TwoPhase, sbp_rules  # noqa: E402
 from brainscale.tasks.digits import load_digits_split, rate_encode  # noqa: E402
 from brainscale.tasks.dmts_task import make_task  # noqa: E402
 from transforms.errors import UnsupportedAlgorithmError  # noqa: E402
@@ -233,7 +233,7 @@ def run_decolle(setup: Setup, steps):
 
 
 def run_sbp(T, iterations):
-    """The 3-layer SNN of ``brainscale.sbp_snn`` (64 -> 200 -> 10) trained
+    """The 3-layer SNN of ``brainscale.models.sbp_snn`` (64 -> 200 -> 10) trained
     by two-phase SBP (``T`` free steps, 10 nudged) on rate-coded digits."""
     x_tr, y_tr, x_te, y_te = load_digits_split()
     tp = TwoPhase(SBPNet(64, 200, 10, rngs=nnx.Rngs(0)), 10, t_nudged=min(10, T),

@@ -49,9 +49,9 @@ FIELDS = ["algorithm", "T", "H", "B", "status", "first_call_s", "step_s",
 def build_net(H, seed):
     from flax import nnx
 
-    from brainscale.neurons import LIF
-    from brainscale.projections import Recurrent
-    from brainscale.readout import LeakyReadout
+    from brainscale.nn.neurons import LIF
+    from brainscale.nn.projections import Recurrent
+    from brainscale.nn.readout import LeakyReadout
 
     class LifDelta(nnx.Module):
         def __init__(self, rngs):

@@ -10,7 +10,7 @@
    the XLA-counted floating-point operations of each phase (sleep + wake);
    the wake phase's mean cost per iteration (the sleep phase costs the same
    in every schedule).
-2. The 3-layer SNN of ``brainscale.sbp_snn`` (64 -> 200 -> 10): SBP, SBP
+2. The 3-layer SNN of ``brainscale.models.sbp_snn`` (64 -> 200 -> 10): SBP, SBP
    without the backward spread, without the lateral spreads, and the
    two-phase rule on the output synapses alone.
 
@@ -32,8 +32,8 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(__file__))
 import common  # noqa: E402
 
-from brainscale import sbp_rbm as R  # noqa: E402
-from brainscale.sbp_snn import OUTPUT, SBPNet, TwoPhase, contrastive, sbp_rules  # noqa: E402
+import sbp_rbm as R  # noqa: E402
+from brainscale.models.sbp_snn import OUTPUT, SBPNet, TwoPhase, contrastive, sbp_rules  # noqa: E402
 from brainscale.tasks.digits import load_digits_split, rate_encode  # noqa: E402
 
 B = 32

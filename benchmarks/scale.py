@@ -27,7 +27,7 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import brainscale as bs  # noqa: E402
 from common import peak_rss_mib  # noqa: E402
-from brainscale.surrogate import SuperSpike  # noqa: E402
+from brainscale.nn.surrogate import SuperSpike  # noqa: E402
 
 spike = SuperSpike(beta=10.0)
 

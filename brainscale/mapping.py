@@ -57,9 +57,9 @@ def _load_run(run_dir: str):
 
 
 def write_run_nir(run_dir: str, path: str):
-    """Export the trained network of a run folder to NIR (``brainscale.nir_io``)."""
+    """Export the trained network of a run folder to NIR (``brainscale.interop.nir``)."""
     from brainscale.model import to_nnx
-    from brainscale.nir_io import write_nir
+    from brainscale.interop.nir import write_nir
 
     cfg, task, _, state, _ = _load_run(run_dir)
     module = task.make_model({**task.model_defaults, **cfg.model}, cfg.seed)

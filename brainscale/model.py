@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 from flax import nnx
 
-from brainscale.state import HiddenState
+from brainscale.nn.state import HiddenState
 
 
 class StepModel(NamedTuple):
@@ -67,7 +67,7 @@ def as_step_model(model) -> StepModel:
         return from_nnx(model)
     if isinstance(model, tuple) and len(model) == 2 and all(callable(f) for f in model):
         return StepModel(*model)
-    from brainscale.brainstate_model import from_brainstate, is_brainstate_module
+    from brainscale.interop.brainstate_adapter import from_brainstate, is_brainstate_module
     if is_brainstate_module(model):
         return from_brainstate(model)
     raise TypeError(

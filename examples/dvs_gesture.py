@@ -11,7 +11,7 @@ pixels; binned samples are cached in --cache-dir (default
     python examples/dvs_gesture.py --synthetic     # tiny fake data folder, a few steps
 """
 from brainscale.datasets import dvs_gesture
-from brainscale.datasets.example_run import run_dataset_example
+from brainscale.cli.dataset_example import run_dataset_example
 from brainscale.datasets.synthetic import fake_dvs_gesture
 
 FAKE_USERS = ([f"user{u:02d}_led" for u in range(1, 7)], ["user24_natural", "user25_led"])

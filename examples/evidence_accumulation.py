@@ -1,6 +1,6 @@
 """Evidence accumulation with the paper's E-I ALIF network, trained online.
 
-The network (``brainscale.ei_network``: adaptive LIF neurons, 4:1
+The network (``brainscale.models.ei_network``: adaptive LIF neurons, 4:1
 excitatory:inhibitory, 20% sparse recurrence under Dale's law, leaky
 readout from the excitatory neurons) learns the e-prop cue-accumulation
 task (``brainscale.tasks.evidence``: 7 left/right cues, a delay, then
@@ -34,8 +34,8 @@ import time
 
 import numpy as np
 
-from brainscale.ei_network import record_spikes
-from brainscale.first_spike import first_spike_times, plot_first_spikes
+from brainscale.models.ei_network import record_spikes
+from brainscale.tasks.first_spike import first_spike_times, plot_first_spikes
 from brainscale.tasks.evidence import EVAL_SEED, evidence_batch, make_task
 from brainscale.train.config import TrainConfig
 from brainscale.train.runner import fit

@@ -5,7 +5,7 @@ shared 10-way readout).
 
 Tasks are learned one after the other (``--steps`` batches each, rate
 code); after each task the test accuracy on every task seen so far is
-averaged. Variants (same initial weights, ``brainscale.hp_network`` with
+averaged. Variants (same initial weights, ``examples/hp_network.py`` with
 hidden-unit gating by a per-task mask given with the input):
 
 - ``gp``: gradient only, no gating;
@@ -27,10 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hp_network as N  # noqa: E402  (examples/hp_network.py)
 
 VARIANTS = {"gp": ("gp", 1.0), "lp": ("lp", 1.0), "sparse_gp": ("gp", 0.5),
             "xdg": ("gp", 0.2), "hp": ("hp", 0.5)}
@@ -40,7 +44,6 @@ N_HIDDEN = 128
 def gated_batch(images, labels_, perm, mask, T, key):
     """(xs, ys): the permuted images rate coded, the task's gate appended to
     every step's input."""
-    from brainscale import hp_network as N
     xs = N.encode(np.asarray(images)[:, perm], T, "rate", key)
     gate = jnp.broadcast_to(jnp.asarray(mask, xs.dtype), xs.shape[:2] + (len(mask),))
     return jnp.concatenate([xs, gate], -1), N.labels(labels_, T)
@@ -56,7 +59,6 @@ def evaluate(learner, state, x, y, perm, mask, T, B=32):
 
 
 def run(name, tasks, data, steps, T, seed, B=32, first_order=False):
-    from brainscale import hp_network as N
     kind, density = VARIANTS[name]
     x_tr, y_tr, x_te, y_te = data
     learner, meta = N.make_learner(kind, 64, N_HIDDEN, 10, seed=seed, gated=True,

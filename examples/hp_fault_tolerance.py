@@ -3,7 +3,7 @@ and growing input noise (Wu et al. 2022, Fig. 4, on sklearn's 8x8 digits).
 
 GP only, LP only and HP (theta meta-learned by the bilevel step) are
 trained on complete, rate-coded digits from the same initial weights
-(``brainscale.hp_network``); then each is tested on
+(``examples/hp_network.py``); then each is tested on
 
 - crops: a k x k square (k = 0..5 pixels of 8) at a random position set to 0;
 - noise: each pixel replaced, with probability p, by a uniform intensity;
@@ -22,8 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hp_network as N  # noqa: E402  (examples/hp_network.py)
 
 CROPS = [0, 1, 2, 3, 4, 5]
 NOISE = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
@@ -58,9 +62,8 @@ def response_latency(learner, state, x, y, T, coding):
     """Mean over correctly classified samples of the first step from which
     the argmax of the running readout sum (from step 0) stays the final
     answer; and the accuracy."""
-    from brainscale.hp_network import encoded_batches
     outs = np.concatenate([np.asarray(learner.predict(state, xs))[:, :n]
-                           for xs, n in encoded_batches(x, T, coding)], axis=1)
+                           for xs, n in N.encoded_batches(x, T, coding)], axis=1)
     running = np.cumsum(outs, 0).argmax(-1)                  # (T, N)
     final = running[-1]
     settled = np.array([T - np.argmax((running[::-1, i] != final[i])) if np.any(
@@ -70,7 +73,6 @@ def response_latency(learner, state, x, y, T, coding):
 
 
 def main(argv=None, log=print):
-    from brainscale import hp_network as N
     from brainscale.tasks.digits import load_digits_split
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -5,7 +5,7 @@ stroke characters, ``--data strokes``: 60 base and 40 novel classes of 20
 samples, 12 x 12 pixels). The pixel-space nearest neighbour of the support
 set is printed for reference.
 
-Each variant is first trained on the base classes (``brainscale.hp_network``,
+Each variant is first trained on the base classes (``examples/hp_network.py``,
 rate-coded), then evaluated on episodes of the novel classes: the readout is
 reset to zero, ``--inner`` training sequences on the support set (N x K
 digits, new rate-code noise each time; Adam at ``--inner-lr``) adapt the
@@ -33,11 +33,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hp_network as N  # noqa: E402  (examples/hp_network.py)
 
 VARIANTS = ["gp", "lp", "hp"]
 
@@ -71,20 +75,17 @@ def start(learner, state):
 
 
 def sequences(images, labels_, T, inner, seed):
-    from brainscale import hp_network as N
     return [(N.encode(images, T, "rate", jax.random.PRNGKey(seed + i)), N.labels(labels_, T))
             for i in range(inner)]
 
 
 def query_accuracy(learner, state, query, T, seed):
-    from brainscale import hp_network as N
     xs = N.encode(query[0], T, "rate", jax.random.PRNGKey(seed))
     pred = np.asarray(learner.predict(state, xs)[T // 2:].sum(0)).argmax(-1)
     return float(np.mean(pred == query[1]))
 
 
 def main(argv=None, log=print):
-    from brainscale import hp_network as N
     from brainscale import hybrid
     from brainscale.tasks.digits import load_digits_split
     from brainscale.tasks.strokes import stroke_characters

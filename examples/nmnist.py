@@ -9,7 +9,7 @@ samples are cached in --cache-dir (default ``<data-dir>/brainscale_cache``).
     python examples/nmnist.py --synthetic     # tiny fake data folder, a few steps
 """
 from brainscale.datasets import nmnist
-from brainscale.datasets.example_run import run_dataset_example
+from brainscale.cli.dataset_example import run_dataset_example
 from brainscale.datasets.synthetic import fake_nmnist
 
 

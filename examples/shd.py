@@ -11,7 +11,7 @@ frames of 10 ms; binned samples are cached in --cache-dir (default
     python examples/shd.py --synthetic     # tiny fake data folder, a few steps
 """
 from brainscale.datasets import shd
-from brainscale.datasets.example_run import run_dataset_example
+from brainscale.cli.dataset_example import run_dataset_example
 from brainscale.datasets.synthetic import fake_hsd
 
 

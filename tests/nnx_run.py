@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from brainscale.state import HiddenState
+from brainscale.nn.state import HiddenState
 
 
 def _step_impl(graphdef, h, rest, x):

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from brainscale.cli import main
+from brainscale.cli.main import main
 
 SMALL = ["--task", "digits", "--steps", "2", "--eval-every", "2", "--batch-size", "4",
          "--set", "task_options.T=6"]

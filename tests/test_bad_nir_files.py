@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brainscale.nir_io import NIRImportError, from_nir, read_nir
+from brainscale.interop.nir import NIRImportError, from_nir, read_nir
 from damaged_bytes import damaged
 
 N_IN, N = 3, 4

@@ -19,7 +19,7 @@ u = pytest.importorskip("brainunit")
 pytest.importorskip("brainpy")
 
 import brainscale as bs  # noqa: E402
-from brainscale.brainstate_model import from_brainstate, to_brainstate  # noqa: E402
+from brainscale.interop.brainstate_adapter import from_brainstate, to_brainstate  # noqa: E402
 from brainpy_models import MODELS, N_IN, N_OUT  # noqa: E402
 from transforms.errors import CompileError  # noqa: E402
 

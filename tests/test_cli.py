@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from brainscale.cli import main
+from brainscale.cli.main import main
 
 
 def test_help(capsys):

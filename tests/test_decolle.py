@@ -9,8 +9,8 @@ import optax
 import pytest
 from flax import nnx
 
-from brainscale.decolle_layer import DecolleLayer
-from brainscale.local_learning import plasticity
+from brainscale.nn.decolle_layer import DecolleLayer
+from brainscale.plasticity import plasticity
 from gradcheck import float64
 from transforms.plasticity.rules.decolle import decolle, local_readout
 
@@ -32,7 +32,7 @@ RULES = {"params['l1']['fc']['W']": decolle(optax.sgd(0.5), 3, seed=1),
 
 
 def numpy_decolle(params, Gs, xs, ys, lr=0.5):
-    """The equations of brainscale/decolle_layer.py and the rule, in numpy."""
+    """The equations of brainscale/nn/decolle_layer.py and the rule, in numpy."""
     W = [np.array(params[k]["fc"]["W"]) for k in ("l1", "l2")]
     b = [np.array(params[k]["fc"]["b"]) for k in ("l1", "l2")]
     T, B, _ = xs.shape

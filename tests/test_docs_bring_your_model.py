@@ -44,7 +44,7 @@ def test_importing_brainscale_needs_no_brainpy():
     code = ("import sys\n"
             "for m in ('brainpy', 'brainstate', 'brainunit', 'braintools', 'tonic'):\n"
             "    sys.modules[m] = None\n"
-            "import brainscale, brainscale.brainstate_model, brainscale.train\n"
+            "import brainscale, brainscale.interop.brainstate_adapter, brainscale.train\n"
             "print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 import brainscale as bs
-from brainscale.neurons import LIF
+from brainscale.nn.neurons import LIF
 from gradcheck import float64
 
 TAU, VTH, ALPHA = 5.0, 0.5, 4.0

@@ -10,10 +10,10 @@ import optax
 import pytest
 
 import brainscale as bs
-from brainscale.ei_network import EINetwork, ei_network, record_spikes
-from brainscale.neurons import ALIF
-from brainscale.projections import Linear, SparseLinear
-from brainscale.readout import LeakyReadout
+from brainscale.models.ei_network import EINetwork, ei_network, record_spikes
+from brainscale.nn.neurons import ALIF
+from brainscale.nn.projections import Linear, SparseLinear
+from brainscale.nn.readout import LeakyReadout
 from gradcheck import float64, rel_err
 
 TINY = dict(n_rec=20, w_in_scale=40.0, w_rec_scale=8.0, beta=0.2, tau_a=50.0, tau_out=5.0)

@@ -148,7 +148,7 @@ def test_make_task():
 # ------------------------------------------------------------ first-spike times
 
 def test_first_spike_times_against_a_loop():
-    from brainscale.first_spike import first_spike_times, sort_by_first_spike
+    from brainscale.tasks.first_spike import first_spike_times, sort_by_first_spike
 
     rng = np.random.default_rng(0)
     z = (rng.random((12, 5, 7)) < 0.08).astype(np.float32)
@@ -173,7 +173,7 @@ def test_first_spike_times_against_a_loop():
 
 
 def test_first_spike_plot_writes_a_png(tmp_path):
-    from brainscale.first_spike import first_spike_times, plot_first_spikes
+    from brainscale.tasks.first_spike import first_spike_times, plot_first_spikes
 
     z = (np.random.default_rng(1).random((30, 6, 4)) < 0.1).astype(np.float32)
     path = plot_first_spikes(first_spike_times(z), [0, 1, 0, 1, 1, 0], str(tmp_path / "f.png"),

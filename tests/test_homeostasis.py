@@ -8,7 +8,7 @@ import numpy as np
 from flax import nnx
 
 import brainscale as bs
-from brainscale.homeostasis import HomeostaticLIF
+from brainscale.nn.homeostasis import HomeostaticLIF
 from nnx_run import run
 from transforms.plasticity.rules import stdp
 

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import brainscale as bs
-from brainscale.networks import recurrent_snn
+from brainscale.models.recurrent_snn import recurrent_snn
 
 T, B, N_IN = 5, 3, 4
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from brainscale import neurons, synapses
-from brainscale.projections import AlignPost, AlignPre, Linear, SparseLinear
-from brainscale.readout import LinearReadout
+from brainscale.nn import neurons, synapses
+from brainscale.nn.projections import AlignPost, AlignPre, Linear, SparseLinear
+from brainscale.nn.readout import LinearReadout
 from gradcheck import flat, float64, rel_err, sequence_grads
 
 I, N, C, T, B = 6, 5, 3, 12, 2

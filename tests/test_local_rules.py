@@ -11,8 +11,8 @@ import pytest
 from flax import nnx
 
 import brainscale as bs
-from brainscale.neurons import LIF
-from brainscale.local_learning import plasticity
+from brainscale.nn.neurons import LIF
+from brainscale.plasticity import plasticity
 from gradcheck import float64
 from transforms.plasticity.engine import LocalSignals, post_activity_vars
 from transforms.plasticity.rules import hebbian, stdp
@@ -256,7 +256,7 @@ def test_rule_on_a_missing_or_unsupported_weight_is_named():
     with pytest.raises(bs.CompileError, match="params\\['fc3'\\]"):
         plasticity(model, {"params['fc3']['kernel']": hebbian.hebb(0.1)}).init(
             jax.random.PRNGKey(0), x)
-    from brainscale.ei_network import ei_network
+    from brainscale.models.ei_network import ei_network
     ei = ei_network(5, 2, n_rec=20, rec_compute="segment")
     with pytest.raises(bs.CompileError, match="sparse op"):
         plasticity(ei, {"params['rec']['W']": hebbian.hebb(0.1)}).init(

@@ -55,7 +55,7 @@ def check_partition(net, cores, profile, bits):
 
 def model_netlist(hidden=(16, 8), n_in=12, T=10, B=4):
     from brainscale.model import from_nnx
-    from brainscale.networks import recurrent_snn
+    from brainscale.models.recurrent_snn import recurrent_snn
     from transforms.ir.analysis import analyse
     from transforms.ir.trace import trace_step
 

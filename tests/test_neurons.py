@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from brainscale.neurons import ALIF, GIF, LIF, QIF, ExpIF, Izhikevich, expif_update, lif_update
-from brainscale.state import HiddenState
-from brainscale.surrogate import Sigmoid, Triangle
+from brainscale.nn.neurons import ALIF, GIF, LIF, QIF, ExpIF, Izhikevich, expif_update, lif_update
+from brainscale.nn.state import HiddenState
+from brainscale.nn.surrogate import Sigmoid, Triangle
 from nnx_run import check_batched, run as _run, run_batched
 
 N, T = 6, 60

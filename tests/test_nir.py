@@ -17,14 +17,14 @@ from flax import nnx
 
 nir = pytest.importorskip("nir")
 
-from brainscale.networks import recurrent_snn  # noqa: E402
-from brainscale.neurons import GIF, LIF  # noqa: E402
-from brainscale.nir_io import (NIRExportError, NIRImportError, from_nir, read_nir,  # noqa: E402
+from brainscale.models.recurrent_snn import recurrent_snn  # noqa: E402
+from brainscale.nn.neurons import GIF, LIF  # noqa: E402
+from brainscale.interop.nir import (NIRExportError, NIRImportError, from_nir, read_nir,  # noqa: E402
                                to_nir, write_nir)
-from brainscale.projections import AlignPost, Linear, Recurrent, SparseLinear  # noqa: E402
-from brainscale.readout import LeakyReadout  # noqa: E402
-from brainscale.state import HiddenState  # noqa: E402
-from brainscale.synapses import Expon  # noqa: E402
+from brainscale.nn.projections import AlignPost, Linear, Recurrent, SparseLinear  # noqa: E402
+from brainscale.nn.readout import LeakyReadout  # noqa: E402
+from brainscale.nn.state import HiddenState  # noqa: E402
+from brainscale.nn.synapses import Expon  # noqa: E402
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "nir.md")
 
@@ -334,7 +334,7 @@ def test_import_errors_name_the_node():
 
 
 def test_import_brainscale_does_not_import_nir():
-    code = ("import sys, brainscale, brainscale.nir_io, brainscale.networks; "
+    code = ("import sys, brainscale, brainscale.interop.nir, brainscale.models.recurrent_snn; "
             "assert 'nir' not in sys.modules, 'nir imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 import brainscale as bs
-from brainscale.neurons import LIF
+from brainscale.nn.neurons import LIF
 from gradcheck import float64
 
 

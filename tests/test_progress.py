@@ -1,7 +1,7 @@
 """The text progress bar."""
 import io
 
-from brainscale.progress import ProgressBar, format_duration
+from brainscale.cli.progress import ProgressBar, format_duration
 
 
 def test_non_tty_prints_about_every_ten_percent():

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from brainscale.neurons import LIF
-from brainscale.projections import AlignPost, AlignPre, Linear, Recurrent, SparseLinear
-from brainscale.readout import LeakyReadout, LinearReadout
-from brainscale.state import HiddenState
-from brainscale.synapses import STD, Expon
+from brainscale.nn.neurons import LIF
+from brainscale.nn.projections import AlignPost, AlignPre, Linear, Recurrent, SparseLinear
+from brainscale.nn.readout import LeakyReadout, LinearReadout
+from brainscale.nn.state import HiddenState
+from brainscale.nn.synapses import STD, Expon
 from nnx_run import check_batched, run
 
 
@@ -239,7 +239,7 @@ class _SparseRecurrent(nnx.Module):
     """Dense input, sparse Dale recurrence on the previous spikes, leaky readout."""
 
     def __init__(self, compute):
-        from brainscale.neurons import ALIF
+        from brainscale.nn.neurons import ALIF
 
         rngs = nnx.Rngs(0)
         sign = np.where(np.arange(12) < 9, 1.0, -1.0)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from brainscale.rnn import GRU, LSTM, VanillaRNN
-from brainscale.state import HiddenState
+from brainscale.nn.rnn import GRU, LSTM, VanillaRNN
+from brainscale.nn.state import HiddenState
 from nnx_run import check_batched, run as _run
 
 N_IN, N_H, T = 4, 6, 12

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import brainscale as bs
-from brainscale.cli import main as cli_main
+from brainscale.cli.main import main as cli_main
 from brainscale.train import CheckpointError, TrainConfig, config_from_dict, fit, load_checkpoint
 from brainscale.train.checkpoint import previous_path, read_checkpoint_meta
 from brainscale.train.finite import first_nonfinite, json_record

@@ -13,7 +13,7 @@ sys.path.insert(0, {here!r})
 import jax, jax.numpy as jnp, numpy as np, optax
 jax.config.update("jax_enable_x64", True)
 import brainscale as bs
-from brainscale.networks import recurrent_snn
+from brainscale.models.recurrent_snn import recurrent_snn
 from brainscale.sharding import batch_mesh, shard_batch, shard_state, state_batch_axes
 
 report = {{"devices": len(jax.devices())}}

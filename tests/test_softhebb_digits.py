@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from brainscale.local_learning import plasticity
+from brainscale.plasticity import plasticity
 from transforms.plasticity.rules import hebbian
 
 K, N_TRAIN, B = 100, 1200, 30

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brainscale import surrogate as sg
+from brainscale.nn import surrogate as sg
 
 XS = np.linspace(-3.0, 3.0, 61).astype(np.float32)
 

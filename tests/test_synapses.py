@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from brainscale.state import HiddenState
-from brainscale.synapses import STD, STP, Alpha, Delta, DualExpon, Expon
+from brainscale.nn.state import HiddenState
+from brainscale.nn.synapses import STD, STP, Alpha, Delta, DualExpon, Expon
 from nnx_run import check_batched as _check_batched, run as _run
 
 N = 5

@@ -207,7 +207,7 @@ def test_config_errors_name_the_key(tmp_path):
 def test_cli_set_and_config_file(tmp_path):
     import argparse
 
-    from brainscale.train.cli import add_train_parser, config_from_args
+    from brainscale.cli.train import add_train_parser, config_from_args
 
     parser = argparse.ArgumentParser()
     add_train_parser(parser.add_subparsers())

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from brainscale.networks import recurrent_snn
+from brainscale.models.recurrent_snn import recurrent_snn
 from brainscale.train.task import Task
 
 

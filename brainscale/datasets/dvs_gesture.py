@@ -32,7 +32,7 @@ SPLITS = {
              "https://figshare.com/ndownloader/files/38020584"),
 }
 
-# One recurrent ALIF layer (brainscale.networks.recurrent_snn); steps are frames.
+# One recurrent ALIF layer (brainscale.models.recurrent_snn.recurrent_snn); steps are frames.
 MODEL_DEFAULTS = {
     "hidden": [256],
     "neuron": "alif",

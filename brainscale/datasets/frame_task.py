@@ -5,7 +5,7 @@ function of ``(seed, step)``) among the training subset; evaluation runs
 over the evaluation subset in order, the last batch padded with rows
 labelled -1. Batches are built when asked for, so a large test split is
 never held in memory at once. The default model is
-``brainscale.networks.recurrent_snn`` on the flattened frames.
+``brainscale.models.recurrent_snn.recurrent_snn`` on the flattened frames.
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def frame_task(name: str, train: FrameDataset, test: FrameDataset, *, T: int,
         return EvalBatches(test, eval_idx, T, label_fraction, batch_size)
 
     def make_model(model_options, seed):
-        from brainscale.networks import recurrent_snn
+        from brainscale.models.recurrent_snn import recurrent_snn
 
         return recurrent_snn(n_in, n_out, seed=int(seed), **{**model_defaults,
                                                              **dict(model_options)})

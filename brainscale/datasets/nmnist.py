@@ -31,7 +31,7 @@ SPLITS = {
     "test": ("Test", "test.zip", _URL + "05a4d654-7e03-4c15-bdfa-9bb2bcbea494/file_downloaded"),
 }
 
-# One recurrent LIF layer (brainscale.networks.recurrent_snn); steps are frames.
+# One recurrent LIF layer (brainscale.models.recurrent_snn.recurrent_snn); steps are frames.
 MODEL_DEFAULTS = {
     "hidden": [256],
     "neuron": "lif",

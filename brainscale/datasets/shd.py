@@ -26,7 +26,7 @@ BASE_URL = "https://zenkelab.org/datasets/"          # tonic 1.7's HSD.base_url
 # archive <file>.zip at BASE_URL
 KINDS = {"SHD": (20, ("train", "test")), "SSC": (35, ("train", "valid", "test"))}
 
-# One recurrent ALIF layer (brainscale.networks.recurrent_snn); steps are 10 ms bins.
+# One recurrent ALIF layer (brainscale.models.recurrent_snn.recurrent_snn); steps are 10 ms bins.
 MODEL_DEFAULTS = {
     "hidden": [256],
     "neuron": "alif",

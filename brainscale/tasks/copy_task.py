@@ -21,8 +21,7 @@ import math
 import numpy as np
 from flax import nnx
 
-from brainscale.readout import LinearReadout
-from brainscale.rnn import GRU
+from brainscale.models.copy_gru import CopyGRU
 from brainscale.train.task import Task
 from brainscale.tasks.seeding import numpy_rng
 
@@ -62,17 +61,6 @@ def copy_batch(key_or_seed, batch_size: int, *, lag: int = 10, n_tokens: int = 1
     ys = np.full(ids.shape, -1, np.int32)
     ys[n + lag:] = tokens.T
     return (xs, ys, tokens) if return_tokens else (xs, ys)
-
-
-class CopyGRU(nnx.Module):
-    """One-hot token -> GRU(n_hidden) -> linear readout: ``logits = h @ W + b``."""
-
-    def __init__(self, n_hidden: int, *, rngs):
-        self.rnn = GRU(N_CLASSES, n_hidden, rngs=rngs)
-        self.out = LinearReadout(n_hidden, N_CLASSES, rngs=rngs)
-
-    def __call__(self, x):
-        return self.out(self.rnn(x))
 
 
 def make_model(model_options: dict | None = None, seed: int = 0) -> CopyGRU:

@@ -32,7 +32,7 @@ __all__ = ["make_task", "label_sequence", "train_indices", "ENCODINGS", "MODEL_D
 ENCODINGS = ("rate", "latency", "rank_order")
 EVAL_KEY_SEED = 2_147_483_647     # the evaluation set's fixed rate-code key
 
-# Two recurrent LIF layers and a leaky readout (brainscale.networks.recurrent_snn).
+# Two recurrent LIF layers and a leaky readout (brainscale.models.recurrent_snn.recurrent_snn).
 # With the default generator settings, adam(4e-3), batch 64 and 660 steps
 # (30 epochs), ES-D-RTRL and BPTT both reach about 97.5% test accuracy.
 MODEL_DEFAULTS = {
@@ -142,7 +142,7 @@ def make_task(encoding: str = "rate", T: int = 24, max_rate: float = 1.0,
         return out
 
     def make_model(model_options, seed):
-        from brainscale.networks import recurrent_snn
+        from brainscale.models.recurrent_snn import recurrent_snn
 
         opts = {**copy.deepcopy(MODEL_DEFAULTS), **dict(model_options)}
         return recurrent_snn(64, 10, seed=int(seed), **opts)

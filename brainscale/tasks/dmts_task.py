@@ -25,10 +25,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from brainscale.neurons import ALIF
-from brainscale.projections import Recurrent
-from brainscale.readout import LeakyReadout
-from brainscale.surrogate import Arctan, Gaussian, Sigmoid, SuperSpike, Triangle
+from brainscale.models.dmts_net import N_OUT, DMTSNet
+from brainscale.nn.surrogate import Arctan, Gaussian, Sigmoid, SuperSpike, Triangle
 from brainscale.tasks.dmts import dmts_batch
 from brainscale.train.task import Task
 
@@ -36,7 +34,6 @@ __all__ = ["make_task", "make_model", "DMTSNet", "eval_trials", "trial_windows",
            "MODEL_DEFAULTS", "EVAL_SEED", "SURROGATES"]
 
 EVAL_SEED = 2 ** 31 - 1       # the fixed evaluation set; training uses fold_in(seed, step)
-N_OUT = 2                     # non-match, match
 
 SURROGATES = {"sigmoid": Sigmoid, "arctan": Arctan, "triangle": Triangle,
               "superspike": SuperSpike, "gaussian": Gaussian}
@@ -68,32 +65,6 @@ def trial_windows(*, fixation=10, sample=500, delay=1000, test=500, dt=1.0) -> d
     n = [_steps(d, dt) for d in (fixation, sample, delay, test)]
     return {"t_sample": n[0], "t_delay": n[0] + n[1], "t_test": n[0] + n[1] + n[2],
             "T": sum(n)}
-
-
-class DMTSNet(nnx.Module):
-    """Stacked recurrent ALIF layers (``brainscale.projections.Recurrent``)
-    and a ``LeakyReadout`` ``r' = r exp(-dt/tau_out) + s @ W (+ b)`` over the
-    last layer's spikes. A long ``tau_out`` (200 ms) averages the
-    Poisson-driven test-window spikes before they are scored at every step."""
-
-    def __init__(self, n_in, hidden, *, rngs, tau=20.0, tau_a=2000.0, beta=0.5,
-                 spike_fn=None, w_in_scale=32.0, w_rec_scale=1.0, tau_out=200.0,
-                 readout_bias=False, dt=1.0):
-        kw = {} if spike_fn is None else {"spike_fn": spike_fn}
-        layers, n_prev = [], int(n_in)
-        for n in hidden:
-            neuron = ALIF(n, dt=dt, tau=tau, tau_a=tau_a, beta=beta, **kw)
-            layers.append(Recurrent(n_prev, n, neuron, rngs=rngs, w_in_scale=w_in_scale,
-                                    w_rec_scale=w_rec_scale))
-            n_prev = n
-        self.layers = nnx.List(layers) if hasattr(nnx, "List") else layers
-        self.out = LeakyReadout(n_prev, N_OUT, tau=tau_out, dt=dt, rngs=rngs,
-                                use_bias=bool(readout_bias))
-
-    def __call__(self, x):
-        for layer in self.layers:
-            x = layer(x)
-        return self.out(x)
 
 
 def make_model(model_options: dict | None = None, seed: int = 0, *, n_in: int = 100,

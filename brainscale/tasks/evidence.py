@@ -131,10 +131,10 @@ def make_task(*, n_cues=7, cue_duration=100.0, cue_spacing=150.0, delay=1000.0, 
 
     The generator options are those of ``evidence_batch`` (same defaults);
     ``n_eval`` trials, drawn with ``EVAL_SEED``, form the evaluation set.
-    The model is ``brainscale.ei_network.ei_network`` (options
-    ``brainscale.ei_network.MODEL_DEFAULTS``).
+    The model is ``brainscale.models.ei_network.ei_network`` (options
+    ``brainscale.models.ei_network.MODEL_DEFAULTS``).
     """
-    from brainscale.ei_network import MODEL_DEFAULTS, ei_network
+    from brainscale.models.ei_network import MODEL_DEFAULTS, ei_network
     from brainscale.train.task import Task
 
     opts = dict(n_cues=int(n_cues), cue_duration=float(cue_duration),

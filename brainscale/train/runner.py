@@ -222,7 +222,7 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
 def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
     import jax.numpy as jnp
 
-    from brainscale.progress import ProgressBar
+    from brainscale.cli.progress import ProgressBar
 
     out = cfg.run_dir
     ckpt, log_path = os.path.join(out, CHECKPOINT), os.path.join(out, METRICS_LOG)

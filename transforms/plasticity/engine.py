@@ -9,7 +9,7 @@ local error). A rule is a pair of pure functions, as in optax::
     rule.init(w, x_shape, post_shape, batch) -> state
     rule.update(state, LocalSignals) -> (dw, state)      # dw is ADDED to W_eff
 
-(``brainscale.local_learning`` runs rules alone, ``bs.online(..., rules=...)``
+(``brainscale.plasticity`` runs rules alone, ``bs.online(..., rules=...)``
 beside a gradient learner.)
 ``post`` of an op driving hidden group G is the value the model itself
 emits from G this step: a variable that depends elementwise only on G's

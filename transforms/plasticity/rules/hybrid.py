@@ -11,7 +11,7 @@ with ``x`` the presynaptic spikes, ``u`` the postsynaptic membrane
 potential after the step, ``beta`` a rate per presynaptic neuron, ``eta``
 a sliding threshold per postsynaptic neuron and ``gamma`` a decay (used
 clipped to [0, 1], so a meta-step cannot make H grow on its own). The
-rule drives the plastic op of an HP synapse (``brainscale.hp_synapse.
+rule drives the plastic op of an HP synapse (``brainscale.nn.hp_synapse.
 HPLinear``: ``y = x @ W + x @ A``), whose weight follows ``A = alpha H``:
 its ``dw`` is ``alpha (H_new - H)``, so updates summed over a sequence (as
 the online learners apply them) still give ``alpha H`` at its end.

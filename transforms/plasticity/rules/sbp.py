@@ -28,7 +28,7 @@ neurons: the engine hands it this step's dW of their output synapses
 rule's state; per neuron: the summed LTP of its output synapses.
 
 The two-phase contrastive base rule of the paper's SNN is
-``brainscale.sbp_snn.contrastive``.
+``brainscale.models.sbp_snn.contrastive``.
 """
 from __future__ import annotations
 

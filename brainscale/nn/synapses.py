@@ -14,8 +14,8 @@ import math
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.state import HiddenState, default_float
-from brainscale.time_constants import decay, positive
+from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.time_constants import decay, positive
 
 __all__ = [
     "Delta", "Expon", "DualExpon", "Alpha", "STD", "STP",

@@ -25,8 +25,8 @@ from flax import nnx
 
 import brainscale as bs
 from brainscale import hybrid
-from brainscale.hp_synapse import HPLinear
-from brainscale.neurons import LIF
+from brainscale.nn.hp_synapse import HPLinear
+from brainscale.nn.neurons import LIF
 from brainscale.tasks.digits import rank_order_encode, rate_encode
 from transforms.plasticity.rules.hybrid import hp_local
 

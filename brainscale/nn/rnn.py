@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.state import HiddenState, default_float
+from brainscale.nn.state import HiddenState, default_float
 
 __all__ = ["VanillaRNN", "GRU", "LSTM"]
 

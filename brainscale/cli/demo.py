@@ -50,9 +50,9 @@ def make_model(cfg: DemoConfig, seed: int):
     """The demo network as a flax.nnx module (per-sample shapes)."""
     from flax import nnx
 
-    from brainscale.neurons import LIF
-    from brainscale.projections import Recurrent
-    from brainscale.readout import LeakyReadout
+    from brainscale.nn.neurons import LIF
+    from brainscale.nn.projections import Recurrent
+    from brainscale.nn.readout import LeakyReadout
 
     class DigitNet(nnx.Module):
         def __init__(self, rngs):
@@ -100,7 +100,7 @@ def _train_one(algorithm, cfg, data, seed, log):
     import optax
 
     import brainscale as bs
-    from brainscale.progress import ProgressBar
+    from brainscale.cli.progress import ProgressBar
     from brainscale.tasks import batches, rate_encode
 
     x_tr, y_tr, x_te, y_te = data

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.state import HiddenState, default_float
-from brainscale.time_constants import decay
+from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.time_constants import decay
 
 __all__ = ["LeakyReadout", "LinearReadout", "leaky_readout_update"]
 

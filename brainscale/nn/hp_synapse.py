@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.state import default_float
+from brainscale.nn.state import default_float
 
 
 class HPLinear(nnx.Module):

@@ -11,9 +11,9 @@ import inspect
 
 from flax import nnx
 
-from brainscale.neurons import ALIF, LIF
-from brainscale.projections import Recurrent
-from brainscale.readout import LeakyReadout
+from brainscale.nn.neurons import ALIF, LIF
+from brainscale.nn.projections import Recurrent
+from brainscale.nn.readout import LeakyReadout
 
 __all__ = ["RecurrentSNN", "recurrent_snn", "NEURONS"]
 

@@ -45,10 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from brainscale.neurons import ALIF
-from brainscale.projections import Linear, SparseLinear
-from brainscale.readout import LeakyReadout
-from brainscale.state import HiddenState, default_float
+from brainscale.nn.neurons import ALIF
+from brainscale.nn.projections import Linear, SparseLinear
+from brainscale.nn.readout import LeakyReadout
+from brainscale.nn.state import HiddenState, default_float
 
 __all__ = ["EINetwork", "ei_network", "record_spikes", "MODEL_DEFAULTS"]
 

@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.homeostasis import HomeostaticLIF
-from brainscale.local_learning import plasticity
-from brainscale.neurons import LIF
+from brainscale.nn.homeostasis import HomeostaticLIF
+from brainscale.plasticity import plasticity
+from brainscale.nn.neurons import LIF
 from transforms.plasticity.engine import LocalSignals, Rule
 from transforms.plasticity.rules.sbp import DEFAULTS, sbp_backward, sbp_output
 

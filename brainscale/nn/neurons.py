@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.state import HiddenState, default_float
-from brainscale.surrogate import Sigmoid
-from brainscale.time_constants import decay, positive
+from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.surrogate import Sigmoid
+from brainscale.nn.time_constants import decay, positive
 
 __all__ = [
     "LIF", "ALIF", "GIF", "Izhikevich", "ExpIF", "QIF",

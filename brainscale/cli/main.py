@@ -13,7 +13,7 @@ DEFAULT_ALGORITHMS = "es_d_rtrl,bptt"
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from brainscale.demo import run_demo
+    from brainscale.cli.demo import run_demo
 
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     if not algorithms:
@@ -25,7 +25,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from brainscale.bench import run_bench
+    from brainscale.cli.bench import run_bench
 
     run_bench(args.out, only=args.only)
     return 0
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "for spiking neural networks in JAX.")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 
-    from brainscale.demo import FULL, QUICK  # light: numpy only at import
+    from brainscale.cli.demo import FULL, QUICK  # light: numpy only at import
 
     demo = sub.add_parser(
         "demo",
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "every learning rule on spike-encoded digits.")
     bench.add_argument("--out", default="bench_out", metavar="DIR",
                        help="output directory (default: bench_out)")
-    from brainscale.bench import QUICK
+    from brainscale.cli.bench import QUICK
 
     bench.add_argument("--only", nargs="+", choices=sorted(QUICK),
                        help="run only these benchmarks")
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--nir", metavar="FILE", help="also export the network to NIR (HDF5)")
     mp.set_defaults(func=_cmd_map)
 
-    from brainscale.train.cli import add_train_parser
+    from brainscale.cli.train import add_train_parser
 
     add_train_parser(sub)
     return parser

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from brainscale.state import HiddenState, default_float
-from brainscale.synapses import Delta
+from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.synapses import Delta
 
 __all__ = ["Linear", "SparseLinear", "AlignPost", "AlignPre", "Recurrent"]
 

@@ -28,14 +28,14 @@ import math
 import numpy as np
 from flax import nnx
 
-from brainscale import neurons
-from brainscale.networks import RecurrentSNN
-from brainscale.neurons import ALIF, LIF
-from brainscale.nir_import import LeakyIntegrator, NIRNetwork
-from brainscale.projections import AlignPost, AlignPre, Linear, Recurrent, SparseLinear
-from brainscale.readout import LeakyReadout, LinearReadout
-from brainscale.surrogate import Surrogate
-from brainscale.synapses import Delta, Expon
+from brainscale.nn import neurons
+from brainscale.models.recurrent_snn import RecurrentSNN
+from brainscale.nn.neurons import ALIF, LIF
+from brainscale.interop.nir_import import LeakyIntegrator, NIRNetwork
+from brainscale.nn.projections import AlignPost, AlignPre, Linear, Recurrent, SparseLinear
+from brainscale.nn.readout import LeakyReadout, LinearReadout
+from brainscale.nn.surrogate import Surrogate
+from brainscale.nn.synapses import Delta, Expon
 
 __all__ = ["NIRExportError", "to_nir"]
 
@@ -224,7 +224,7 @@ class _Exporter:
         raise NIRExportError(
             f"{_where(path)}: unsupported module type {type(m).__name__}; to_nir reads "
             "RecurrentSNN, nnx.Sequential, lists, and the layer types listed in "
-            "brainscale.nir_export")
+            "brainscale.interop.nir_export")
 
     def sequence(self, mods, paths, src):
         i = 0

@@ -18,9 +18,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.projections import Linear
-from brainscale.state import HiddenState, default_float
-from brainscale.surrogate import SuperSpike
+from brainscale.nn.projections import Linear
+from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.surrogate import SuperSpike
 
 
 class DecolleLayer(nnx.Module):

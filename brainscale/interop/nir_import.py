@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from brainscale.neurons import LIF
-from brainscale.projections import AlignPost, Linear
-from brainscale.state import HiddenState, default_float
-from brainscale.synapses import Delta, Expon
+from brainscale.nn.neurons import LIF
+from brainscale.nn.projections import AlignPost, Linear
+from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.synapses import Delta, Expon
 
 __all__ = ["NIRImportError", "NIRNetwork", "LeakyIntegrator", "from_nir"]
 

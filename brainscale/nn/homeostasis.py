@@ -18,8 +18,8 @@ import math
 import jax
 from flax import nnx
 
-from brainscale.state import HiddenState, default_float
-from brainscale.surrogate import Sigmoid
+from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.surrogate import Sigmoid
 
 
 class HomeostaticLIF(nnx.Module):

@@ -5,13 +5,13 @@
     net2 = from_nir("net.nir")           # NIRNetwork: net2(x) is one step for one sample
 
 What maps to what, what cannot be exported and why: ``docs/nir.md``,
-``brainscale.nir_export`` and ``brainscale.nir_import``. The ``nir`` package
+``brainscale.interop.nir_export`` and ``brainscale.interop.nir_import``. The ``nir`` package
 is imported only inside these functions.
 """
 from __future__ import annotations
 
-from brainscale.nir_export import NIRExportError, to_nir
-from brainscale.nir_import import (LeakyIntegrator, NIRImportError, NIRNetwork, from_nir,
+from brainscale.interop.nir_export import NIRExportError, to_nir
+from brainscale.interop.nir_import import (LeakyIntegrator, NIRImportError, NIRNetwork, from_nir,
                                    read_graph)
 
 __all__ = ["NIRExportError", "NIRImportError", "NIRNetwork", "LeakyIntegrator",

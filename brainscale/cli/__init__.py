@@ -1,0 +1,1 @@
+"""The ``brainscale`` command: ``demo``, ``bench``, ``train`` and ``map``."""

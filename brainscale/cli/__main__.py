@@ -1,0 +1,6 @@
+"""``python -m brainscale.cli`` is the ``brainscale`` command."""
+import sys
+
+from brainscale.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""The copy task's network: a GRU over one-hot tokens and a linear readout.
+
+Per-sample step: ``x (n_classes,) -> logits (n_classes,)``.
+"""
+from __future__ import annotations
+
+from flax import nnx
+
+from brainscale.nn.readout import LinearReadout
+from brainscale.nn.rnn import GRU
+
+__all__ = ["CopyGRU"]
+
+
+class CopyGRU(nnx.Module):
+    """One-hot token -> GRU(n_hidden) -> linear readout: ``logits = h @ W + b``."""
+
+    def __init__(self, n_hidden: int, *, rngs, n_classes: int = 10):
+        self.rnn = GRU(n_classes, n_hidden, rngs=rngs)
+        self.out = LinearReadout(n_hidden, n_classes, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(self.rnn(x))
