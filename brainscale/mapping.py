@@ -62,7 +62,7 @@ def write_run_nir(run_dir: str, path: str):
     from brainscale.interop.nir import write_nir
 
     cfg, task, _, state, _ = _load_run(run_dir)
-    module = task.make_model({**task.model_defaults, **cfg.model}, cfg.seed)
+    module = task.make_model(task.resolve_model(cfg.model), cfg.seed)
     return write_nir(to_nnx(module, state.params), path)
 
 

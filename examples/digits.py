@@ -56,7 +56,7 @@ def main(argv=None, log=print):
                          f"choose from {sorted(bs.ALGORITHMS)}")
     steps = int(args.steps or base["steps"])
     task = make_task(encoding=args.encoding, **base["task"])
-    model = {**task.model_defaults, **base["model"]}
+    model = task.resolve_model(base["model"])
     log(f"digits ({args.encoding} code, T={task.options['T']}): 2 recurrent LIF layers "
         f"{model['hidden']}, batch {base['batch_size']}, {steps} steps, seed {args.seed}")
 

@@ -101,7 +101,7 @@ def main(argv=None, log=print):
     # first-spike times of the trained network on the evaluation trials
     opts = {k: v for k, v in task.options.items() if k != "n_eval"}
     xs, _, info = evidence_batch(EVAL_SEED, task.options["n_eval"], return_info=True, **opts)
-    net = task.make_model({**task.model_defaults, **model}, cfg.seed)
+    net = task.make_model(task.resolve_model(model), cfg.seed)
     chunk = cfg.batch_size                   # spikes of a few trials at a time
     times = np.concatenate([
         first_spike_times(record_spikes(net, res["state"].params, xs[:, i:i + chunk]),

@@ -17,7 +17,7 @@ def run(capsys, *args):
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--set", "model.bogus=1"], ["unknown model option(s) ['bogus']", "'hidden'"]),
+    (["--set", "model.bogus=1"], ["unknown model option(s) ['bogus']", "hidden=[128, 128]"]),
     (["--set", "model.neuron_options.tau=0"], ["tau must be a finite positive number"]),
     (["--set", "model.neuron_options.tua=3"], ["unknown neuron_options ['tua']", "'tau'"]),
     (["--set", "model.hidden=[16,"], ["--set model.hidden=[16,: not valid JSON"]),

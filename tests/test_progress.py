@@ -1,5 +1,7 @@
-"""The text progress bar."""
+"""The training progress line: the first (compiling) step is reported on its
+own and left out of the rate and ETA."""
 import io
+import time
 
 from brainscale.cli.progress import ProgressBar, format_duration
 
@@ -10,22 +12,36 @@ def test_non_tty_prints_about_every_ten_percent():
         for i in range(200):
             bar.update(1, loss=1.0 / (i + 1))
     lines = buf.getvalue().splitlines()
-    assert 10 <= len(lines) <= 12
+    assert lines[0].startswith("x: first step (compilation included)")
+    assert 10 <= len(lines) - 1 <= 12
     assert "\r" not in buf.getvalue()
-    assert lines[-1].startswith("x [") and "200/200" in lines[-1] and "loss 0.0050" in lines[-1]
-    assert "it/s" in lines[-1] and "eta" in lines[-1]
+    assert lines[-1].startswith("x 200/200") and "loss 0.0050" in lines[-1]
+    assert "steps/s" in lines[-1] and "eta" in lines[-1]
 
 
-def test_tty_redraws_in_place():
+def test_eta_counts_the_steady_state_only():
+    """A slow first step (compilation) must not inflate the rate estimate:
+    with a 0.3 s first step and ~0.01 s steps after it, the rate is near
+    100 steps/s, not 3."""
+    bar = ProgressBar(100, stream=io.StringIO(), tty=False)
+    time.sleep(0.3)
+    bar.update(1)
+    for _ in range(5):
+        time.sleep(0.01)
+        bar.update(1)
+    assert bar.first_step_s >= 0.3
+    assert bar.rate() > 30, bar.rate()
+
+
+def test_tty_uses_a_redrawn_bar():
     buf = io.StringIO()
-    bar = ProgressBar(5, stream=buf, tty=True)
+    bar = ProgressBar(5, stream=buf, tty=True, desc="run")
     for _ in range(5):
         bar.update()
     bar.close()
     bar.close()  # idempotent
     text = buf.getvalue()
-    assert text.count("\r") == 6 and text.endswith("\n") and text.count("\n") == 1
-    assert "5/5" in text
+    assert text.startswith("run: first step") and "\r" in text and "5/5" in text
 
 
 def test_format_duration():

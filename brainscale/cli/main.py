@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="brainscale",
         description="BrainScale: online learning (D-RTRL, ES-D-RTRL, BPTT) "
                     "for spiking neural networks in JAX.")
+    from brainscale import __version__
+
+    parser.add_argument("--version", action="version", version=f"brainscale {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 
     from brainscale.cli.demo import FULL, QUICK  # light: numpy only at import

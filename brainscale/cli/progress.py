@@ -1,46 +1,46 @@
-"""A tiny dependency-free text progress bar.
+"""Progress of a training loop whose first step compiles.
 
-On a terminal the bar redraws in place with '\\r'; otherwise (CI logs, pipes)
-it prints one line about every 10% of the way.
+The first step's time (tracing and XLA compilation plus one step) is said
+on its own line; rate and ETA count the steps after it, so the estimate is
+the steady state's from the second step on. On a terminal the bar is
+``tqdm``'s; in a log (CI, a pipe) one line about every 10% of the way.
 """
 from __future__ import annotations
 
 import sys
 import time
 
+from tqdm.std import tqdm
+
 __all__ = ["ProgressBar", "format_duration"]
 
 
 def format_duration(seconds: float) -> str:
-    if seconds != seconds or seconds == float("inf"):  # nan / inf
+    """``mm:ss`` or ``h:mm:ss``; ``?`` for nan or inf."""
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
         return "?"
-    seconds = int(round(seconds))
-    m, s = divmod(seconds, 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+    return tqdm.format_interval(int(round(seconds)))
 
 
 class ProgressBar:
-    """``bar = ProgressBar(total, desc="train")``; ``bar.update(n=1, loss=...)``
-    after each step; ``bar.close()`` at the end (or use it as a context
-    manager). Shows steps done/total, steps per second, ETA and the latest
-    loss."""
+    """``bar = ProgressBar(total, desc="digits/es_d_rtrl")``;
+    ``bar.update(1, loss=...)`` after each step; ``bar.close()`` at the end
+    (or ``with ProgressBar(...) as bar``)."""
 
-    def __init__(self, total: int, desc: str = "", width: int = 24, stream=None,
-                 tty: bool | None = None, every: float = 0.1):
+    def __init__(self, total: int, desc: str = "", stream=None, tty: bool | None = None,
+                 every: float = 0.1):
         self.total = max(int(total), 1)
         self.desc = desc
-        self.width = width
         self.stream = stream if stream is not None else sys.stdout
         if tty is None:
             isatty = getattr(self.stream, "isatty", None)
             tty = bool(isatty()) if callable(isatty) else False
-        self.tty = tty
-        self.every = every
-        self.n = 0
-        self.loss = None
-        self.start = time.perf_counter()
-        self._next_print = 0.0  # fraction at which the next non-tty line is due
+        self.tty, self.every = tty, every
+        self.n, self.loss = 0, None
+        self.first_step_s = None
+        self._t0 = time.perf_counter()      # start of the first step, then of the second
+        self._next_print = every
+        self._bar = None
         self._closed = False
 
     def __enter__(self):
@@ -49,36 +49,50 @@ class ProgressBar:
     def __exit__(self, *exc):
         self.close()
 
+    def rate(self) -> float:
+        """Steps per second after the first step (0 before two steps)."""
+        steady = self.n - 1
+        elapsed = time.perf_counter() - self._t0
+        return steady / elapsed if steady > 0 and elapsed > 0 else 0.0
+
     def render(self) -> str:
-        frac = min(self.n / self.total, 1.0)
-        filled = int(round(frac * self.width))
-        bar = "#" * filled + "-" * (self.width - filled)
-        elapsed = time.perf_counter() - self.start
-        rate = self.n / elapsed if elapsed > 0 else 0.0
+        rate = self.rate()
         eta = (self.total - self.n) / rate if rate > 0 else float("inf")
         loss = f" loss {self.loss:.4f}" if self.loss is not None else ""
         desc = f"{self.desc} " if self.desc else ""
-        return (f"{desc}[{bar}] {self.n}/{self.total} {rate:.1f} it/s "
-                f"elapsed {format_duration(elapsed)} eta {format_duration(eta)}{loss}")
+        return (f"{desc}{self.n}/{self.total} {rate:.2f} steps/s eta {format_duration(eta)}"
+                f"{loss}")
 
     def update(self, n: int = 1, loss: float | None = None) -> None:
-        self.n += n
         if loss is not None:
             self.loss = float(loss)
+        if self.n == 0 and n > 0:
+            self.first_step_s = time.perf_counter() - self._t0
+            self._t0 = time.perf_counter()
+            print(f"{self.desc}: first step (compilation included) "
+                  f"{self.first_step_s:.1f} s", file=self.stream, flush=True)
+            if self.tty:
+                self._bar = tqdm(total=self.total, initial=n, desc=self.desc, file=self.stream,
+                                 smoothing=0, unit="step", dynamic_ncols=True)
+            self.n = n
+            return
+        self.n += n
+        if self._bar is not None:
+            self._bar.update(n)
+            if self.loss is not None:
+                self._bar.set_postfix(loss=f"{self.loss:.4f}", refresh=False)
+            return
         if self.tty:
-            self.stream.write("\r" + self.render())
-            self.stream.flush()
-        else:
-            frac = self.n / self.total
-            if frac >= self._next_print or self.n >= self.total:
-                print(self.render(), file=self.stream, flush=True)
-                while self._next_print <= frac:
-                    self._next_print += self.every
+            return
+        frac = self.n / self.total
+        if frac >= self._next_print or self.n >= self.total:
+            print(self.render(), file=self.stream, flush=True)
+            while self._next_print <= frac:
+                self._next_print += self.every
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self.tty:
-            self.stream.write("\r" + self.render() + "\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()

@@ -17,32 +17,70 @@ import sys
 __all__ = ["add_train_parser", "run_train", "config_from_args"]
 
 
+ALGORITHM_HELP = {
+    "es_d_rtrl": "D-RTRL with eligibility traces of a few past inputs (the default)",
+    "d_rtrl": "diagonal real-time recurrent learning, exact for element-wise neurons",
+    "e_prop": "e-prop: symmetric feedback (D-RTRL's signal) unless --feedback random",
+    "ostl": "online spatio-temporal learning",
+    "bptt": "backpropagation through time over the whole sequence (the exact reference)",
+}
+
+
 def add_train_parser(sub) -> argparse.ArgumentParser:
+    from brainscale.train.config import OPTIMIZERS, TrainConfig
     from brainscale.train.registry import task_names
 
+    d = TrainConfig(task="digits")          # the defaults, for the help text
     p = sub.add_parser(
         "train", help="train a network on a task (checkpoints, resume, metrics log, plots)",
-        description="Train with D-RTRL, ES-D-RTRL or BPTT on a registered task. Writes "
-                    "metrics.jsonl, checkpoint.msgpack (atomically, every N steps and on "
-                    "SIGINT/SIGTERM), learning_curve.png, raster.png and result.json into "
-                    "the output folder. Tasks: " + ", ".join(task_names()))
-    p.add_argument("--task", help="task name (or 'task' in the config file)")
-    p.add_argument("--algorithm", choices=["es_d_rtrl", "d_rtrl", "e_prop", "ostl", "bptt"])
-    p.add_argument("--config", metavar="FILE", help="JSON config (see brainscale.train.TrainConfig)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--devices", type=int, help="shard the batch over this many devices")
-    p.add_argument("--eval-every", type=int, dest="eval_every")
-    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
-    p.add_argument("--out", dest="out_dir", metavar="DIR", help="run folder (default runs/<task>)")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train online (D-RTRL, ES-D-RTRL, e-prop, OSTL) or with BPTT on a "
+                    "registered task. Writes metrics.jsonl, checkpoint.msgpack (atomically, "
+                    "every N steps and on SIGINT/SIGTERM), config.json (every value used), "
+                    "learning_curve.png, raster.png and result.json into the output folder.\n\n"
+                    "tasks: " + ", ".join(task_names()) + "\nalgorithms:\n" + "\n".join(
+                        f"  {k:<10} {v}" for k, v in ALGORITHM_HELP.items())
+                    + "\n\nPrecedence: defaults < --config file < flags < --set. "
+                    "--task T --show-options lists T's options.")
+    p.add_argument("--task", help="task name, or a factory 'package.module:function' "
+                                  "(default: 'task' of the config file)")
+    p.add_argument("--algorithm", choices=sorted(ALGORITHM_HELP),
+                   help=f"learning algorithm (default: {d.algorithm})")
+    p.add_argument("--feedback", choices=["symmetric", "random"],
+                   help="e-prop only: the learning signal's feedback weights, the readout's "
+                        "own (symmetric, default) or fixed random ones (random feedback "
+                        "alignment, as in the e-prop paper)")
+    p.add_argument("--config", metavar="FILE",
+                   help="JSON config with any TrainConfig key (see --show-options)")
+    p.add_argument("--steps", type=int, help=f"training steps (default: {d.steps})")
+    p.add_argument("--batch-size", type=int, dest="batch_size",
+                   help=f"sequences per step (default: {d.batch_size})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default: {d.lr})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optax optimizer (default: "
+                                                           f"{d.optimizer})")
+    p.add_argument("--seed", type=int, help=f"seed of the weights and batches (default: "
+                                            f"{d.seed})")
+    p.add_argument("--devices", type=int,
+                   help="shard the batch over this many devices (default: one device)")
+    p.add_argument("--eval-every", type=int, dest="eval_every",
+                   help=f"score the evaluation set every N steps (default: {d.eval_every})")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
+                   help=f"write a checkpoint every N steps (default: {d.checkpoint_every})")
+    p.add_argument("--out", dest="out_dir", metavar="DIR",
+                   help="run folder (default: runs/<task>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, dotted for nested ones "
-                        "(task_options.delay=300, model.hidden=[64,64]); repeatable")
+                        "(task_options.delay=300, model.hidden=[64,64]); JSON values; "
+                        "repeatable")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in the output folder")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--show-options", action="store_true", dest="show_options",
+                   help="print the task's options and its model's options (type, default, "
+                        "meaning) and exit")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files into <out>/tensorboard "
+                        "(needs the tensorboard extra)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots at the end")
     p.set_defaults(func=run_train)
     return p
 
@@ -73,11 +111,13 @@ def config_from_args(args):
             raise ValueError(f"{args.config}: a config is a JSON object")
     elif args.resume and args.out_dir and not args.task:
         d = _saved_config(args.out_dir)
-    for key in ("task", "algorithm", "steps", "batch_size", "lr", "seed", "devices",
+    for key in ("task", "algorithm", "steps", "batch_size", "lr", "optimizer", "seed", "devices",
                 "eval_every", "checkpoint_every", "out_dir"):
-        v = getattr(args, key)
+        v = getattr(args, key, None)
         if v is not None:
             d[key] = v
+    if getattr(args, "feedback", None) is not None:
+        d["learner"] = {**d.get("learner", {}), "feedback": args.feedback}
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq or not key:
@@ -128,11 +168,18 @@ def run_train(args) -> int:
     from brainscale.train.run_lock import RunLockedError
     from brainscale.train.runner import fit
 
+    if args.show_options:
+        return _show_options(args)
     try:
         cfg = config_from_args(args)
-        result = fit(cfg, resume=args.resume, plots=not args.no_plots)
+        callbacks = []
+        if args.tensorboard:
+            from brainscale.train.callbacks import TensorBoard
+
+            callbacks.append(TensorBoard(os.path.join(cfg.run_dir, "tensorboard")))
+        result = fit(cfg, resume=args.resume, plots=not args.no_plots, callbacks=callbacks)
     except (ValueError, BatchError, CheckpointError, FileExistsError, FileNotFoundError,
-            FloatingPointError, RunLockedError) as e:
+            FloatingPointError, RunLockedError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     final = result["final"]
@@ -142,6 +189,24 @@ def run_train(args) -> int:
     if result["status"] == "interrupted":
         hist = [r for r in _log(result["out_dir"]) if r["kind"] == "interrupted"]
         return 128 + int(hist[-1]["signal"]) if hist else 130
+    return 0
+
+
+def _show_options(args) -> int:
+    from brainscale.train.registry import describe_task
+
+    task = args.task
+    if task is None and args.config:
+        with open(args.config) as f:
+            task = json.load(f).get("task")
+    if task is None:
+        print("error: --show-options needs --task (or a --config naming one)", file=sys.stderr)
+        return 2
+    try:
+        print(describe_task(task))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

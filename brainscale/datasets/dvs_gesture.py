@@ -17,6 +17,7 @@ from brainscale.datasets.errors import DatasetError, MissingDataError
 from brainscale.datasets.events import read_dvs_gesture
 from brainscale.datasets.frame_task import frame_task
 from brainscale.datasets.frames import FrameSpec
+from brainscale.models.recurrent_snn import RecurrentSNNOptions
 
 __all__ = ["NAME", "SENSOR_SIZE", "N_CLASSES", "SPLITS", "MODEL_DEFAULTS", "find_files", "load",
            "make_task"]
@@ -33,6 +34,7 @@ SPLITS = {
 }
 
 # One recurrent ALIF layer (brainscale.models.recurrent_snn.recurrent_snn); steps are frames.
+MODEL_OPTIONS = RecurrentSNNOptions   # the schema of MODEL_DEFAULTS and a config's model
 MODEL_DEFAULTS = {
     "hidden": [256],
     "neuron": "alif",

@@ -16,6 +16,7 @@ import numpy as np
 
 from brainscale.datasets.collate import batch_indices, collate, subset_indices
 from brainscale.datasets.dataset import FrameDataset
+from brainscale.models.recurrent_snn import RecurrentSNNOptions
 from brainscale.train.task import Task
 
 __all__ = ["frame_task", "EvalBatches"]
@@ -75,4 +76,5 @@ def frame_task(name: str, train: FrameDataset, test: FrameDataset, *, T: int,
 
     return Task(name=name, n_in=n_in, n_out=n_out, train_batch=train_batch,
                 eval_batches=eval_batches, make_model=make_model, metric="trial",
-                options=dict(options), model_defaults=dict(model_defaults))
+                options=dict(options), model_defaults=dict(model_defaults),
+                model_options=RecurrentSNNOptions)

@@ -16,6 +16,7 @@ from brainscale.datasets.errors import DatasetError, MissingDataError
 from brainscale.datasets.events import read_nmnist
 from brainscale.datasets.frame_task import frame_task
 from brainscale.datasets.frames import FrameSpec
+from brainscale.models.recurrent_snn import RecurrentSNNOptions
 
 __all__ = ["NAME", "SENSOR_SIZE", "N_CLASSES", "SPLITS", "MODEL_DEFAULTS", "find_files", "load",
            "make_task"]
@@ -32,6 +33,7 @@ SPLITS = {
 }
 
 # One recurrent LIF layer (brainscale.models.recurrent_snn.recurrent_snn); steps are frames.
+MODEL_OPTIONS = RecurrentSNNOptions   # the schema of MODEL_DEFAULTS and a config's model
 MODEL_DEFAULTS = {
     "hidden": [256],
     "neuron": "lif",

@@ -16,6 +16,7 @@ from brainscale.datasets.errors import MissingDataError
 from brainscale.datasets.events import HSDFile
 from brainscale.datasets.frame_task import frame_task
 from brainscale.datasets.frames import FrameSpec
+from brainscale.models.recurrent_snn import RecurrentSNNOptions
 
 __all__ = ["SENSOR_SIZE", "BASE_URL", "KINDS", "MODEL_DEFAULTS", "h5_path", "load", "load_ssc",
            "make_task", "make_ssc_task"]
@@ -27,6 +28,7 @@ BASE_URL = "https://zenkelab.org/datasets/"          # tonic 1.7's HSD.base_url
 KINDS = {"SHD": (20, ("train", "test")), "SSC": (35, ("train", "valid", "test"))}
 
 # One recurrent ALIF layer (brainscale.models.recurrent_snn.recurrent_snn); steps are 10 ms bins.
+MODEL_OPTIONS = RecurrentSNNOptions   # the schema of MODEL_DEFAULTS and a config's model
 MODEL_DEFAULTS = {
     "hidden": [256],
     "neuron": "alif",

@@ -4,12 +4,22 @@ Per-sample step: ``x (n_classes,) -> logits (n_classes,)``.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from flax import nnx
 
+from brainscale.models.options import option
 from brainscale.nn.readout import LinearReadout
 from brainscale.nn.rnn import GRU
 
-__all__ = ["CopyGRU"]
+__all__ = ["CopyGRU", "CopyGRUOptions"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyGRUOptions:
+    """The JSON options of the copy task's network (a config's ``model``)."""
+
+    n_hidden: int = option(128, "GRU units")
 
 
 class CopyGRU(nnx.Module):

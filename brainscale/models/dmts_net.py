@@ -5,15 +5,35 @@ Per-sample step: ``x (n_in,) -> logits (2,)`` (non-match, match).
 """
 from __future__ import annotations
 
+import dataclasses
+
 from flax import nnx
 
 from brainscale.nn.neurons import ALIF
 from brainscale.nn.projections import Recurrent
+from brainscale.models.options import option
 from brainscale.nn.readout import LeakyReadout
 
-__all__ = ["DMTSNet", "N_OUT"]
+__all__ = ["DMTSNet", "DMTSNetOptions", "N_OUT"]
 
 N_OUT = 2                     # non-match, match
+
+
+@dataclasses.dataclass(frozen=True)
+class DMTSNetOptions:
+    """The JSON options of the DMTS task's network (a config's ``model``)."""
+
+    hidden: list[int] = option([200], "recurrent ALIF layer sizes")
+    tau: float = option(20.0, "membrane time constant (ms)")
+    tau_a: float = option(2000.0, "adaptation time constant (ms); longer than the delay")
+    beta: float = option(0.5, "adaptation strength: threshold v_th + beta a")
+    surrogate: dict | None = option(None, 'null (the neuron\'s own) or {"name": one of '
+                                          'sigmoid, arctan, triangle, superspike, gaussian, '
+                                          '**its parameters}')
+    w_in_scale: float = option(32.0, "input weights ~ N(0, w_in_scale^2 / n_in)")
+    w_rec_scale: float = option(1.0, "recurrent weights ~ N(0, w_rec_scale^2 / n)")
+    tau_out: float = option(200.0, "leaky readout time constant (ms)")
+    readout_bias: bool = option(False, "a bias on the readout")
 
 
 class DMTSNet(nnx.Module):

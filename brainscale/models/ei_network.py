@@ -41,32 +41,42 @@ the fan-in).
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from brainscale.models.options import option, resolve
 from brainscale.nn.neurons import ALIF
 from brainscale.nn.projections import Linear, SparseLinear
 from brainscale.nn.readout import LeakyReadout
 from brainscale.nn.state import HiddenState, default_float
 
-__all__ = ["EINetwork", "ei_network", "record_spikes", "MODEL_DEFAULTS"]
+__all__ = ["EINetwork", "EINetworkOptions", "ei_network", "record_spikes", "MODEL_DEFAULTS"]
 
-MODEL_DEFAULTS = {
-    "n_rec": 800,
-    "exc_fraction": 0.8,
-    "p_rec": 0.2,
-    "tau": 20.0,
-    "tau_a": 2000.0,
-    "beta": 0.07,
-    "w_in_scale": 50.0,
-    "w_rec_scale": 10.0,
-    "balanced": True,
-    "tau_out": 20.0,
-    "readout": "exc",
-    "conn_seed": 0,
-    "rec_compute": "dense",
-}
+@dataclasses.dataclass(frozen=True)
+class EINetworkOptions:
+    """The JSON options of ``ei_network`` (a config's ``model`` object)."""
+
+    n_rec: int = option(800, "recurrent ALIF neurons")
+    exc_fraction: float = option(0.8, "fraction of excitatory neurons")
+    p_rec: float = option(0.2, "recurrent connection probability")
+    tau: float = option(20.0, "membrane time constant (ms)")
+    tau_a: float = option(2000.0, "adaptation time constant (ms)")
+    beta: float = option(0.07, "adaptation strength")
+    w_in_scale: float = option(50.0, "input weights ~ N(0, w_in_scale^2 / n_in)")
+    w_rec_scale: float = option(10.0, "recurrent magnitudes ~ |N(0, w_rec_scale^2 / (p_rec n_rec))|")
+    balanced: bool = option(True, "scale inhibitory synapses by n_exc / n_inh")
+    tau_out: float = option(20.0, "leaky readout time constant (ms)")
+    readout: Literal["exc", "all"] = option("exc", "which neurons the readout sees")
+    conn_seed: int = option(0, "seed of the sparse connectivity")
+    rec_compute: Literal["dense", "segment"] = option("dense", "recurrent product: densified "
+                                                               "matrix or scatter-add")
+
+
+MODEL_DEFAULTS = resolve(EINetworkOptions, {})
 
 
 class EINetwork(nnx.Module):
@@ -113,15 +123,11 @@ class EINetwork(nnx.Module):
 
 
 def ei_network(n_in, n_out, seed=0, dt=1.0, **options) -> EINetwork:
-    """Build an ``EINetwork`` from JSON-friendly ``options`` (keys of
-    ``MODEL_DEFAULTS``; missing keys take those defaults). ``seed`` draws the
+    """Build an ``EINetwork`` from JSON-friendly ``options`` (fields of
+    ``EINetworkOptions``; missing keys take their defaults). ``seed`` draws the
     weights; the connectivity is drawn from ``conn_seed``."""
-    unknown = sorted(set(options) - set(MODEL_DEFAULTS))
-    if unknown:
-        raise ValueError(f"E-I network: unknown option(s) {unknown}; known: "
-                         f"{sorted(MODEL_DEFAULTS)}")
     return EINetwork(n_in, n_out, rngs=nnx.Rngs(int(seed)), dt=dt,
-                     **{**MODEL_DEFAULTS, **options})
+                     **resolve(EINetworkOptions, options))
 
 
 def record_spikes(model: EINetwork, params, xs):

@@ -7,17 +7,33 @@ Per-sample step: ``x (n_in,) -> logits (n_out,)``.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
+from typing import Literal
 
 from flax import nnx
 
 from brainscale.nn.neurons import ALIF, LIF
 from brainscale.nn.projections import Recurrent
 from brainscale.nn.readout import LeakyReadout
+from brainscale.models.options import option
 
-__all__ = ["RecurrentSNN", "recurrent_snn", "NEURONS"]
+__all__ = ["RecurrentSNN", "RecurrentSNNOptions", "recurrent_snn", "NEURONS"]
 
 NEURONS = {"lif": LIF, "alif": ALIF}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentSNNOptions:
+    """The JSON options of ``recurrent_snn`` (a config's ``model`` object)."""
+
+    hidden: list[int] = option([128], "recurrent layer sizes, input side first")
+    neuron: Literal["lif", "alif"] = option("lif", "neuron model of every layer")
+    neuron_options: dict = option({}, "keyword arguments of the neuron class, e.g. "
+                                      '{"tau": 20.0, "reset": "hard"} (LIF) or tau_a, beta (ALIF)')
+    w_in_scale: float = option(1.0, "input weights ~ N(0, w_in_scale^2 / fan_in)")
+    w_rec_scale: float = option(1.0, "recurrent weights ~ N(0, w_rec_scale^2 / n)")
+    tau_out: float = option(10.0, "leaky readout time constant (steps of dt)")
 
 
 class RecurrentSNN(nnx.Module):

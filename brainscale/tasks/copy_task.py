@@ -22,11 +22,12 @@ import numpy as np
 from flax import nnx
 
 from brainscale.models.copy_gru import CopyGRU
+from brainscale.models.copy_gru import CopyGRUOptions as MODEL_OPTIONS
 from brainscale.train.task import Task
 from brainscale.tasks.seeding import numpy_rng
 
 __all__ = ["copy_batch", "make_task", "make_model", "CopyGRU", "N_CLASSES", "BLANK",
-           "TRIGGER", "TOKENS", "CHANCE_LOSS", "EVAL_SEED", "MODEL_DEFAULTS"]
+           "TRIGGER", "TOKENS", "CHANCE_LOSS", "EVAL_SEED", "MODEL_DEFAULTS", "MODEL_OPTIONS"]
 
 N_CLASSES = 10          # one-hot width and number of logits
 BLANK = 0               # the lag's filler
@@ -100,4 +101,4 @@ def make_task(*, lag: int = 10, n_tokens: int = 10, n_eval: int = 512):
     return Task(name="copy", n_in=N_CLASSES, n_out=N_CLASSES, train_batch=train_batch,
                 eval_batches=eval_batches, make_model=make_model, metric="step",
                 options={"lag": lag, "n_tokens": n_tokens, "n_eval": n_eval},
-                model_defaults=dict(MODEL_DEFAULTS))
+                model_defaults=dict(MODEL_DEFAULTS), model_options=MODEL_OPTIONS)

@@ -24,9 +24,10 @@ import numpy as np
 
 from brainscale.tasks.digits import (latency_encode, load_digits_split, rank_order_encode,
                                      rate_encode)
+from brainscale.models.recurrent_snn import RecurrentSNNOptions as MODEL_OPTIONS
 from brainscale.train.task import Task
 
-__all__ = ["make_task", "label_sequence", "train_indices", "ENCODINGS", "MODEL_DEFAULTS",
+__all__ = ["make_task", "label_sequence", "train_indices", "ENCODINGS", "MODEL_DEFAULTS", "MODEL_OPTIONS",
            "EVAL_KEY_SEED"]
 
 ENCODINGS = ("rate", "latency", "rank_order")
@@ -152,4 +153,5 @@ def make_task(encoding: str = "rate", T: int = 24, max_rate: float = 1.0,
                "split_seed": int(split_seed), "max_eval": None if max_eval is None else int(max_eval)}
     return Task(name="digits", n_in=64, n_out=10, train_batch=train_batch,
                 eval_batches=eval_batches, make_model=make_model, metric="trial",
-                options=options, model_defaults=copy.deepcopy(MODEL_DEFAULTS))
+                options=options, model_defaults=copy.deepcopy(MODEL_DEFAULTS),
+                model_options=MODEL_OPTIONS)

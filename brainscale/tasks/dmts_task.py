@@ -26,12 +26,13 @@ import numpy as np
 from flax import nnx
 
 from brainscale.models.dmts_net import N_OUT, DMTSNet
+from brainscale.models.dmts_net import DMTSNetOptions as MODEL_OPTIONS
 from brainscale.nn.surrogate import Arctan, Gaussian, Sigmoid, SuperSpike, Triangle
 from brainscale.tasks.dmts import dmts_batch
 from brainscale.train.task import Task
 
 __all__ = ["make_task", "make_model", "DMTSNet", "eval_trials", "trial_windows",
-           "MODEL_DEFAULTS", "EVAL_SEED", "SURROGATES"]
+           "MODEL_DEFAULTS", "MODEL_OPTIONS", "EVAL_SEED", "SURROGATES"]
 
 EVAL_SEED = 2 ** 31 - 1       # the fixed evaluation set; training uses fold_in(seed, step)
 
@@ -178,4 +179,5 @@ def make_task(delay: float = 1000, fixation: float = 10, sample: float = 500,
 
     return Task(name="dmts", n_in=options["n_in"], n_out=N_OUT, train_batch=train_batch,
                 eval_batches=eval_batches, make_model=model, metric="trial",
-                options=options, model_defaults=dict(MODEL_DEFAULTS))
+                options=options, model_defaults=dict(MODEL_DEFAULTS),
+                model_options=MODEL_OPTIONS)

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from brainscale.models.ei_network import MODEL_DEFAULTS, ei_network
+from brainscale.models.ei_network import EINetworkOptions as MODEL_OPTIONS
 from brainscale.tasks.seeding import numpy_rng
 
 __all__ = ["evidence_batch", "make_task", "EVAL_SEED", "DEFAULTS", "GROUPS"]
@@ -134,7 +136,6 @@ def make_task(*, n_cues=7, cue_duration=100.0, cue_spacing=150.0, delay=1000.0, 
     The model is ``brainscale.models.ei_network.ei_network`` (options
     ``brainscale.models.ei_network.MODEL_DEFAULTS``).
     """
-    from brainscale.models.ei_network import MODEL_DEFAULTS, ei_network
     from brainscale.train.task import Task
 
     opts = dict(n_cues=int(n_cues), cue_duration=float(cue_duration),
@@ -169,4 +170,5 @@ def make_task(*, n_cues=7, cue_duration=100.0, cue_spacing=150.0, delay=1000.0, 
 
     return Task(name="evidence", n_in=n_in, n_out=2, train_batch=train_batch,
                 eval_batches=eval_batches, make_model=make_model, metric="trial",
-                options={**opts, "n_eval": n_eval}, model_defaults=dict(MODEL_DEFAULTS))
+                options={**opts, "n_eval": n_eval}, model_defaults=dict(MODEL_DEFAULTS),
+                model_options=MODEL_OPTIONS)

@@ -14,6 +14,8 @@ from typing import Any
 __all__ = ["TrainConfig", "OPTIMIZERS", "load_config", "config_from_dict"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+# a registered name, or a factory as "package.module:function"
+TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z_][A-Za-z0-9_.]*)?")
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,9 @@ class TrainConfig:
         if bad:
             raise ValueError(f"config key {bad[0]!r} is not a finite number; every number in "
                              "a config must be finite")
-        _check(isinstance(self.task, str) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
-                                                           self.task or "") is not None,
-               "task", "a task name (letters, digits, '_', '.', '-'; no path)")
+        _check(isinstance(self.task, str) and TASK_NAME.fullmatch(self.task) is not None,
+               "task", "a task name (letters, digits, '_', '.', '-'; no path) or a factory "
+               "'package.module:function'")
         for name in ("task_options", "model", "learner"):
             _check(isinstance(getattr(self, name), dict), name, "a JSON object")
         import brainscale
@@ -82,7 +84,7 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> str:
-        return self.out_dir if self.out_dir else f"runs/{self.task}"
+        return self.out_dir if self.out_dir else f"runs/{self.task.replace(':', '.')}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,18 +1,35 @@
-"""Task names for configs and the CLI: name -> ``"module:make_task"``.
+"""Task names for configs and the CLI.
+
+A name is found, in this order, in:
+
+1. the table (``TASKS``: the built-in tasks as ``"module:make_task"``, and
+   whatever ``register_task`` added in this process);
+2. the entry point group ``brainscale.tasks`` of installed packages, so a
+   package's tasks work in every process (``brainscale map``, ``--resume``)::
+
+       [project.entry-points."brainscale.tasks"]
+       two_freq = "mypkg.tasks:make_two_freq"
+
+3. the name itself when it reads ``"package.module:factory"``.
 
 Imports are lazy, so naming a task loads only its own dependencies (the
-neuromorphic datasets need tonic and h5py, the others do not). A run may
-also pass its own ``Task`` to ``fit``, or its own name table to ``make_task``.
+neuromorphic datasets need tonic and h5py, the others do not).
 """
 from __future__ import annotations
 
 import importlib
+import inspect
+from importlib.metadata import entry_points
+from typing import Callable
 
 from brainscale.train.task import Task
 
-__all__ = ["TASKS", "make_task", "task_names"]
+__all__ = ["TASKS", "ENTRY_POINT_GROUP", "make_task", "register_task", "task_factory",
+           "task_names", "describe_task"]
 
-TASKS = {
+ENTRY_POINT_GROUP = "brainscale.tasks"
+
+TASKS: dict[str, str | Callable[..., Task]] = {
     "digits": "brainscale.tasks.digits_task:make_task",
     "dmts": "brainscale.tasks.dmts_task:make_task",
     "evidence": "brainscale.tasks.evidence:make_task",
@@ -24,16 +41,84 @@ TASKS = {
 }
 
 
+def register_task(name: str, factory: Callable[..., Task] | str, *, replace: bool = False):
+    """Make ``name`` a task for ``TrainConfig(task=name)``, ``fit`` and the
+    CLI in this process. ``factory(**task_options)`` returns a ``Task``, or is
+    given as ``"module:function"``. Another process (``brainscale map``, a
+    ``--resume`` from the shell) finds it through the entry point group
+    ``brainscale.tasks`` or when the config names ``"module:function"``.
+    """
+    from brainscale.train.config import TASK_NAME
+
+    if not isinstance(name, str) or not TASK_NAME.fullmatch(name) or ":" in name:
+        raise ValueError(f"task name {name!r}: letters, digits, '_', '.', '-'")
+    if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+        raise TypeError(f"register_task({name!r}): factory must be callable or "
+                        f"'module:function', got {factory!r}")
+    if name in TASKS and TASKS[name] is not factory and not replace:
+        raise ValueError(f"task {name!r} is already registered ({TASKS[name]}); "
+                         "pass replace=True to replace it")
+    TASKS[name] = factory
+    return factory
+
+
+def _installed() -> dict:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def task_names(tasks: dict | None = None) -> list[str]:
-    return sorted(TASKS if tasks is None else tasks)
+    """Every task name: the table's and the installed entry points'."""
+    if tasks is not None:
+        return sorted(tasks)
+    return sorted(set(TASKS) | set(_installed()))
 
 
-def _check_integers(name, factory, options):
-    """An option annotated ``int`` takes an integer: ``T=2.7`` is an error,
-    never silently truncated."""
-    import inspect
+def _import(ref: str, what: str):
+    module, _, attr = ref.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{what}: cannot import {ref!r} ({e})") from None
+    return obj
 
+
+def task_factory(name: str, tasks: dict | None = None) -> Callable[..., Task]:
+    """The function that builds task ``name`` (see the module docstring for
+    where names are found); an unknown name is an error that lists them."""
+    table = TASKS if tasks is None else tasks
+    if name in table:
+        entry = table[name]
+        return _import(entry, f"task {name!r}") if isinstance(entry, str) else entry
+    if tasks is None:
+        found = _installed().get(name)
+        if found is not None:
+            return found.load()
+    if ":" in name:
+        return _import(name, f"task {name!r}")
+    raise ValueError(
+        f"unknown task {name!r}; known tasks: {task_names(tasks)}. A task of your own: "
+        f"brainscale.train.register_task({name!r}, factory) in this process, an entry point "
+        f"in group {ENTRY_POINT_GROUP!r} for every process, or name it by its factory "
+        "('package.module:make_task')")
+
+
+def _check_options(name, factory, options):
+    """Unknown and missing options name the option; an option annotated
+    ``int`` takes an integer (``T=2.7`` is an error, never truncated)."""
     params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    unknown = sorted(set(options) - set(params)) if not takes_any else []
+    if unknown:
+        raise ValueError(f"task {name!r}: unknown task_options {unknown}; it takes "
+                         f"{[p for p in params if p != 'self']}")
+    missing = [p.name for p in params.values() if p.default is p.empty
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in options]
+    if missing:
+        flags = " ".join(f"--set task_options.{m}=..." for m in missing)
+        raise ValueError(f"task {name!r} needs task_options {missing} (config "
+                         f"\"task_options\": {{...}}, or {flags})")
     for key, value in options.items():
         p = params.get(key)
         if p is not None and p.annotation in (int, "int") and not (
@@ -43,22 +128,54 @@ def _check_integers(name, factory, options):
 
 
 def make_task(name: str, options: dict | None = None, tasks: dict | None = None) -> Task:
-    """Build the task ``name`` with ``options``; an unknown name or option is
-    an error that says which names and options exist."""
-    table = TASKS if tasks is None else tasks
-    if name not in table:
-        raise ValueError(f"unknown task {name!r}; known tasks: {task_names(table)}")
-    module, _, attr = table[name].partition(":")
-    factory = getattr(importlib.import_module(module), attr)
-    _check_integers(name, factory, options or {})
+    """Build the task ``name`` with ``options``; an unknown name or option,
+    or a required one left out, is an error that says which exist."""
+    factory = task_factory(name, tasks)
+    options = dict(options or {})
+    _check_options(name, factory, options)
     try:
-        task = factory(**(options or {}))
+        task = factory(**options)
     except TypeError as e:
-        import inspect
-
-        params = [p for p in inspect.signature(factory).parameters if p != "self"]
-        raise ValueError(f"task {name!r}: bad task_options {sorted(options or {})} ({e}); "
-                         f"it takes {params}") from None
+        raise ValueError(f"task {name!r}: bad task_options {sorted(options)} ({e})") from None
     if not isinstance(task, Task):
-        raise TypeError(f"{table[name]} returned {type(task).__name__}, not a Task")
+        raise TypeError(f"task {name!r}: its factory returned {type(task).__name__}, not a Task")
     return task
+
+
+def describe_task(name: str, options: dict | None = None, tasks: dict | None = None) -> str:
+    """The options of task ``name`` as text: its ``task_options`` (from the
+    factory's signature and docstring) and its ``model`` options (type,
+    default, meaning) when the task declares a schema."""
+    from brainscale.models.options import describe
+
+    factory = task_factory(name, tasks)
+    rows = []
+    for p in inspect.signature(factory).parameters.values():
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        ann = p.annotation if isinstance(p.annotation, str) else getattr(
+            p.annotation, "__name__", "")
+        default = "(required)" if p.default is p.empty else repr(p.default)
+        rows.append((f"task_options.{p.name}", ann if ann != "_empty" else "", default))
+    w = [max([len(r[i]) for r in rows] + [1]) for i in range(2)]
+    lines = [f"task {name!r}", "", "task options (--set task_options.KEY=VALUE):"]
+    lines += [f"  {a:<{w[0]}}  {b:<{w[1]}}  {c}" for a, b, c in rows] or ["  (none)"]
+    doc = inspect.getdoc(factory)
+    if doc:
+        lines += [""] + ["  " + line for line in doc.splitlines()]
+    schema, defaults = _model_schema(name, factory, options, tasks)
+    lines += ["", "model options (--set model.KEY=VALUE):"]
+    lines.append(describe(schema, defaults) if schema is not None else
+                 "  (this task declares no schema: see its make_model)")
+    return "\n".join(lines)
+
+
+def _model_schema(name, factory, options, tasks):
+    """The model schema and task defaults: the factory's module's
+    ``MODEL_OPTIONS`` / ``MODEL_DEFAULTS`` when it has them (no data loaded),
+    else those of the task built with ``options``."""
+    module = importlib.import_module(factory.__module__)
+    if getattr(module, "MODEL_OPTIONS", None) is not None:
+        return module.MODEL_OPTIONS, dict(getattr(module, "MODEL_DEFAULTS", {}) or {})
+    task = make_task(name, options, tasks)
+    return task.model_options, dict(task.model_defaults)

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from brainscale.train.batches import check_batch, masked_cross_entropy
+from brainscale.train.callbacks import call
 from brainscale.train.checkpoint import (CheckpointError, atomic_write, load_checkpoint,
                                          previous_path, save_checkpoint)
 from brainscale.train.config import TrainConfig
@@ -65,8 +66,9 @@ def build(cfg: TrainConfig, task: Task | None = None):
 
     if task is None:
         task = make_task(cfg.task, cfg.task_options)
+    options = task.resolve_model(cfg.model)
     try:
-        model = task.make_model({**task.model_defaults, **cfg.model}, cfg.seed)
+        model = task.make_model(options, cfg.seed)
     except (TypeError, ValueError, ZeroDivisionError) as e:
         raise ValueError(f"config key 'model' ({json.dumps(cfg.model)}): {e}") from None
     try:
@@ -181,8 +183,12 @@ def _load_latest(ckpt: str, template, log):
     return state, meta, prev
 
 
-def _check_resumable(saved: dict, cfg: TrainConfig, path: str):
+def _check_resumable(saved: dict, cfg: TrainConfig, path: str, task: Task):
     now = cfg.to_dict()
+    try:                          # a run from before model options were resolved saved {}
+        saved = {**saved, "model": task.resolve_model(saved.get("model"))}
+    except ValueError:
+        pass                      # reported below as a difference
     diff = sorted(k for k in set(saved) | set(now)
                   if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
     if diff:
@@ -191,7 +197,7 @@ def _check_resumable(saved: dict, cfg: TrainConfig, path: str):
 
 
 def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log=print,
-        progress: bool = True, plots: bool = True) -> dict:
+        progress: bool = True, plots: bool = True, callbacks=()) -> dict:
     """Train per ``config``; returns a summary dict (see module docstring).
 
     Keys: ``status`` ("completed" or "interrupted"), ``step``, ``final``
@@ -204,11 +210,12 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
     out = cfg.run_dir
     if task is None:            # a bad task, model or option fails before any folder exists
         task = make_task(cfg.task, cfg.task_options)
+    cfg = cfg.replace(model=task.resolve_model(cfg.model))    # config.json records every value
     built = build(cfg, task)
     try:
         os.makedirs(out, exist_ok=True)
         with run_lock(out):
-            return _fit_locked(cfg, built, resume, log, progress, plots)
+            return _fit_locked(cfg, built, resume, log, progress, plots, list(callbacks))
     except (NotADirectoryError, PermissionError, FileNotFoundError, IsADirectoryError,
             FileExistsError) as e:
         inside = e.filename is not None and os.path.commonpath(
@@ -219,7 +226,7 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
                          "folder with --out / out_dir") from None
 
 
-def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
+def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots, callbacks) -> dict:
     import jax.numpy as jnp
 
     from brainscale.cli.progress import ProgressBar
@@ -242,7 +249,7 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
         if not os.path.exists(ckpt) and not os.path.exists(previous_path(ckpt)):
             raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
         state, meta, read = _load_latest(ckpt, state, log)
-        _check_resumable(meta["config"], cfg, read)
+        _check_resumable(meta["config"], cfg, read, task)
         if mesh is not None:
             state = shard_state(learner, state, mesh)
         start = int(meta["step"])
@@ -259,6 +266,7 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
         save_checkpoint(ckpt, state, {"step": step, "config": cfg.to_dict(),
                                       "task": task.name, "task_options": task.options})
         saved.update(step=step, path=ckpt)
+        call(callbacks, "on_checkpoint", step, ckpt)
 
     def refuse(step, what):
         kept = (f"the last checkpoint ({saved['path']}, step {saved['step']}) is unchanged"
@@ -298,9 +306,10 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
             # per labelled entry it is larger by T B / (number labelled)
             n_lab = max(int(np.sum(np.asarray(ys) >= 0)), 1)
             per_label = loss * np.size(ys) / n_lab
-            emit({"kind": "train", "step": done, "loss": loss, "loss_per_label": per_label,
-                  "grad_norm": grad_norm,
-                  "seconds": time.perf_counter() - t0})
+            rec = {"kind": "train", "step": done, "loss": loss, "loss_per_label": per_label,
+                   "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
+            emit(rec)
+            call(callbacks, "on_step", done, rec, state)
             if bar is not None:
                 bar.update(1, loss=per_label)
             last = done == cfg.steps
@@ -309,6 +318,7 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
                                                                mesh)}
                 emit(rec)
                 history.append(rec)
+                call(callbacks, "on_eval", done, rec, state)
                 log(f"step {done}: eval accuracy {rec['accuracy']:.4f} loss {rec['loss']:.4f}")
             if done % cfg.checkpoint_every == 0 or last or stop.signum is not None:
                 save(done)
@@ -325,6 +335,7 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots) -> dict:
                "final": final, "history": history, "out_dir": out, "checkpoint": ckpt,
                "task_name": task.name, "algorithm": cfg.algorithm}
     atomic_write(os.path.join(out, "result.json"), json.dumps(summary, indent=2).encode())
+    call(callbacks, "on_end", summary)
     if plots and status == "completed":
         from brainscale.train.plots import plot_run
 

@@ -33,6 +33,10 @@ class Task:
     the logits summed over its labelled steps; ``"step"`` scores every
     labelled step on its own (e.g. the copy task).
     ``options``: the generator's settings, recorded in logs and checkpoints.
+    ``model_options``: the model's option schema (a dataclass of
+    ``brainscale.models.options.option`` fields) and ``model_defaults`` the
+    task's own defaults for it; ``resolve_model`` checks a config's ``model``
+    against them. Without a schema the options pass unchecked.
     """
 
     name: str
@@ -44,11 +48,24 @@ class Task:
     metric: str = "trial"
     options: dict = field(default_factory=dict)
     model_defaults: dict = field(default_factory=dict)
+    model_options: type | None = None
 
     def __post_init__(self):
         if self.metric not in METRICS:
             raise ValueError(f"task {self.name!r}: metric must be one of {METRICS}, "
                              f"got {self.metric!r}")
+        if self.model_options is not None:
+            self.resolve_model({})          # the task's own defaults fit its schema
+
+    def resolve_model(self, given: dict | None = None) -> dict:
+        """Every model option: the schema's defaults, then the task's, then
+        ``given`` (a config's ``model``); unknown keys and wrong types are
+        errors naming the key."""
+        if self.model_options is None:
+            return {**self.model_defaults, **dict(given or {})}
+        from brainscale.models.options import resolve
+
+        return resolve(self.model_options, given, defaults=self.model_defaults)
 
 
 def metric_counts(outputs, ys, metric: str = "trial"):
