@@ -53,10 +53,15 @@ import brainpy.state as bp  # noqa: E402
 import brainscale as bs  # noqa: E402
 from brainscale.interop.brainstate_adapter import from_brainstate  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("brainpy_neurons",
-                                               os.path.join(_HERE, "brainpy_neurons.py"))
-NB = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(NB)
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NB, common = _load("brainpy_neurons"), _load("common")
 
 N_IN, N, N_OUT, T, B = 4, 6, 2, 30, 3
 DT = 0.1 * u.ms
@@ -391,13 +396,13 @@ def main(argv=None):
     if args.only:
         jobs = [j for j in jobs if j[1].split(" ")[0] in args.only or j[1] in args.only]
     t0, rows = time.time(), []
+    progress = common.Progress(len(jobs))
     with brainstate.environ.context(precision=64):
         for j in jobs:
-            t1 = time.time()
+            i = progress.start(f"{j[0]} {j[1]}")
             rows.append(check(*j, **({"quick": True} if args.quick else {})))
             r = rows[-1]
-            print(f"[{time.time() - t1:6.1f}s] {r['cls']}: {r['result']} {r['cat']} "
-                  f"{r['info'][:150]}", file=sys.stderr, flush=True)
+            progress.done(i, " ".join(filter(None, (r["result"], r["cat"], r["info"][:150]))))
             jax.clear_caches()                     # ~100 models: keep memory bounded
             gc.collect()
     elapsed = time.time() - t0

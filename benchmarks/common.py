@@ -1,5 +1,5 @@
 """Helpers shared by the benchmark scripts: environment record, data,
-gradient comparisons, CSV / markdown output.
+gradient comparisons, progress lines, CSV / markdown output.
 
 The benchmark scripts import this module by putting their own folder on
 ``sys.path`` (``benchmarks/`` is not a package).
@@ -11,6 +11,8 @@ import math
 import os
 import shlex
 import sys
+import threading
+import time
 
 import numpy as np
 
@@ -81,6 +83,54 @@ def norm(tree) -> float:
 def ratio(a, b) -> float:
     nb = norm(b)
     return norm(a) / nb if nb > 0 else float("nan")
+
+
+# -- progress ------------------------------------------------------------------
+
+class Progress:
+    """One stdout line, flushed at once, as each configuration starts and
+    ends: ``i = progress.start("es_d_rtrl T=1000 H=256")`` prints
+    ``[3/12] es_d_rtrl T=1000 H=256 ...``; ``progress.done(i, "0.123 s/step")``
+    prints ``[3/12] es_d_rtrl T=1000 H=256: 0.123 s/step (2.1 s; 41 s elapsed)``
+    (that configuration's time; the time since the counter was made).
+    ``skip(label, why)``: a configuration not run, one line (no time of its
+    own). Configurations run side by side (threads) are numbered as they
+    start; ``prefix`` sets a caller's lines apart from those of the
+    benchmarks it runs."""
+
+    def __init__(self, total: int, prefix: str = ""):
+        self.total, self.prefix, self.count = total, prefix, 0
+        self.t0 = time.perf_counter()
+        self._open = {}                    # number -> (label, start time)
+        self._lock = threading.Lock()
+
+    def _next(self, label: str | None = None) -> int:
+        with self._lock:
+            self.count += 1
+            if label is not None:
+                self._open[self.count] = (label, time.perf_counter())
+            return self.count
+
+    def _line(self, i: int, text: str) -> None:
+        # one write per line, so that threads do not interleave within a line
+        sys.stdout.write(f"{self.prefix}[{i}/{self.total}] {text}\n")
+        sys.stdout.flush()
+
+    def _elapsed(self) -> str:
+        return f"{time.perf_counter() - self.t0:.0f} s elapsed"
+
+    def start(self, label: str) -> int:
+        i = self._next(label)
+        self._line(i, f"{label} ...")
+        return i
+
+    def done(self, i: int, result: str) -> None:
+        with self._lock:
+            label, t = self._open.pop(i)
+        self._line(i, f"{label}: {result} ({time.perf_counter() - t:.1f} s; {self._elapsed()})")
+
+    def skip(self, label: str, why: str) -> None:
+        self._line(self._next(), f"{label}: {why} ({self._elapsed()})")
 
 
 # -- output --------------------------------------------------------------------

@@ -162,13 +162,15 @@ def firing_rates(model, params, hidden, xs) -> dict:
     return {k: jnp.mean(v) for k, v in r.items()}
 
 
-def measure_model(name, args, log=print) -> list[dict]:
-    """Rows (one per seed and algorithm) for one model."""
+def measure_model(name, args, progress=None) -> list[dict]:
+    """Rows (one per seed and algorithm) for one model; a line per seed on
+    ``progress`` (a ``common.Progress``) when given."""
     learners, states = {}, {}
     rates_fn = None
     rows = []
     for seed in args.seeds:
         t0 = time.perf_counter()
+        i = progress.start(f"{name} seed {seed}") if progress else None
         net = build_net(name, args, seed)
         xs, ys = common.bernoulli_inputs(1000 + seed, args.T, args.batch, args.n_in,
                                          args.p_in, args.n_out)
@@ -204,9 +206,10 @@ def measure_model(name, args, log=print) -> list[dict]:
                         "seconds": time.perf_counter() - t0})
             rows.append(row)
         by = {r["algorithm"]: r for r in rows[-len(ALGORITHMS):]}
-        log(f"  {name:14s} seed {seed}: cos d_rtrl {by['d_rtrl']['cos_all']:.3f}, "
-            f"es_d_rtrl {by['es_d_rtrl']['cos_all']:.3f}; rates l1 {rates.get('l1', 0):.3f} "
-            f"l2 {rates.get('l2', 0):.3f} ({time.perf_counter() - t0:.1f} s)")
+        if progress:
+            progress.done(i, f"cos d_rtrl {by['d_rtrl']['cos_all']:.3f}, es_d_rtrl "
+                          f"{by['es_d_rtrl']['cos_all']:.3f}; rates l1 {rates.get('l1', 0):.3f} "
+                          f"l2 {rates.get('l2', 0):.3f}")
     return rows
 
 
@@ -387,8 +390,9 @@ def main(argv=None) -> int:
           f"T {args.T}, B {args.batch} on {info['device']} (jax {info['jax']})", flush=True)
     t0 = time.perf_counter()
     rows = []
+    progress = common.Progress(len(args.models) * len(args.seeds))
     for name in args.models:
-        rows += measure_model(name, args, log=lambda s: print(s, flush=True))
+        rows += measure_model(name, args, progress)
     seconds = time.perf_counter() - t0
     common.write_csv(os.path.join(args.out, "fidelity.csv"), rows, FIELDS)
     table = write_markdown(os.path.join(args.out, "fidelity.md"), rows, args, info, cmd, seconds)

@@ -278,7 +278,10 @@ def main(argv=None):
     out_dir = args.out or os.path.join("bench_out", "local_rules" + (
         "" if args.task == "digits" else "_dmts"))
     rows = []
-    for name in args.only or [m for m in METHODS if args.task == "digits" or m != "sbp"]:
+    names = args.only or [m for m in METHODS if args.task == "digits" or m != "sbp"]
+    progress = common.Progress(len(names))
+    for name in names:
+        i = progress.start(name)
         if name == "sbp":
             if args.task != "digits":
                 raise SystemExit("sbp: a two-phase rule on a static target; digits only")
@@ -292,15 +295,15 @@ def main(argv=None):
             try:
                 acc, sec, mem, mflop = run_gradient(name, setup, steps)
             except UnsupportedAlgorithmError as e:     # e.g. OSTL on a recurrent layer
-                print(f"{name:22s} not applicable: {str(e).splitlines()[0]}", flush=True)
+                progress.done(i, f"not applicable: {str(e).splitlines()[0]}")
                 rows.append({"method": name, "accuracy": float("nan"), "s_per_sequence":
                              float("nan"), "xla_temp_mib": float("nan"),
                              "mflop_per_sequence": float("nan"), "steps": 0})
                 continue
         rows.append({"method": name, "accuracy": acc, "s_per_sequence": sec,
                      "xla_temp_mib": mem, "mflop_per_sequence": mflop, "steps": n})
-        print(f"{name:22s} accuracy {acc:.3f}  {sec * 1000:7.1f} ms/sequence  "
-              f"XLA temp {mem:.2f} MiB  {mflop:.1f} MFLOP/sequence", flush=True)
+        progress.done(i, f"accuracy {acc:.3f}, {sec * 1000:.1f} ms/sequence, "
+                      f"XLA temp {mem:.2f} MiB, {mflop:.1f} MFLOP/sequence")
     os.makedirs(out_dir, exist_ok=True)
     common.write_csv(os.path.join(out_dir, "local_rules.csv"), rows, FIELDS)
     table = common.md_table(

@@ -170,26 +170,28 @@ def estimate_seconds(done, T) -> float | None:
     return max(r["first_call_s"] - r["step_s"], 0.0) + (3 + r["reps"]) * step
 
 
-def run_chain(algorithm, H, args, log) -> list[dict]:
-    """All T for one algorithm and H, smallest first (estimates need them)."""
+def run_chain(algorithm, H, args, progress) -> list[dict]:
+    """All T for one algorithm and H, smallest first (estimates need them);
+    a line per configuration on ``progress`` (a ``common.Progress``)."""
     done = []
     for T in sorted(args.T):
         failed = [r for r in done if r["status"] in ("timeout", "oom")]
         est = estimate_seconds(done, T)
         base = {"algorithm": algorithm, "T": T, "H": H, "B": args.batch, "reps": args.reps}
+        label = f"{algorithm} T={T} H={H}"
         if failed:
             row = {**base, "status": "skipped", "note": f"{failed[0]['status']} at T {failed[0]['T']}"}
         elif est is not None and est > args.budget:
             row = {**base, "status": "skipped", "note": f"estimated {est:.0f} s > budget {args.budget:g} s"}
         else:
+            i = progress.start(label)
             row = launch(algorithm, T, H, args)
+            progress.done(i, f"{row['step_s']:.3f} s/step, first call {row['first_call_s']:.1f} s, "
+                          f"temp {row['temp_mib']:.1f} MiB, RSS {row['peak_rss_mib']:.0f} MiB"
+                          if row["status"] == "ok" else f"{row['status']} ({row.get('note', '')})")
+        if row["status"] == "skipped":
+            progress.skip(label, f"skipped ({row['note']})")
         done.append(row)
-        if row["status"] == "ok":
-            log(f"  {algorithm:9s} T {T:5d} H {H:4d}: {row['step_s']:.3f} s/step, first call "
-                f"{row['first_call_s']:.1f} s, temp {row['temp_mib']:.1f} MiB, "
-                f"RSS {row['peak_rss_mib']:.0f} MiB ({row['wall_s']:.1f} s)")
-        else:
-            log(f"  {algorithm:9s} T {T:5d} H {H:4d}: {row['status']} ({row.get('note', '')})")
     return done
 
 
@@ -319,9 +321,9 @@ def main(argv=None) -> int:
           f"reps {args.reps}, device {args.device or 'inherited'}", flush=True)
     t0 = time.perf_counter()
     chains = [(alg, H) for H in args.H for alg in args.algorithms]
-    log = lambda s: print(s, flush=True)  # noqa: E731
+    progress = common.Progress(len(chains) * len(args.T))
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda c: run_chain(c[0], c[1], args, log), chains))
+        results = list(pool.map(lambda c: run_chain(c[0], c[1], args, progress), chains))
     rows = [r for chain in results for r in chain]
     seconds = time.perf_counter() - t0
     info = next(({k: r[k] for k in ("jax", "backend", "device")} for r in rows

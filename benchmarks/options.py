@@ -82,18 +82,22 @@ def main(argv=None):
     if args.one:
         print(json.dumps(run_one(args.one, args.T, args.B, args.reps)))
         return
-    from common import md_table, write_csv
+    from common import Progress, md_table, write_csv
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    progress = Progress(len(args.configs))
     for name in args.configs:
+        i = progress.start(f"{name} T={args.T}")
         res = subprocess.run([sys.executable, __file__, "--one", name, "--T", str(args.T),
                               "--B", str(args.B), "--reps", str(args.reps)],
                              capture_output=True, text=True)
         row = (json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else
                dict(config=name, error=(res.stderr.strip().splitlines() or ["?"])[-1][:200]))
         rows.append(row)
-        print(json.dumps(row), flush=True)
+        progress.done(i, f"error: {row['error']}" if "error" in row else
+                      f"{row['step_s']:.3f} s/step, first call {row['first_call_s']:.2f} s, "
+                      f"temp {row['temp_MiB']:.1f} MiB")
     write_csv(out / "options.csv", rows, sorted({k for r in rows for k in r}))
     table = [[r["config"], f"{r['step_s']:.3f}", f"{r['first_call_s']:.2f}", f"{r['temp_MiB']:.1f}"]
              if "error" not in r else [r["config"], "error: " + r["error"], "", ""] for r in rows]

@@ -49,7 +49,7 @@ SNN_VARIANTS = [("SBP", {}), ("SBP without backward spread", dict(lam_bp=0.0)),
                 ("two-phase rule on output synapses only (no SBP)", None)]
 
 
-def rbm_runs(data, iterations, seeds, target, every_eval=25):
+def rbm_runs(data, iterations, seeds, target, progress, every_eval=25):
     x_tr, x_te = (jnp.asarray(a, jnp.float32) for a in (data[0], data[2]))
     y_tr, y_te = jnp.asarray(data[1]), jnp.asarray(data[3])
     rows = []
@@ -57,6 +57,7 @@ def rbm_runs(data, iterations, seeds, target, every_eval=25):
         fns = R.phase_fns(sbp_options=opts)
         accs, reach, costs = [], [], []
         for seed in range(seeds):
+            i = progress.start(f"RBM, {name}, seed {seed}")
             p = R.init_params(jax.random.PRNGKey(seed), 64, 100, 10)
             fl = R.phase_flops(fns, p, x_tr[:B], y_tr[:B])
             rng = np.random.default_rng(seed)
@@ -77,6 +78,9 @@ def rbm_runs(data, iterations, seeds, target, every_eval=25):
             accs.append(R.accuracy(p, x_te, y_te))
             reach.append(hit)
             costs.append(spent)
+            progress.done(i, f"accuracy {100 * accs[-1]:.1f}%, " + (
+                f"{100 * target:g}% at iteration {hit[0]}" if hit else
+                f"{100 * target:g}% not reached"))
         hits = [h for h in reach if h is not None]
         rows.append({"schedule": name, "accuracy": statistics.median(accs),
                      "reached": f"{len(hits)}/{seeds}",
@@ -87,7 +91,6 @@ def rbm_runs(data, iterations, seeds, target, every_eval=25):
                      "gflop_total": statistics.median(costs) / 1e9,
                      "wake_mflop": statistics.mean(fl[w] for w in wake) / 1e6,
                      "sleep_mflop": fl["sleep"] / 1e6})
-        print(rows[-1], flush=True)
     return rows
 
 
@@ -107,15 +110,18 @@ def snn_accuracy(rules, seed, data, iterations, T=20):
     return hits / n
 
 
-def snn_runs(data, iterations, seeds):
+def snn_runs(data, iterations, seeds, progress):
     rows = []
     for name, opts in SNN_VARIANTS:
         rules = ({OUTPUT: contrastive(0.3, 0.5)} if opts is None
                  else sbp_rules(eta=0.3, **opts))
-        accs = [snn_accuracy(rules, s + 1, data, iterations) for s in range(seeds)]
+        accs = []
+        for s in range(seeds):
+            i = progress.start(f"SNN, {name}, seed {s + 1}")
+            accs.append(snn_accuracy(rules, s + 1, data, iterations))
+            progress.done(i, f"accuracy {100 * accs[-1]:.1f}%")
         rows.append({"variant": name, "accuracy": statistics.median(accs),
                      "per_seed": " / ".join(f"{100 * a:.1f}" for a in accs)})
-        print(rows[-1], flush=True)
     return rows
 
 
@@ -132,8 +138,9 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join("bench_out", "sbp"))
     args = p.parse_args(argv)
     data = load_digits_split()
-    rbm = rbm_runs(data, args.iterations, args.seeds, args.target)
-    snn = snn_runs(data, args.snn_iterations, args.seeds)
+    progress = common.Progress((len(SCHEDULES) + len(SNN_VARIANTS)) * args.seeds)
+    rbm = rbm_runs(data, args.iterations, args.seeds, args.target, progress)
+    snn = snn_runs(data, args.snn_iterations, args.seeds, progress)
     os.makedirs(args.out, exist_ok=True)
     common.write_csv(os.path.join(args.out, "sbp_rbm.csv"), rbm, list(rbm[0]))
     common.write_csv(os.path.join(args.out, "sbp_snn.csv"), snn, list(snn[0]))

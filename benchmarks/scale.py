@@ -26,7 +26,7 @@ import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import brainscale as bs  # noqa: E402
-from common import peak_rss_mib  # noqa: E402
+from common import Progress, peak_rss_mib  # noqa: E402
 from brainscale.nn.surrogate import SuperSpike  # noqa: E402
 
 spike = SuperSpike(beta=10.0)
@@ -84,6 +84,9 @@ def main(argv=None):
 
     model, n_syn = build(args.neurons, args.fan_in, args.inputs, args.fan_in_input, args.outputs)
     xs, ys = data(args.steps, args.B, args.inputs, args.outputs)
+    progress = Progress(1 + len(args.bptt_T))
+    i = progress.start(f"es_d_rtrl online, {args.neurons:,} neurons, {n_syn:,} synapses, "
+                       f"{args.steps} steps")
     t0 = time.time()
     learner = bs.online(model, algorithm="es_d_rtrl", optimizer=optax.adam(1e-3), decay=0.9)
     state = learner.init(jax.random.PRNGKey(0), xs[0])
@@ -106,19 +109,23 @@ def main(argv=None):
                   step_min_s=float(np.min(times)), steps=args.steps, peak_rss_GiB=rss,
                   step_xla_temp_MiB=step_temp / 2 ** 20, last_step_spike_rate=rate,
                   loss_first=losses[0], loss_last=losses[-1], device=str(jax.devices()[0]))
-    print(json.dumps(result), flush=True)
+    progress.done(i, f"{result['step_median_s']:.3f} s/step, first step {compile_s:.1f} s, "
+                  f"temp {result['step_xla_temp_MiB']:.0f} MiB, RSS {rss:.2f} GiB")
 
     bptt = []
     learner_b = bs.online(model, algorithm="bptt", optimizer=optax.adam(1e-3))
     for T in args.bptt_T:
+        label = f"bptt T={T} compiled temp memory"
+        if bptt and bptt[-1]["xla_temp_GiB"] > args.mem_limit:
+            progress.skip(label, f"skipped (T={bptt[-1]['T']} is over {args.mem_limit:g} GiB)")
+            continue
+        i = progress.start(label)
         xs_T, ys_T = data(T, args.B, args.inputs, args.outputs)
         st = learner_b.init(jax.random.PRNGKey(0), xs_T[0])
         temp = learner_b.train_sequence.lower(st, xs_T, ys_T).compile().memory_analysis()
         gib = temp.temp_size_in_bytes / 2 ** 30
         bptt.append(dict(T=T, xla_temp_GiB=gib, measured=True))
-        print(json.dumps(bptt[-1]), flush=True)
-        if gib > args.mem_limit:
-            break
+        progress.done(i, f"{gib:.2f} GiB")
     if len(bptt) >= 2:
         (t_a, m_a), (t_b, m_b) = [(r["T"], r["xla_temp_GiB"]) for r in bptt[-2:]]
         slope = (m_b - m_a) / (t_b - t_a)

@@ -278,16 +278,20 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     agree, rel_hand, rates = [], {}, []
+    progress = common.Progress(len(args.seeds) + len(args.T) * len(args.algos) * len(args.libs))
     for seed in args.seeds:
+        i = progress.start(f"gradient agreement seed {seed} T={args.grad_T}")
         rows, rh, rt = agreement(args.grad_T, args.B, args.decay, seed)
         agree += rows
         rel_hand[seed] = rh
         rates.append(rt)
-        print(f"seed {seed}: rates {rt}, compiled vs hand rel. error {rh}", flush=True)
+        progress.done(i, f"rates {rt[0]:.3f} / {rt[1]:.3f}, compiled vs hand rel. error "
+                      + ", ".join(f"{a} {e:.1e}" for a, e in rh.items()))
     timing = []
     for T in args.T:
         for algo in args.algos:
             for lib in args.libs:
+                i = progress.start(f"{lib} {algo} T={T}")
                 cmd = [sys.executable, __file__, "--one", lib, algo, str(T), "--B", str(args.B),
                        "--decay", str(args.decay), "--reps", str(args.reps),
                        "--seeds", str(args.seeds[0])]
@@ -298,7 +302,9 @@ def main(argv=None):
                 except subprocess.TimeoutExpired:
                     row = dict(lib=lib, algo=algo, T=T, error=f"timeout after {args.timeout} s")
                 timing.append(row)
-                print(json.dumps(row), flush=True)
+                progress.done(i, f"error: {row['error']}" if "error" in row else
+                              f"{row['step_s']:.4f} s/step, first call {row['compile_s']:.1f} s, "
+                              f"temp {row['temp_MiB']:.1f} MiB")
     write_vs_braintrace(out, agree, rel_hand, rates, timing, " ".join(sys.argv))
 
 

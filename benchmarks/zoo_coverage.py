@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import brainscale as bs  # noqa: E402
+import common  # noqa: E402
 from zoo import ZOO  # noqa: E402
 from zoo.reference import bptt_grads, cross_entropy, make_data, sequence_losses  # noqa: E402
 
@@ -106,13 +107,16 @@ def run_entry(entry, T, B, algorithms=ALGORITHMS) -> dict:
 
 
 def run(entries, T=12, B=3, algorithms=ALGORITHMS, verbose=False) -> list[dict]:
-    """One row per entry (call with jax_enable_x64 on, as ``main`` does)."""
+    """One row per entry (call with jax_enable_x64 on, as ``main`` does);
+    ``verbose``: a progress line as each starts and ends."""
     rows = []
+    progress = common.Progress(len(entries)) if verbose else None
     for e in entries:
+        i = progress.start(e.name) if verbose else None
         row = run_entry(e, T, B, algorithms)
         rows.append(row)
         if verbose:
-            print(_line(row, algorithms), flush=True)
+            progress.done(i, _line(row, algorithms))
     return rows
 
 
@@ -131,14 +135,11 @@ def _cell(res, kind) -> str:
 
 
 def _line(row, algorithms=ALGORITHMS) -> str:
-    parts = [f"{row['name']:30s}"]
     if row["reference"]["status"] != "ok":
-        return parts[0] + "  reference failed: " + row["reference"]["error"]
-    for alg in algorithms:
-        r = row[alg]
-        parts.append(f"{alg}: " + (_cell(r, alg) if r["status"] == "ok"
-                                   else f"{r['error'][:70]} [{r['where']}]"))
-    return "  ".join(parts)
+        return "reference failed: " + row["reference"]["error"]
+    return "  ".join(f"{alg}: " + (_cell(row[alg], alg) if row[alg]["status"] == "ok"
+                                   else f"{row[alg]['error'][:70]} [{row[alg]['where']}]")
+                     for alg in algorithms)
 
 
 def summary(rows, algorithms=ALGORITHMS) -> list[str]:

@@ -1,9 +1,12 @@
 """Smoke tests of the benchmark scripts at tiny sizes: they run, write their
 files, and the numbers are sane (finite, cosines in [-1, 1], BPTT memory
-growing with T while ES-D-RTRL's stays flat)."""
+growing with T while ES-D-RTRL's stays flat), and they print a progress line
+as each configuration starts and ends."""
 import csv
 import importlib.util
 import math
+import re
+import types
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -22,11 +25,26 @@ def read_rows(path):
         return list(csv.DictReader(f))
 
 
-def test_fidelity_tiny(tmp_path):
+def assert_progress(out, n, prefix=""):
+    """common.Progress's lines in ``out``: an end line with the elapsed time
+    for each of the n configurations ([1/n] to [n/n]), at most one start line
+    each (none for a skipped one)."""
+    p = re.escape(prefix)
+    ends = re.findall(rf"^{p}\[(\d+)/{n}\] .+: .* \(([\d.]+ s; )?\d+ s elapsed\)$", out, re.M)
+    ends = [i for i, _ in ends]
+    assert sorted(map(int, ends)) == list(range(1, n + 1)), out
+    starts = re.findall(rf"^{p}\[(\d+)/{n}\] .+ \.\.\.$", out, re.M)
+    assert len(set(starts)) == len(starts) and set(starts) <= set(ends), out
+
+
+def test_fidelity_tiny(tmp_path, capsys):
     fid = load("fidelity")
     argv = ["--models", "lif,alif", "--n-rec", "16", "-T", "20", "-B", "2", "--seeds", "2",
             "--out", str(tmp_path)]
     assert fid.main(argv) == 0
+    out = capsys.readouterr().out
+    assert_progress(out, 2 * 2)                        # models x seeds
+    assert "[1/4] lif seed 0 ...\n" in out
     for name in ("fidelity.csv", "fidelity.md", "fidelity.png"):
         assert (tmp_path / name).stat().st_size > 0
     rows = read_rows(tmp_path / "fidelity.csv")
@@ -44,13 +62,15 @@ def test_fidelity_tiny(tmp_path):
     assert "d_rtrl" in md and "es_d_rtrl" in md and "jax" in md
 
 
-def test_memory_time_tiny(tmp_path):
+def test_memory_time_tiny(tmp_path, capsys):
     mt = load("memory_time")
     # T 32 and 64: both multiples of the ES-D-RTRL window (chosen among the
     # divisors of T), so its temp memory compares like with like
     argv = ["--T", "32,64", "--H", "16", "--reps", "1", "--batch", "4", "--jobs", "2",
             "--device", "cpu", "--timeout", "120", "--out", str(tmp_path)]
     assert mt.main(argv) == 0
+    # the parent prints around each child process; two at a time, numbered as they start
+    assert_progress(capsys.readouterr().out, 3 * 2)
     for name in ("memory_time.csv", "memory_time.md", "memory_vs_T.png", "time_vs_T.png"):
         assert (tmp_path / name).stat().st_size > 0
     rows = read_rows(tmp_path / "memory_time.csv")
@@ -65,11 +85,12 @@ def test_memory_time_tiny(tmp_path):
     assert temp["es_d_rtrl", 64] <= 1.1 * temp["es_d_rtrl", 32]
 
 
-def test_local_rules_tiny(tmp_path):
+def test_local_rules_tiny(tmp_path, capsys):
     lr = load("local_rules")
     argv = ["--steps", "3", "--T", "6", "--sbp-iterations", "2", "--only", "es_d_rtrl",
             "softhebb + es_d_rtrl", "decolle", "sbp", "--out", str(tmp_path)]
     assert lr.main(argv) == 0
+    assert_progress(capsys.readouterr().out, 4)
     rows = read_rows(tmp_path / "local_rules.csv")
     assert [r["method"] for r in rows] == ["es_d_rtrl", "softhebb + es_d_rtrl", "decolle", "sbp"]
     for r in rows:
@@ -87,3 +108,24 @@ def test_local_rules_dmts_tiny(tmp_path):
     assert [r["method"] for r in rows] == ["es_d_rtrl", "stdp + es_d_rtrl", "decolle"]
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
     assert "DMTS (20 ms delay)" in (tmp_path / "local_rules.md").read_text()
+
+
+def test_bench_progress(tmp_path, monkeypatch, capsys):
+    """brainscale bench finds benchmarks/ and says which benchmark it starts
+    and how long each took (stand-in benchmarks: the real ones run above)."""
+    from brainscale.cli import bench
+    assert bench.benchmarks_dir() == BENCH
+    ran = []
+    monkeypatch.setattr(bench, "QUICK", {"fidelity": ["--quick"], "vs_braintrace": [],
+                                         "zoo_coverage": ["--quick"]})
+    monkeypatch.setattr(bench, "peer_available", lambda: False)
+    monkeypatch.setattr(bench, "_load", lambda name: types.SimpleNamespace(
+        main=lambda argv: ran.append((name, argv)) or 0))
+    done = bench.run_bench(str(tmp_path))
+    assert [name for name, _ in ran] == ["fidelity", "zoo_coverage"]
+    assert ran[0][1] == ["--quick", "--out", str(tmp_path / "fidelity")]
+    assert done["vs_braintrace"].startswith("skipped") and done["fidelity"] >= 0
+    out = capsys.readouterr().out
+    assert_progress(out, 3, prefix="== ")
+    assert "== [1/3] fidelity --quick ...\n" in out
+    assert re.search(r"^== \[2/3\] vs_braintrace: skipped: braintrace", out, re.M), out

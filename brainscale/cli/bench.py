@@ -22,17 +22,23 @@ QUICK = {
 
 
 def benchmarks_dir() -> pathlib.Path:
-    here = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+    here = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
     if not (here / "fidelity.py").exists():
         raise SystemExit("brainscale bench needs the repository checkout: the benchmarks/ "
                          f"folder was not found at {here} (install with pip install -e .)")
     return here
 
 
-def _load(name: str):
+def _on_path() -> pathlib.Path:
+    """benchmarks/ on sys.path (where the scripts find their ``common``)."""
     folder = benchmarks_dir()
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+    return folder
+
+
+def _load(name: str):
+    folder = _on_path()
     spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -44,19 +50,26 @@ def peer_available() -> bool:
 
 
 def run_bench(out: str, only=None) -> dict:
-    """Run the quick benchmarks; returns {name: seconds or the reason skipped}."""
+    """Run the quick benchmarks; returns {name: seconds or the reason skipped}.
+    Prints ``== [2/5] memory_time --quick ...`` as each starts and its time
+    when it ends (the benchmarks' own ``[i/n]`` lines come in between)."""
+    _on_path()
+    import common      # benchmarks/common.py: the progress lines the scripts print
+
     root = pathlib.Path(out)
+    names = [name for name in QUICK if not only or name in only]
+    progress = common.Progress(len(names), prefix="== ")
     done = {}
-    for name, flags in QUICK.items():
-        if only and name not in only:
-            continue
+    for name in names:
+        flags = QUICK[name]
         if name == "vs_braintrace" and not peer_available():
             done[name] = "skipped: braintrace is not installed (pip install -e '.[peer]')"
-            print(f"== {name}: {done[name]}", flush=True)
+            progress.skip(name, done[name])
             continue
-        print(f"== {name} ({' '.join(flags)})", flush=True)
+        i = progress.start(f"{name} {' '.join(flags)}")
         t0 = time.time()
-        _load(name).main(flags + ["--out", str(root / name)])
+        code = _load(name).main(flags + ["--out", str(root / name)])
         done[name] = round(time.time() - t0, 1)
-    print(f"wrote {root}: " + ", ".join(f"{k} {v}" for k, v in done.items()))
+        progress.done(i, f"wrote {root / name}" + (f", exit code {code}" if code else ""))
+    print(f"wrote {root}: " + ", ".join(f"{k} {v}" for k, v in done.items()), flush=True)
     return done
