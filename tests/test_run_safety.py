@@ -74,7 +74,9 @@ def _overflow_task():
             v = 0.5 * h["v"] + (x @ p["w"]) * 1e3
             return {"v": v}, v
         return bs.StepModel(init, apply)
-    return Task("overflow", 3, 2, train_batch, lambda B: [train_batch(9, 0, B)], make_model)
+    # labels change from step to step: metric "step" (the step-0 evaluation scores them)
+    return Task("overflow", 3, 2, train_batch, lambda B: [train_batch(9, 0, B)], make_model,
+                metric="step")
 
 
 def test_update_that_overflows_stops_naming_step_and_leaf(tmp_path):

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from brainscale.train import (BatchError, CheckpointError, TrainConfig, config_from_dict, fit,
-                              load_checkpoint, metric_counts)
+                              load_checkpoint, load_config, metric_counts)
 from brainscale.train.batches import masked_cross_entropy
 from brainscale.train.checkpoint import atomic_write, read_checkpoint_meta
+from brainscale.train.evaluation import eval_schedule
 from toy_task import toy_task
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,14 +47,26 @@ def reference(tmp_path_factory):
     return res
 
 
+def eval_records(out):
+    return [r for r in train_records(out) if r["kind"] == "eval"]
+
+
 def test_fit_learns_logs_and_plots(tmp_path):
-    res = fit(cfg(tmp_path, steps=30, eval_every=10), task=toy_task(), log=lambda *a: None,
-              progress=False)
+    """Default schedule: step 0 (untrained), then every ceil(30 / 10) = 3 steps."""
+    c = cfg(tmp_path, steps=30, eval_every=None)
+    res = fit(c, task=toy_task(), log=lambda *a: None, progress=False)
     assert res["status"] == "completed" and res["step"] == 30
     recs = train_records(tmp_path)
     assert [r["step"] for r in recs if r["kind"] == "train"] == list(range(1, 31))
-    assert [r["step"] for r in recs if r["kind"] == "eval"] == [10, 20, 30]
+    evals = eval_records(tmp_path)
+    assert [r["step"] for r in evals] == eval_schedule(c) == list(range(0, 31, 3))
+    assert [r["step"] for r in res["history"]] == eval_schedule(c)
+    assert recs[0]["kind"] == "eval" and recs[0]["step"] == 0      # scored before training
+    for r in evals:
+        assert isinstance(r["loss"], float) and np.isfinite(r["loss"]) and r["loss"] > 0
+    assert evals[-1]["loss"] < evals[0]["loss"]                     # it learned
     assert res["final"]["accuracy"] >= 0.9 and res["final"]["n_scored"] == 40
+    assert set(res["plots"]) == {"learning_curve", "raster"}
     for name in ("learning_curve.png", "raster.png", "result.json", "config.json"):
         assert os.path.getsize(tmp_path / name) > 0
     assert read_checkpoint_meta(str(tmp_path / "checkpoint.msgpack"))["step"] == 30
@@ -67,6 +80,9 @@ def test_resume_after_stop_is_bit_exact(tmp_path, reference):
     assert leaves_equal(res["state"], reference["state"])
     steps = [r["step"] for r in train_records(tmp_path) if r["kind"] == "train"]
     assert steps == list(range(1, 9))
+    # the 5-step run's final evaluation stays; none is repeated or skipped
+    assert [r["step"] for r in eval_records(tmp_path)] == [0, 4, 5, 8]
+    assert [r["step"] for r in res["history"]] == [0, 4, 5, 8]
 
 
 _CHILD = """
@@ -117,6 +133,10 @@ def test_killed_run_resumes_bit_exact(tmp_path, reference, sig):
     assert leaves_equal(res["state"], reference["state"])
     steps = [r["step"] for r in train_records(tmp_path) if r["kind"] == "train"]
     assert steps == list(range(1, 9))
+    # the same evaluations as the uninterrupted run, number for number
+    assert eval_records(tmp_path) == eval_records(reference["out_dir"])
+    assert [r["step"] for r in eval_records(tmp_path)] == [0, 4, 8]
+    assert res["history"] == reference["history"]
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +222,22 @@ def test_config_errors_name_the_key(tmp_path):
         TrainConfig(task="toy", batch_size=6, devices=4)
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         fit(TrainConfig(task="nope", out_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="'eval_every' must be null .* or a positive integer"):
+        TrainConfig(task="toy", eval_every=0)
+
+
+def test_eval_schedule_about_ten_plus_step_0(tmp_path):
+    assert eval_schedule(TrainConfig(task="toy", steps=1000)) == list(range(0, 1001, 100))
+    assert eval_schedule(TrainConfig(task="toy", steps=25)) == [0, 3, 6, 9, 12, 15, 18, 21,
+                                                               24, 25]
+    assert eval_schedule(TrainConfig(task="toy", steps=3)) == [0, 1, 2, 3]
+    # an explicit eval_every wins, and a config file that stores one still loads
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"task": "toy", "steps": 1000, "eval_every": 400}))
+    c = load_config(str(path))
+    assert c.eval_interval == 400 and eval_schedule(c) == [0, 400, 800, 1000]
+    path.write_text(json.dumps({"task": "toy", "steps": 50, "eval_every": None}))
+    assert load_config(str(path)).eval_interval == 5
 
 
 def test_cli_set_and_config_file(tmp_path):

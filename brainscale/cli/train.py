@@ -63,7 +63,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int,
                    help="shard the batch over this many devices (default: one device)")
     p.add_argument("--eval-every", type=int, dest="eval_every",
-                   help=f"score the evaluation set every N steps (default: {d.eval_every})")
+                   help="steps between evaluations (default: steps / 10; also at step 0)")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
                    help=f"write a checkpoint every N steps (default: {d.checkpoint_every})")
     p.add_argument("--out", dest="out_dir", metavar="DIR",
@@ -184,8 +184,9 @@ def run_train(args) -> int:
         return 2
     final = result["final"]
     if final is not None:
+        at = "" if final["step"] == result["step"] else f" (evaluated at step {final['step']})"
         print(f"{cfg.task} / {cfg.algorithm}: step {result['step']}, evaluation accuracy "
-              f"{final['accuracy']:.4f}, loss {final['loss']:.4f} ({result['out_dir']})")
+              f"{final['accuracy']:.4f}, loss {final['loss']:.4f}{at} ({result['out_dir']})")
     if result["status"] == "interrupted":
         hist = [r for r in _log(result["out_dir"]) if r["kind"] == "interrupted"]
         return 128 + int(hist[-1]["signal"]) if hist else 130

@@ -25,8 +25,10 @@ class TrainConfig:
     ``task`` names a registered task (``brainscale.train.registry``) built
     with ``task_options``; ``model`` overrides the task's default model
     options; ``learner`` holds extra keyword arguments of ``brainscale.online``
-    (``decay``, ``window``, ``readout_paths``...). Every ``eval_every`` steps
-    the test set is scored; every ``checkpoint_every`` steps (and on SIGINT /
+    (``decay``, ``window``, ``readout_paths``...). The test set is scored
+    before training (step 0), every ``eval_every`` steps and at the last
+    step; ``eval_every`` null (the default) means ``ceil(steps / 10)``, about
+    ten evaluations a run. Every ``checkpoint_every`` steps (and on SIGINT /
     SIGTERM) a checkpoint is written atomically. ``devices`` > 1 shards the
     batch over that many devices (``batch_size`` must divide evenly).
     """
@@ -41,7 +43,7 @@ class TrainConfig:
     grad_clip: float | None = None
     batch_size: int = 32
     steps: int = 1000
-    eval_every: int = 100
+    eval_every: int | None = None
     checkpoint_every: int = 100
     eval_batch_size: int | None = None
     seed: int = 0
@@ -68,9 +70,11 @@ class TrainConfig:
         _check(_num(self.lr) and self.lr > 0, "lr", "a positive number")
         _check(self.grad_clip is None or (_num(self.grad_clip) and self.grad_clip > 0),
                "grad_clip", "null or a positive number")
-        for name in ("batch_size", "steps", "eval_every", "checkpoint_every"):
+        for name in ("batch_size", "steps", "checkpoint_every"):
             _check(_int(getattr(self, name)) and getattr(self, name) > 0, name,
                    "a positive integer")
+        _check(self.eval_every is None or (_int(self.eval_every) and self.eval_every > 0),
+               "eval_every", "null (about ten evaluations a run) or a positive integer")
         _check(self.eval_batch_size is None or (_int(self.eval_batch_size)
                                                 and self.eval_batch_size > 0),
                "eval_batch_size", "null or a positive integer")
@@ -85,6 +89,11 @@ class TrainConfig:
     @property
     def run_dir(self) -> str:
         return self.out_dir if self.out_dir else f"runs/{self.task.replace(':', '.')}"
+
+    @property
+    def eval_interval(self) -> int:
+        """Steps between evaluations: ``eval_every``, or ``ceil(steps / 10)``."""
+        return self.eval_every if self.eval_every is not None else -(-self.steps // 10)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -2,8 +2,9 @@
 
 Per step: the task's batch for ``(seed, step)`` is checked, the learner
 trains on it (``train_sequence``: reset, gradient over the sequence, one
-optimizer update), and a JSON line goes to ``metrics.jsonl``. Every
-``eval_every`` steps the fixed evaluation set is scored. Every
+optimizer update), and a JSON line goes to ``metrics.jsonl``. The fixed
+evaluation set is scored before training (step 0), every
+``cfg.eval_interval`` steps and at the end (``evaluation.eval_due``). Every
 ``checkpoint_every`` steps, at the end, and on SIGINT/SIGTERM, the learner
 state is saved atomically; ``resume=True`` loads it and continues with the
 very batches the interrupted run would have seen, so the result is bit for
@@ -29,14 +30,15 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from brainscale.train.batches import check_batch, masked_cross_entropy
+from brainscale.train.batches import check_batch
 from brainscale.train.callbacks import call
 from brainscale.train.checkpoint import (CheckpointError, atomic_write, load_checkpoint,
                                          previous_path, save_checkpoint)
 from brainscale.train.config import TrainConfig
+from brainscale.train.evaluation import eval_due, evaluate
 from brainscale.train.finite import first_nonfinite, json_record
 from brainscale.train.run_lock import run_lock
-from brainscale.train.task import Task, metric_counts
+from brainscale.train.task import Task
 
 __all__ = ["fit", "build", "evaluate", "CHECKPOINT", "METRICS_LOG"]
 
@@ -81,34 +83,6 @@ def build(cfg: TrainConfig, task: Task | None = None):
     check_batch(xs, ys, n_out=task.n_out, batch_size=cfg.batch_size, where="step 0")
     state = learner.init(jax.random.PRNGKey(cfg.seed), jnp.asarray(np.asarray(xs)[0]))
     return task, learner, state
-
-
-def evaluate(task: Task, learner, state, batch_size: int, mesh=None) -> dict:
-    """Accuracy (task metric) and mean cross-entropy over labelled steps of
-    the task's evaluation set."""
-    import jax
-    import jax.numpy as jnp
-
-    hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (batch_size,) + jnp.shape(h)),
-                          state.hidden0)
-    probe = state._replace(hidden=hidden, traces={})
-    if mesh is not None:
-        from brainscale.sharding import shard_batch
-
-        probe = probe._replace(hidden=shard_batch(hidden, mesh, time_axis=False))
-    correct = total = count = 0
-    loss = 0.0
-    for i, (xs, ys) in enumerate(task.eval_batches(batch_size)):
-        check_batch(xs, ys, n_out=task.n_out, batch_size=batch_size, where=f"eval batch {i}")
-        x = jnp.asarray(xs)
-        if mesh is not None:
-            x = shard_batch(x, mesh)
-        outs = np.asarray(learner.predict(probe, x))
-        c, n = metric_counts(outs, ys, task.metric)
-        s, k = masked_cross_entropy(outs, ys)
-        correct, total, loss, count = correct + c, total + n, loss + s, count + k
-    return {"accuracy": correct / max(total, 1), "loss": loss / max(count, 1),
-            "n_scored": total}
 
 
 class _Stop:
@@ -254,7 +228,8 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots, callbacks
             state = shard_state(learner, state, mesh)
         start = int(meta["step"])
         log(f"resuming {cfg.task} / {cfg.algorithm} from step {start} ({read})")
-    records = _read_log(log_path, start, log)
+    # a fresh run starts a fresh log; a resumed one keeps what led to its checkpoint
+    records = _read_log(log_path, start, log) if resume else []
     atomic_write(log_path, "".join(json_record(r) + "\n" for r in records).encode())
     atomic_write(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2).encode())
     history = [r for r in records if r["kind"] == "eval"]
@@ -283,6 +258,15 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots, callbacks
             logf.write(json_record(rec) + "\n")
             logf.flush()
 
+        def score(step):
+            rec = {"kind": "eval", "step": step, **evaluate(task, learner, state, eval_bs, mesh)}
+            emit(rec)
+            history.append(rec)
+            call(callbacks, "on_eval", step, rec, state)
+            log(f"step {step}: eval accuracy {rec['accuracy']:.4f} loss {rec['loss']:.4f}")
+
+        if start == 0 and not any(r["step"] == 0 for r in history):
+            score(0)                                      # the untrained baseline
         for step in range(start, cfg.steps):
             xs, ys = task.train_batch(cfg.seed, step, cfg.batch_size)
             check_batch(xs, ys, n_out=task.n_out, batch_size=cfg.batch_size,
@@ -313,13 +297,8 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots, callbacks
             if bar is not None:
                 bar.update(1, loss=per_label)
             last = done == cfg.steps
-            if done % cfg.eval_every == 0 or last:
-                rec = {"kind": "eval", "step": done, **evaluate(task, learner, state, eval_bs,
-                                                               mesh)}
-                emit(rec)
-                history.append(rec)
-                call(callbacks, "on_eval", done, rec, state)
-                log(f"step {done}: eval accuracy {rec['accuracy']:.4f} loss {rec['loss']:.4f}")
+            if eval_due(cfg, done):
+                score(done)
             if done % cfg.checkpoint_every == 0 or last or stop.signum is not None:
                 save(done)
             if stop.signum is not None:
@@ -339,6 +318,5 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots, callbacks
     if plots and status == "completed":
         from brainscale.train.plots import plot_run
 
-        xs, _ = task.train_batch(cfg.seed, 0, cfg.batch_size)
-        summary["plots"] = plot_run(out, task, learner, state, jnp.asarray(xs)[:, :1])
+        summary["plots"] = plot_run(out, task, learner, state, cfg)
     return {**summary, "task": task, "learner": learner, "state": state}
