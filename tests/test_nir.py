@@ -343,6 +343,7 @@ def test_import_brainscale_does_not_import_nir():
 def test_docs_snippet_runs(tmp_path, monkeypatch):
     with open(DOC) as f:
         blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-    assert len(blocks) == 1
+    assert len(blocks) == 2             # a recurrent SNN, a spiking CNN
     monkeypatch.chdir(tmp_path)
-    exec(compile(blocks[0], "docs/nir.md", "exec"), {})
+    for block in blocks:
+        exec(compile(block, "docs/nir.md", "exec"), {})

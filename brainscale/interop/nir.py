@@ -1,6 +1,7 @@
 """NIR (Neuromorphic Intermediate Representation) export and import.
 
     graph = to_nir(net)                  # nir.NIRGraph, metadata {'dt', 'integrator', 'producer'}
+    graph = to_nir(cnn, input_shape=(2, 16, 16))   # a net that starts with a Conv2d
     write_nir(net, "net.nir")            # HDF5 via nir.write
     net2 = from_nir("net.nir")           # NIRNetwork: net2(x) is one step for one sample
 
@@ -18,11 +19,11 @@ __all__ = ["NIRExportError", "NIRImportError", "NIRNetwork", "LeakyIntegrator",
            "to_nir", "from_nir", "write_nir", "read_nir"]
 
 
-def write_nir(module, path, *, dt=None):
+def write_nir(module, path, *, dt=None, input_shape=None):
     """Export ``module`` with ``to_nir`` and write it to ``path`` (HDF5);
     returns the graph."""
     import nir
-    graph = to_nir(module, dt=dt)
+    graph = to_nir(module, dt=dt, input_shape=input_shape)
     nir.write(path, graph)
     return graph
 

@@ -14,8 +14,10 @@ Accepted structures (anything else raises ``NIRExportError``):
 * ``nnx.Sequential``, or a list/tuple of modules, applied in order;
 * one layer: brainscale ``Linear`` / ``SparseLinear``, flax ``nnx.Linear``,
   ``LIF``, ``AlignPost`` / ``AlignPre``, ``Recurrent``, ``LeakyReadout``,
-  ``LinearReadout``; in a sequence also ``Delta`` (skipped) and ``Expon``
-  directly before a ``LIF`` (the pair is one ``CubaLIF``);
+  ``LinearReadout``, and the spiking-CNN parts ``Conv2d``, ``SumPool2d``,
+  ``AvgPool2d``, ``Flatten``, ``IF`` (rules in ``nir_conv``); in a sequence
+  also ``Delta`` (skipped) and ``Expon`` directly before a ``LIF`` (the pair
+  is one ``CubaLIF``);
 * a ``NIRNetwork`` rebuilt by ``from_nir``.
 
 ``nir`` is imported inside the functions, so ``import brainscale`` does not
@@ -28,6 +30,8 @@ import math
 import numpy as np
 from flax import nnx
 
+from brainscale.interop import nir_conv
+from brainscale.interop.nir_common import NIRExportError
 from brainscale.nn import neurons
 from brainscale.models.recurrent_snn import RecurrentSNN
 from brainscale.nn.neurons import ALIF, LIF
@@ -38,10 +42,6 @@ from brainscale.nn.surrogate import Surrogate
 from brainscale.nn.synapses import Delta, Expon
 
 __all__ = ["NIRExportError", "to_nir"]
-
-
-class NIRExportError(ValueError):
-    """The module (or a part of it, named by its path) has no exact NIR form."""
 
 
 def _join(path, name):
@@ -62,6 +62,7 @@ class _Exporter:
     def __init__(self, dt):
         import nir
         self.nir = nir
+        self.nir_version = getattr(nir, "__version__", "")
         self.dt = None if dt is None else float(dt)
         self.dt_from = "the dt argument" if dt is not None else None
         self.nodes, self.edges = {}, []
@@ -104,8 +105,10 @@ class _Exporter:
         if isinstance(m, nnx.Linear):
             b = None if m.bias is None else m.bias[...]
             return self.weight(path, m.kernel[...], b, src)
+        if type(m) in nir_conv.EXPORT_WEIGHT:
+            return nir_conv.EXPORT_WEIGHT[type(m)](self, m, path, src)
         raise NIRExportError(f"{_where(path)}: {type(m).__name__} is not a weight op NIR can "
-                             "express (use Linear, SparseLinear or nnx.Linear)")
+                             "express (use Linear, SparseLinear, nnx.Linear or Conv2d)")
 
     # -- neurons --------------------------------------------------------------
     def lif_tau(self, n, path):
@@ -129,6 +132,11 @@ class _Exporter:
                 "(-> CubaLIF / CubaLI) or none (Delta) can be exported")
         if syn is not None:
             self.use_dt(path, syn.dt)
+        if type(n) in nir_conv.EXPORT_NEURON:
+            if syn is not None:
+                raise NIRExportError(f"{_where(path)}: Expon then {type(n).__name__}: NIR has "
+                                     "no current-based node for it (only CubaLIF, CubaLI)")
+            return nir_conv.EXPORT_NEURON[type(n)](self, n, path, *sources)
         if isinstance(n, LIF):
             self.check_lif(n, path)
             self.use_dt(path, n.dt)
@@ -157,7 +165,7 @@ class _Exporter:
                 f"{_where(path)}: ALIF has spike-frequency adaptation (threshold v_th + beta a); "
                 "NIR has no adaptive neuron node, only LIF / CubaLIF with a fixed threshold")
         raise NIRExportError(f"{_where(path)}: neuron type {name} has no NIR node "
-                             "(exportable: LIF with reset='hard', LeakyReadout)")
+                             "(exportable: LIF and IF with reset='hard', LeakyReadout)")
 
     def check_lif(self, n, path):
         where = _where(path)
@@ -179,8 +187,11 @@ class _Exporter:
     # -- layers ---------------------------------------------------------------
     def layer(self, m, path, src):
         """One module applied to the signal from ``src``; returns its output key."""
-        if isinstance(m, (Linear, SparseLinear, LinearReadout, nnx.Linear, Delta)):
+        if isinstance(m, (Linear, SparseLinear, LinearReadout, nnx.Linear, Delta)) \
+                or type(m) in nir_conv.EXPORT_WEIGHT:
             return self.comm(m, path, src)
+        if type(m) in nir_conv.EXPORT_LAYER:
+            return nir_conv.EXPORT_LAYER[type(m)](self, m, path, src)
         if isinstance(m, (AlignPost, AlignPre)):
             kind = type(m).__name__
             if m.out != "cuba":
@@ -206,7 +217,8 @@ class _Exporter:
             raise NIRExportError(
                 f"{_where(path)}: Expon must be followed directly by a LIF to export "
                 "(the pair is one CubaLIF); NIR has no stand-alone synapse node")
-        if isinstance(m, LeakyIntegrator) or type(m).__module__ == neurons.__name__:
+        if isinstance(m, LeakyIntegrator) or type(m).__module__ == neurons.__name__ \
+                or type(m) in nir_conv.EXPORT_NEURON:
             return self.neuron(m, None, path or type(m).__name__.lower(), src)
         if isinstance(m, (nnx.Sequential, list, tuple, nnx.List)):
             layers = m.layers if isinstance(m, nnx.Sequential) else m
@@ -256,12 +268,12 @@ class _Exporter:
 
     def network(self, net):
         """Re-export a ``NIRNetwork`` with its own keys and edges."""
-        nir, sizes = self.nir, dict(net.sizes)
+        nir, shapes = self.nir, dict(net.shapes)
         for key, kind, preds in net.plan:
             if kind == "input":
-                self.add(key, nir.Input(input_type=np.array([sizes[key]])))
+                self.add(key, nir.Input(input_type=np.array(shapes[key])))
             elif kind == "output":
-                self.add(key, nir.Output(output_type=np.array([sizes[key]])))
+                self.add(key, nir.Output(output_type=np.array(shapes[key])))
             else:
                 m = net.nodes[key]
                 if isinstance(m, AlignPost):       # CubaLIF / CubaLI as rebuilt
@@ -271,12 +283,15 @@ class _Exporter:
             self.edges.extend((s, key) for s, _ in preds)
 
 
-def to_nir(module, *, dt=None):
+def to_nir(module, *, dt=None, input_shape=None):
     """Export ``module`` (see the accepted structures above) to a ``nir.NIRGraph``.
 
     ``metadata`` holds ``dt``, ``integrator='exp'`` and ``producer='brainscale'``.
-    Raises ``NIRExportError`` naming the module path and the reason when a part
-    has no exact NIR form.
+    ``input_shape`` is one sample's input shape, needed when the first part
+    does not fix it (a ``Conv2d`` or a pooling layer: ``(C, H, W)``); NIR
+    works out the other shapes from it. Raises ``NIRExportError`` naming the
+    module path and the reason when a part has no exact NIR form, or when
+    the parts' shapes do not fit together.
     """
     ex = _Exporter(dt)
     nir = ex.nir
@@ -287,11 +302,28 @@ def to_nir(module, *, dt=None):
         first = next((k for s, k in ex.edges if s == "input"), None)
         if first is None:
             raise NIRExportError(f"{type(module).__name__}: nothing to export (an identity)")
-        ex.nodes = {"input": nir.Input(input_type=np.array(ex.nodes[first].input_type["input"])),
-                    **ex.nodes}
-        out_type = ex.nodes[last].output_type["output"]
-        ex.add("output", nir.Output(output_type=np.array(out_type)), last)
+        in_type = _input_type(ex.nodes[first], first, input_shape)
+        ex.nodes = {"input": nir.Input(input_type=in_type), **ex.nodes}
+        out_type = ex.nodes[last].output_type["output"]     # None: NIR infers it
+        ex.add("output", nir.Output(output_type=None if out_type is None
+                                    else np.array(out_type)), last)
     meta = {"integrator": "exp", "producer": "brainscale"}
     if ex.dt is not None:
         meta = {"dt": ex.dt, **meta}
-    return nir.NIRGraph(nodes=ex.nodes, edges=ex.edges, metadata=meta)
+    try:
+        return nir.NIRGraph(nodes=ex.nodes, edges=ex.edges, metadata=meta)
+    except (ValueError, AssertionError) as e:   # NIR's shape inference names the nodes
+        raise NIRExportError(f"the parts' shapes do not fit together: {e}") from None
+
+
+def _input_type(node, key, input_shape):
+    """The Input node's shape: the first node's, or ``input_shape``."""
+    own = node.input_type.get("input") if node.input_type else None
+    given = None if input_shape is None else np.array([int(n) for n in input_shape])
+    if own is None and given is None:
+        raise NIRExportError(f"{key}: {type(node).__name__} does not fix its input's shape; "
+                             "pass to_nir(..., input_shape=(C, H, W)) for one sample")
+    if own is not None and given is not None and tuple(own) != tuple(given):
+        raise NIRExportError(f"{key}: takes input shape {tuple(int(n) for n in own)}, but "
+                             f"input_shape={tuple(given)}")
+    return np.array(own) if given is None else given

@@ -9,16 +9,23 @@ step:
 * ``LIF`` -> ``LIF(reset='hard')`` with ``tau``, ``R = r``, ``v_rest = v_leak``;
 * ``CubaLIF`` -> ``AlignPost(Delta(), Expon(tau_syn), LIF(...))``;
 * ``LI`` -> ``LeakyIntegrator``; ``CubaLI`` -> ``AlignPost(Delta(), Expon, LeakyIntegrator)``;
+* ``Conv2d``, ``SumPool2d``, ``AvgPool2d``, ``Flatten``, ``IF`` -> the
+  modules of the same names (rules in ``nir_conv``); one sample is channels
+  first ``(C, H, W)``;
 * ``Input`` / ``Output``; a nested ``NIRGraph`` with one ``Input`` and one
   ``Output`` is flattened (its nodes get the prefix ``"<key>."``).
+
+Each node's per-sample shape is worked out from the Input's along the edges
+(``Conv2d``, pooling and ``Flatten`` by their own rules) and must match the
+shape a node declares; a mismatch names the edge.
 
 Nodes run in topological order. A cycle is cut where a depth-first walk
 from the inputs meets it; the cut edge reads its source's output from the
 previous step, kept as a ``HiddenState`` in ``net.delay``. When the cut
 source is a weight op fed only by neurons, the cut moves to the neurons'
 outputs, so recurrent layers keep the previous step's spikes (as
-``Recurrent.spk`` does). The state starts at rest: ``v = v_leak``, synaptic
-currents and delayed spikes 0.
+``Recurrent.spk`` does). The state starts at rest: ``v = v_leak`` (``IF``:
+``v_reset``), synaptic currents and delayed spikes 0.
 
 Nothing malformed is accepted: an unreadable file, a missing ``node``
 group, a node NIR cannot build, a missing or non-numeric field, a time
@@ -35,6 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from brainscale.interop import nir_conv
+from brainscale.interop.nir_common import NIRImportError
+from brainscale.interop.nir_common import scalar as _scalar
+from brainscale.interop.nir_common import values as _values
 from brainscale.nn.neurons import LIF
 from brainscale.nn.projections import AlignPost, Linear
 from brainscale.nn.state import HiddenState, default_float
@@ -42,12 +53,9 @@ from brainscale.nn.synapses import Delta, Expon
 
 __all__ = ["NIRImportError", "NIRNetwork", "LeakyIntegrator", "from_nir"]
 
-_STATEFUL = ("LIF", "CubaLIF", "LI", "CubaLI")
-_SUPPORTED = "Input, Output, Linear, Affine, LIF, CubaLIF, LI, CubaLI, NIRGraph"
-
-
-class NIRImportError(ValueError):
-    """A NIR graph (node named by its key) that ``from_nir`` cannot rebuild."""
+_STATEFUL = ("LIF", "CubaLIF", "LI", "CubaLI") + nir_conv.STATEFUL
+_SUPPORTED = ("Input, Output, Linear, Affine, LIF, CubaLIF, LI, CubaLI, NIRGraph, "
+              + ", ".join(nir_conv.IMPORT))
 
 
 class LeakyIntegrator(nnx.Module):
@@ -79,15 +87,16 @@ class NIRNetwork(nnx.Module):
     """A NIR graph as one time step. ``plan`` lists ``(key, kind, preds)`` in
     evaluation order (kind: ``'input'``, ``'output'`` or ``'node'``; preds:
     ``(source key, delayed)`` pairs); ``nodes`` holds the modules by NIR key;
-    ``delay`` the previous step's outputs of the sources of delayed edges."""
+    ``shapes`` each node's per-sample output shape; ``delay`` the previous
+    step's outputs of the sources of delayed edges."""
 
-    def __init__(self, modules, plan, sizes, delayed_sources):
+    def __init__(self, modules, plan, shapes, delayed_sources):
         self.nodes = nnx.Dict(modules)
         self.plan = tuple(plan)
-        self.sizes = tuple(sizes.items())
+        self.shapes = tuple((k, tuple(v)) for k, v in shapes.items())
         self.inputs = tuple(k for k, kind, _ in self.plan if kind == "input")
         self.outputs = tuple(k for k, kind, _ in self.plan if kind == "output")
-        self.delay = nnx.Dict({k: HiddenState(jnp.zeros((sizes[k],), default_float()))
+        self.delay = nnx.Dict({k: HiddenState(jnp.zeros(shapes[k], default_float()))
                                for k in delayed_sources})
 
     def step(self, x):
@@ -117,38 +126,10 @@ class NIRNetwork(nnx.Module):
 def _size(key, shape):
     shape = np.atleast_1d(np.asarray(shape))
     if shape.size != 1:
-        raise NIRImportError(f"node {key!r}: shape {tuple(shape)} is not 1-D; from_nir "
-                             "rebuilds per-sample vectors only")
+        raise NIRImportError(f"node {key!r}: shape {tuple(int(n) for n in shape)} is not "
+                             "1-D; from_nir rebuilds LIF, LI, CubaLIF and CubaLI on vectors "
+                             "only (IF takes any shape)")
     return int(shape[0])
-
-
-def _values(key, node, name, positive=False):
-    """A node's numeric field as float64, finite (and > 0 with ``positive``)."""
-    kind = type(node).__name__
-    if getattr(node, name, None) is None:
-        raise NIRImportError(f"node {key!r} ({kind}): field {name!r} is missing")
-    try:
-        arr = np.asarray(getattr(node, name), np.float64)
-    except (TypeError, ValueError):
-        raise NIRImportError(f"node {key!r} ({kind}): field {name!r} is not numeric (got "
-                             f"{np.asarray(getattr(node, name)).dtype})") from None
-    if not np.all(np.isfinite(arr)):
-        raise NIRImportError(f"node {key!r} ({kind}): field {name!r} holds NaN or inf")
-    if positive and not np.all(arr > 0):
-        raise NIRImportError(f"node {key!r} ({kind}): field {name!r} must be > 0 (got "
-                             f"{arr.min()})")
-    return arr
-
-
-def _scalar(key, node, name, positive=False):
-    arr = _values(key, node, name, positive).reshape(-1)
-    if arr.size == 0:
-        raise NIRImportError(f"node {key!r} ({type(node).__name__}): field {name!r} is empty")
-    if not np.all(arr == arr[0]):
-        raise NIRImportError(
-            f"node {key!r} ({type(node).__name__}): {name} differs across neurons "
-            f"({arr.min()} .. {arr.max()}); from_nir needs one value per population")
-    return float(arr[0])
 
 
 def _lif(key, node, n, dt, tau, R):
@@ -180,12 +161,14 @@ def _build(key, node, dt):
                                      f"{w.shape[0]} outputs")
             m.b[...] = jnp.asarray(b.reshape(w.shape[0]), m.b[...].dtype)
         return m
-    if kind not in _STATEFUL:
+    if kind not in _STATEFUL and kind not in nir_conv.IMPORT:
         raise NIRImportError(f"node {key!r}: NIR type {kind} is not supported by from_nir "
                              f"(supported: {_SUPPORTED})")
-    if dt is None:
+    if dt is None and kind in _STATEFUL:
         raise NIRImportError(f"node {key!r} ({kind}) needs a time step: pass "
                              "from_nir(..., dt=...) or store metadata['dt'] in the graph")
+    if kind in nir_conv.IMPORT:
+        return nir_conv.IMPORT[kind](key, node, dt)
     n = _size(key, node.input_type["input"])
     if kind == "LIF":
         return _lif(key, node, n, dt, _scalar(key, node, "tau", True), _scalar(key, node, "r"))
@@ -274,6 +257,42 @@ def _schedule(keys, edges, inputs, stateful):
     return _topo(keys, edges, delayed), delayed
 
 
+def _shapes(nodes, modules, order, edges, delayed):
+    """Each node's per-sample output shape, from the Inputs' along the
+    undelayed edges in evaluation order; what reaches a node must be the
+    shape it declares (delayed edges are checked at the end)."""
+    out, into = {}, {}
+    for k in order:
+        node, kind = nodes[k], type(nodes[k]).__name__
+        declared = nir_conv.declared_input(node)
+        srcs = [a for a, b in edges if b == k and (a, b) not in delayed]
+        got = {out[a] for a in srcs}
+        if len(got) > 1:
+            raise NIRImportError(f"node {k!r} ({kind}): its inputs {srcs} have different "
+                                 f"shapes {sorted(got)}")
+        shape = got.pop() if got else declared
+        if shape is None:
+            raise NIRImportError(f"node {k!r} ({kind}): the shape of its input is unknown")
+        if declared is not None and shape != declared:
+            raise NIRImportError(f"edge {srcs[0]!r} -> {k!r}: {srcs[0]!r} gives shape {shape}, "
+                                 f"but node {k!r} ({kind}) takes {declared}")
+        into[k], m = shape, modules.get(k)
+        if hasattr(m, "output_shape"):
+            try:
+                out[k] = m.output_shape(shape)
+            except ValueError as e:
+                raise NIRImportError(f"node {k!r} ({kind}): {e}") from None
+        elif m is None:
+            out[k] = shape
+        else:
+            out[k] = tuple(int(n) for n in np.atleast_1d(node.output_type["output"]))
+    for a, b in sorted(delayed):
+        if out[a] != into[b]:
+            raise NIRImportError(f"edge {a!r} -> {b!r}: {a!r} gives shape {out[a]}, but node "
+                                 f"{b!r} ({type(nodes[b]).__name__}) takes {into[b]}")
+    return out
+
+
 def read_graph(path):
     """A ``nir.NIRGraph`` from a ``.nir`` (HDF5) file; every failure is a
     ``NIRImportError`` naming the file (and the node NIR could not build)."""
@@ -348,9 +367,9 @@ def _from_graph(graph, dt):
         raise NIRImportError("the graph has no Input node")
     if not any(isinstance(n, nir.Output) for n in nodes.values()):
         raise NIRImportError("the graph has no Output node: nothing would be read out")
-    sizes = {k: _size(k, n.output_type["output"]) for k, n in nodes.items()}
     stateful = {k for k, n in nodes.items() if type(n).__name__ in _STATEFUL}
     order, delayed = _schedule(list(nodes), edges, inputs, stateful)
+    shapes = _shapes(nodes, modules, order, edges, delayed)
     plan = []
     for k in order:
         kind = ("input" if isinstance(nodes[k], nir.Input) else
@@ -359,5 +378,5 @@ def _from_graph(graph, dt):
         if kind != "input" and not preds:
             raise NIRImportError(f"node {k!r} ({type(nodes[k]).__name__}) has no input edge")
         plan.append((k, kind, preds))
-    return NIRNetwork({k: m for k, m in modules.items() if m is not None}, plan, sizes,
+    return NIRNetwork({k: m for k, m in modules.items() if m is not None}, plan, shapes,
                       sorted({a for a, _ in delayed}))
