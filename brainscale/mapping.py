@@ -5,7 +5,8 @@
 by running it on inputs; ``map_run`` does the same for a run folder written
 by ``brainscale train`` / ``brainscale.train.fit`` (its checkpoint and
 config), and adds the task accuracy before and after quantising the weights
-to the profile's bit width.
+to the profile's bit width. ``check_map_dependencies`` checks the optional
+packages a request needs before any of this work starts.
 """
 from __future__ import annotations
 
@@ -18,9 +19,22 @@ import numpy as np
 from transforms.lowering.hardware import Profile, load_profile
 from transforms.lowering.report import format_report, lower
 from transforms.lowering.netlist import build_netlist, measure_x_activity
+from transforms.lowering.optional import MissingDependencyError, require
 from transforms.lowering.quantize import quantize_params
 
-__all__ = ["map_model", "map_run", "write_run_nir", "format_report"]
+__all__ = ["map_model", "map_run", "write_run_nir", "format_report", "check_map_dependencies",
+           "MissingDependencyError"]
+
+NIR_FILE_DEPENDENCIES = ("nir", "h5py")
+
+
+def check_map_dependencies(nir_path=None) -> None:
+    """Before any work: with ``nir_path`` (an export was asked for) raise
+    ``MissingDependencyError`` unless ``nir`` and ``h5py`` import. Lowering
+    itself needs no optional package (without pymetis the report says METIS
+    was skipped)."""
+    if nir_path:
+        require(*NIR_FILE_DEPENDENCIES, what=f"NIR export to {nir_path}")
 
 
 def _profile(profile) -> Profile:
@@ -57,7 +71,9 @@ def _load_run(run_dir: str):
 
 
 def write_run_nir(run_dir: str, path: str):
-    """Export the trained network of a run folder to NIR (``brainscale.interop.nir``)."""
+    """Export the trained network of a run folder to NIR (``brainscale.interop.nir``);
+    the optional packages are checked before the run is loaded."""
+    check_map_dependencies(path)
     from brainscale.model import to_nnx
     from brainscale.interop.nir import write_nir
 

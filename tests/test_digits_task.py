@@ -174,6 +174,28 @@ def test_default_model_is_two_recurrent_lif_layers():
     assert small.out.W.shape == (3, 10)
 
 
+def test_default_neurons_reset_hard_so_the_network_exports_to_nir():
+    """Options given for the default LIF are merged over its defaults (a new
+    tau keeps the hard reset); another neuron's options replace them."""
+    from flax import nnx
+
+    task = make_task(T=4, max_eval=2)
+
+    def neurons(model):
+        net = nnx.eval_shape(lambda: task.make_model(task.resolve_model(model), 0))
+        return [layer.neuron for layer in net.layers]
+
+    assert MODEL_DEFAULTS["neuron_options"] == {"tau": 10.0, "reset": "hard"}
+    assert all(n.reset == "hard" and n.tau == 10.0 for n in neurons({}))
+    assert all(n.reset == "hard" and n.tau == 20.0
+               for n in neurons({"neuron_options": {"tau": 20.0}}))
+    assert all(n.reset == "soft" for n in neurons({"neuron_options": {"reset": "soft"}}))
+    assert task.resolve_model({"neuron_options": {"tau": 20.0}})["neuron_options"] == {
+        "tau": 20.0, "reset": "hard"}                  # config.json records the merged value
+    alif = neurons({"neuron": "alif", "neuron_options": {"tau_a": 50.0}})
+    assert all(type(n).__name__ == "ALIF" and n.tau_a == 50.0 and n.tau == 20.0 for n in alif)
+
+
 def test_example_quick_runs_both_algorithms(tmp_path, capsys):
     import importlib.util
     import pathlib

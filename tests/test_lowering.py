@@ -4,6 +4,7 @@ and routing, energy and quantisation against hand computations."""
 from __future__ import annotations
 
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -108,9 +109,54 @@ def test_model_partitions_are_valid(name):
     part = partition(net, profile)
     check_partition(net, part.cores, profile, profile.default_weight_bits)
     index = NeuronIndex(net)
-    metis = metis_refine(index, net, profile.replace(max_neurons=7), 8, 4)
-    assert metis is not None
+    metis, why = metis_refine(index, net, profile.replace(max_neurons=7), 8, 4)
+    assert metis is not None and why == ""
     check_partition(net, metis, profile.replace(max_neurons=7), 8)
+
+
+def two_cliques():
+    """8 neurons, evens and odds each all-to-all: greedy's contiguous halves
+    cut every clique, METIS's two parts cut none."""
+    pre, post = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+    keep = (pre % 2 == post % 2) & (pre != post)
+    pops = {"x": Population("x", 1, "input"), "a": Population("a", 8, "neurons", 1)}
+    conns = [Connection(0, "W_in", "x", "a", np.zeros(8, int), np.arange(8), np.ones(8)),
+             Connection(1, "W_rec", "a", "a", pre[keep], post[keep], np.ones(keep.sum()))]
+    return Netlist(pops, conns, {"x": np.full(1, 0.5), "a": np.full(8, 0.5)})
+
+
+def test_the_report_says_what_became_of_metis(monkeypatch):
+    """Kept, tried and not kept, not needed (one core), skipped (no pymetis)."""
+    from transforms.lowering.optional import INSTALL
+    from transforms.lowering.report import format_report
+
+    def line(rep):
+        return format_report(rep).splitlines()[2]
+
+    four = load_profile("loihi1").replace(max_neurons=4)
+    rep = lower(two_cliques(), four)
+    assert rep["partition"]["method"] == "metis"
+    assert rep["partition"]["metis"] == ("METIS kept: 1.0 messages/step against greedy's 5.0 "
+                                         "on 2 cores")
+    assert f"(partition: metis; {rep['partition']['metis']})" in line(rep)
+    _, _, net = model_netlist()
+    rep = lower(net, load_profile("loihi1").replace(max_neurons=7))
+    assert rep["partition"]["method"] == "greedy"
+    assert rep["partition"]["metis"] == ("METIS tried, not kept: 5 cores, 28.7 messages/step "
+                                         "against greedy's 17.3")
+    rep = lower(net, load_profile("loihi1"))
+    assert line(rep) == ("cores used: 1 of 128 (partition: greedy; METIS not run: the greedy "
+                         "partition uses one core, nothing to cut)")
+    assert lower(net, four, refine=False)["partition"]["metis"] == "METIS not run: refine=False"
+
+    monkeypatch.setitem(sys.modules, "pymetis", None)
+    rep = lower(two_cliques(), four)
+    assert rep["partition"]["method"] == "greedy" and rep["cores_used"] == 2
+    note = rep["partition"]["metis"]
+    assert note.startswith("METIS skipped: pymetis not installed (") and note.endswith(INSTALL)
+    assert f"(partition: greedy; {note})" in line(rep)
+    note = lower(net, load_profile("loihi1"))["partition"]["metis"]
+    assert "one core, nothing to cut; pymetis not installed (" in note and note.endswith(INSTALL)
 
 
 def test_netlist_follows_the_concatenated_input_of_a_recurrent_layer():

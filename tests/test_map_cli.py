@@ -38,7 +38,14 @@ def test_map_errors_are_plain(tmp_path, capsys):
     assert "no hardware profile 'nonesuch'" in capsys.readouterr().err
 
 
-def test_map_nir_export_of_a_soft_reset_network_says_why(run_dir, tmp_path, capsys):
-    code = main(["map", str(run_dir), "--no-quantize", "--nir", str(tmp_path / "net.nir")])
+def test_map_nir_export_of_a_soft_reset_network_says_why(tmp_path, capsys):
+    run = tmp_path / "soft"
+    assert main(["train", "--task", "digits", "--steps", "1", "--batch-size", "8",
+                 "--set", "task_options.T=4", "--set", "task_options.max_eval=8",
+                 "--set", "model.hidden=[8]", "--set", "model.neuron_options.reset=soft",
+                 "--out", str(run), "--no-plots"]) == 0
+    path = tmp_path / "net.nir"
+    code = main(["map", str(run), "--no-quantize", "--nir", str(path)])
     err = capsys.readouterr().err
-    assert code == 2 and "reset" in err
+    assert code == 2 and "LIF with reset='soft'" in err and "use reset='hard'" in err
+    assert not path.exists()

@@ -34,14 +34,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_map(args: argparse.Namespace) -> int:
     import json
 
-    from brainscale.mapping import map_run
+    from brainscale.mapping import MissingDependencyError, check_map_dependencies, map_run
     from transforms.errors import CompileError
     from transforms.lowering.report import format_report
 
     try:
+        check_map_dependencies(args.nir)        # before any work
         report = map_run(args.run, args.profile, args.weight_bits, args.batch_size,
                          quantize=not args.no_quantize)
-    except (CompileError, FileNotFoundError) as e:
+    except (CompileError, FileNotFoundError, MissingDependencyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_report(report))

@@ -7,21 +7,24 @@
 
 What maps to what, what cannot be exported and why: ``docs/nir.md``,
 ``brainscale.interop.nir_export`` and ``brainscale.interop.nir_import``. The ``nir`` package
-is imported only inside these functions.
+is imported only inside these functions; each first checks that ``nir`` (and, for files,
+``h5py``) imports, else raises ``MissingDependencyError`` naming the extra to install.
 """
 from __future__ import annotations
 
 from brainscale.interop.nir_export import NIRExportError, to_nir
 from brainscale.interop.nir_import import (LeakyIntegrator, NIRImportError, NIRNetwork, from_nir,
                                    read_graph)
+from transforms.lowering.optional import MissingDependencyError, require
 
 __all__ = ["NIRExportError", "NIRImportError", "NIRNetwork", "LeakyIntegrator",
-           "to_nir", "from_nir", "write_nir", "read_nir"]
+           "MissingDependencyError", "to_nir", "from_nir", "write_nir", "read_nir"]
 
 
 def write_nir(module, path, *, dt=None, input_shape=None):
     """Export ``module`` with ``to_nir`` and write it to ``path`` (HDF5);
-    returns the graph."""
+    returns the graph. The file is opened only once ``to_nir`` succeeded."""
+    require("nir", "h5py", what="writing a NIR file")
     import nir
     graph = to_nir(module, dt=dt, input_shape=input_shape)
     nir.write(path, graph)

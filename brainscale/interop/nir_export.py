@@ -10,7 +10,7 @@ than per unit of time go into ``r`` (see ``docs/nir.md``); ``w_in`` is 1.
 
 Accepted structures (anything else raises ``NIRExportError``):
 
-* ``RecurrentSNN`` (``recurrent_snn(...)``): its ``layers`` then ``out``;
+* ``RecurrentSNN`` (``recurrent_snn(...)``) and ``DMTSNet``: ``layers`` then ``out``;
 * ``nnx.Sequential``, or a list/tuple of modules, applied in order;
 * one layer: brainscale ``Linear`` / ``SparseLinear``, flax ``nnx.Linear``,
   ``LIF``, ``AlignPost`` / ``AlignPre``, ``Recurrent``, ``LeakyReadout``,
@@ -21,7 +21,8 @@ Accepted structures (anything else raises ``NIRExportError``):
 * a ``NIRNetwork`` rebuilt by ``from_nir``.
 
 ``nir`` is imported inside the functions, so ``import brainscale`` does not
-need it.
+need it; without it ``to_nir`` stops at once with a ``MissingDependencyError``
+naming the extra to install.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from flax import nnx
 from brainscale.interop import nir_conv
 from brainscale.interop.nir_common import NIRExportError
 from brainscale.nn import neurons
+from brainscale.models.dmts_net import DMTSNet
 from brainscale.models.recurrent_snn import RecurrentSNN
 from brainscale.nn.neurons import ALIF, LIF
 from brainscale.interop.nir_import import LeakyIntegrator, NIRNetwork
@@ -40,6 +42,7 @@ from brainscale.nn.projections import AlignPost, AlignPre, Linear, Recurrent, Sp
 from brainscale.nn.readout import LeakyReadout, LinearReadout
 from brainscale.nn.surrogate import Surrogate
 from brainscale.nn.synapses import Delta, Expon
+from transforms.lowering.optional import require
 
 __all__ = ["NIRExportError", "to_nir"]
 
@@ -225,7 +228,7 @@ class _Exporter:
             prefix = _join(path, "layers") if isinstance(m, nnx.Sequential) else path
             return self.sequence(list(layers), [f"{prefix}[{i}]" for i in range(len(layers))],
                                  src)
-        if isinstance(m, RecurrentSNN):
+        if isinstance(m, (RecurrentSNN, DMTSNet)):         # the same layout
             n = len(m.layers)
             return self.sequence(list(m.layers) + [m.out],
                                  [_join(path, f"layers[{i}]") for i in range(n)]
@@ -293,6 +296,7 @@ def to_nir(module, *, dt=None, input_shape=None):
     module path and the reason when a part has no exact NIR form, or when
     the parts' shapes do not fit together.
     """
+    require("nir", what="NIR export (to_nir)")
     ex = _Exporter(dt)
     nir = ex.nir
     if isinstance(module, NIRNetwork):

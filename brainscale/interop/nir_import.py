@@ -50,6 +50,7 @@ from brainscale.nn.neurons import LIF
 from brainscale.nn.projections import AlignPost, Linear
 from brainscale.nn.state import HiddenState, default_float
 from brainscale.nn.synapses import Delta, Expon
+from transforms.lowering.optional import require
 
 __all__ = ["NIRImportError", "NIRNetwork", "LeakyIntegrator", "from_nir"]
 
@@ -296,6 +297,7 @@ def _shapes(nodes, modules, order, edges, delayed):
 def read_graph(path):
     """A ``nir.NIRGraph`` from a ``.nir`` (HDF5) file; every failure is a
     ``NIRImportError`` naming the file (and the node NIR could not build)."""
+    require("nir", "h5py", what="reading a NIR file")
     import h5py
     import nir
     from nir.serialization import hdf2dict
@@ -337,6 +339,7 @@ def from_nir(graph_or_path, *, dt=None):
     ``NIRImportError`` naming the node key and type.
     """
     if isinstance(graph_or_path, (str, os.PathLike)):
+        require("nir", "h5py", what="NIR import (from_nir of a file)")
         path = os.fspath(graph_or_path)
         try:
             return _from_graph(read_graph(path), dt)
@@ -348,6 +351,7 @@ def from_nir(graph_or_path, *, dt=None):
 
 
 def _from_graph(graph, dt):
+    require("nir", what="NIR import (from_nir)")
     import nir
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"from_nir needs a nir.NIRGraph or a path, got {type(graph).__name__}")

@@ -37,6 +37,8 @@ class Task:
     ``brainscale.models.options.option`` fields) and ``model_defaults`` the
     task's own defaults for it; ``resolve_model`` checks a config's ``model``
     against them. Without a schema the options pass unchecked.
+    ``merge_model_options(given) -> dict``, if set, combines a config's
+    ``model`` with the defaults first (e.g. merging a nested dict).
     """
 
     name: str
@@ -49,6 +51,7 @@ class Task:
     options: dict = field(default_factory=dict)
     model_defaults: dict = field(default_factory=dict)
     model_options: type | None = None
+    merge_model_options: Callable[[dict], dict] | None = None
 
     def __post_init__(self):
         if self.metric not in METRICS:
@@ -61,6 +64,8 @@ class Task:
         """Every model option: the schema's defaults, then the task's, then
         ``given`` (a config's ``model``); unknown keys and wrong types are
         errors naming the key."""
+        if self.merge_model_options is not None:
+            given = self.merge_model_options(dict(given or {}))
         if self.model_options is None:
             return {**self.model_defaults, **dict(given or {})}
         from brainscale.models.options import resolve

@@ -15,7 +15,10 @@ presynaptic neurons reaching it:
 3. cores over the output-axon limit have their largest block halved;
 4. METIS (pymetis), on the neuron graph weighted by measured spike rates,
    proposes a partition with fewer spikes crossing cores; it is kept only if
-   it fits the profile, the chip, and beats the greedy one.
+   it fits the profile, the chip, and beats the greedy one. When METIS is
+   not used, ``Partition.metis`` says why (pymetis not installed, one core,
+   not kept, ...), and the report prints it. Messages per step count the
+   spikes leaving their core plus every input message.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import scipy.sparse as sp
 
 from transforms.lowering.hardware import Profile
 from transforms.lowering.netlist import LoweringError, Netlist
+from transforms.lowering.optional import INSTALL, missing
 
 LIMITS = ("neurons", "axons_in", "axons_out", "memory")
 
@@ -42,6 +46,7 @@ class Partition:
     method: str                    # "greedy" or "metis"
     traffic: float                 # spike messages leaving cores per step
     alternative: dict = dataclasses.field(default_factory=dict)
+    metis: str = ""                # what became of METIS, and why
 
 
 class NeuronIndex:
@@ -208,11 +213,16 @@ def _packed(index, net, profile, bits, subsets=None) -> list:
     return _pack(index, blocks, profile, bits)
 
 
-def metis_refine(index, net, profile, bits, nparts) -> list | None:
-    try:
-        import pymetis
-    except ImportError:             # the "lowering" extra is not installed
-        return None
+def metis_refine(index, net, profile, bits, nparts) -> tuple[list | None, str]:
+    """METIS's cores for ``nparts`` parts, or ``None`` and the reason it did not run."""
+    gone = missing("pymetis")
+    absent = f"pymetis not installed ({gone['pymetis']}): {INSTALL}" if gone else ""
+    if nparts < 2:
+        return None, ("METIS not run: the greedy partition uses one core, nothing to cut"
+                      + (f"; {absent}" if absent else ""))
+    if absent:
+        return None, f"METIS skipped: {absent}"
+    import pymetis
 
     ids = np.concatenate([np.arange(p.size) + index.offset[p.name] for p in net.neurons()])
     local = np.full(index.n, -1)
@@ -224,8 +234,8 @@ def metis_refine(index, net, profile, bits, nparts) -> list | None:
                         shape=(ids.size, ids.size)).tocsr()
     sym.setdiag(0)
     sym.eliminate_zeros()
-    if nparts < 2 or sym.nnz == 0:
-        return None
+    if sym.nnz == 0:
+        return None, "METIS not run: no synapses between on-chip neurons to cut"
     ew = np.maximum(1, np.round(sym.data * 1000)).astype(int)
     adjacency = pymetis.CSRAdjacency(sym.indptr.tolist(), sym.indices.tolist())
     _, parts = pymetis.part_graph(nparts, adjacency=adjacency, eweights=ew.tolist())
@@ -237,7 +247,7 @@ def metis_refine(index, net, profile, bits, nparts) -> list | None:
                                 & (mine < index.offset[p.name] + p.size)] - index.offset[p.name]
                    for p in net.neurons()}
         cores += _packed(index, net, profile, bits, subsets)
-    return _repair_out(index, cores, profile, bits)
+    return _repair_out(index, cores, profile, bits), ""
 
 
 def partition(net: Netlist, profile: Profile, bits: int | None = None,
@@ -246,15 +256,24 @@ def partition(net: Netlist, profile: Profile, bits: int | None = None,
     bits = profile.check_weight_bits(profile.default_weight_bits if bits is None else bits)
     index = NeuronIndex(net)
     cores = _repair_out(index, _packed(index, net, profile, bits), profile, bits)
-    best = Partition(cores, "greedy", traffic(index, cores))
+    best = Partition(cores, "greedy", traffic(index, cores),
+                     metis="METIS not run: refine=False")
     if refine:
-        m = metis_refine(index, net, profile, bits, len(cores))
+        m, best.metis = metis_refine(index, net, profile, bits, len(cores))
         if m is not None:
             t = traffic(index, m)
             best.alternative = {"method": "metis", "cores": len(m), "traffic": t}
-            if len(m) <= profile.n_cores and t < best.traffic:
+            if len(m) > profile.n_cores:
+                best.metis = (f"METIS tried, not kept: its {len(m)} cores exceed the "
+                              f"chip's {profile.n_cores}")
+            elif t >= best.traffic:
+                best.metis = (f"METIS tried, not kept: {len(m)} cores, {t:,.1f} messages/step "
+                              f"against greedy's {best.traffic:,.1f}")
+            else:
                 best = Partition(m, "metis", t, {"method": "greedy", "cores": len(cores),
-                                                 "traffic": best.traffic})
+                                                 "traffic": best.traffic},
+                                 metis=f"METIS kept: {t:,.1f} messages/step against greedy's "
+                                       f"{best.traffic:,.1f} on {len(cores)} cores")
     if len(best.cores) > profile.n_cores:
         raise LoweringError(f"the network needs {len(best.cores)} cores and one "
                             f"{profile.name} chip has {profile.n_cores}")

@@ -125,7 +125,8 @@ def lower(net: Netlist, profile: Profile, bits: int | None = None, T: int | None
                     "synapses": net.n_synapses, "rates": net.rates_basis,
                     "mean_rate": {n: float(np.mean(r)) for n, r in net.rates.items()}},
         "cores_used": len(part.cores), "cores_available": profile.n_cores,
-        "partition": {"method": part.method, "alternative": part.alternative},
+        "partition": {"method": part.method, "alternative": part.alternative,
+                      "metis": part.metis},
         "cores": cores,
         "traffic": {"spikes_crossing_cores_per_step": float(flows.sum()),
                     "input_messages_per_step": float(inflow.sum()),
@@ -149,6 +150,16 @@ def _f(v, unit=""):
     return f"{v:,}{unit}"
 
 
+def _partition_line(part: dict) -> str:
+    """``greedy; METIS skipped: ...``: the method kept and what became of METIS
+    (a report saved before the ``metis`` field: the other method's figures)."""
+    if part.get("metis"):
+        return f"{part['method']}; {part['metis']}"
+    alt = part.get("alternative")
+    return part["method"] + (f"; {alt['method']} gave {alt['cores']} cores, "
+                             f"{_f(alt['traffic'])} messages/step" if alt else "")
+
+
 def format_report(r: dict) -> str:
     """The report as text: a summary, a per-core table and the sources."""
     p, t, e, ls = r["profile"], r["traffic"], r["energy_per_step"], r["learning_state"]
@@ -158,11 +169,7 @@ def format_report(r: dict) -> str:
                                      for k, v in n_pop.items())
              + f"; {r['network']['synapses']:,} synapses; spike rates {r['network']['rates']}",
              f"cores used: {r['cores_used']} of {r['cores_available']} "
-             f"(partition: {r['partition']['method']}"
-             + (f"; {r['partition']['alternative']['method']} gave "
-                f"{r['partition']['alternative']['cores']} cores, "
-                f"{_f(r['partition']['alternative']['traffic'])} messages/step"
-                if r["partition"]["alternative"] else "") + ")", ""]
+             f"(partition: {_partition_line(r['partition'])})", ""]
     head = ("core", "router", "neurons", "axons in", "axons out", "memory B", "binds", "blocks")
     rows = [head]
     for c in r["cores"]:
