@@ -57,17 +57,42 @@ def np_pool(x, node, average):
     return y / (kh * kw) if average else y
 
 
+NEURONS = (nir.IF, nir.LIF, nir.CubaLIF, nir.LI, nir.CubaLI)
+
+
+def np_neuron(n, s, x, dt):
+    """One step of a NIR neuron node (state dict ``s``, empty at rest), exact
+    for x held over the step: IF ``dv/dt = r x`` (starts at v_reset);
+    LIF / LI ``tau dv/dt = (v_leak - v) + r I`` (start at v_leak) with
+    ``I = x``, or for Cuba* the current ``tau_syn dI/dt = -I + w_in x``
+    (starts at 0) stepped first and held. Spiking nodes fire on
+    ``v > v_threshold`` and reset to ``v_reset``. Fields broadcast."""
+    f = lambda name: np.asarray(getattr(n, name), np.float64)  # noqa: E731
+    if isinstance(n, nir.IF):
+        v = s.get("v", f("v_reset")) + dt * f("r") * x
+    else:
+        cuba = isinstance(n, (nir.CubaLIF, nir.CubaLI))
+        if cuba:
+            e = np.exp(-dt / f("tau_syn"))
+            x = s["i"] = s.get("i", 0.0) * e + f("w_in") * (1.0 - e) * x
+        d = np.exp(-dt / f("tau_mem" if cuba else "tau"))
+        v = f("v_leak") + (s.get("v", f("v_leak")) - f("v_leak")) * d + f("r") * x * (1.0 - d)
+    if isinstance(n, (nir.LI, nir.CubaLI)):
+        s["v"] = v
+        return v
+    z = (v > f("v_threshold")).astype(np.float64)
+    s["v"] = np.where(z > 0, f("v_reset"), v)
+    return z
+
+
 def reference(graph, xs, dt):
-    """Steps a chain Input -> ... -> Output with NIR's equations: IF is
-    ``dv/dt = r I`` with I held over the step (``v += dt r I``), fires on
-    ``v > v_threshold`` and resets to ``v_reset``; it starts at ``v_reset``.
-    Returns {node key: (T, ...) outputs}."""
+    """Steps a chain Input -> ... -> Output with NIR's equations (neurons by
+    ``np_neuron``). Returns {node key: (T, ...) outputs}."""
     order, k = [], "input"
     while k != "output":
         k = next(b for a, b in graph.edges if a == k)
         order.append(k)
-    v = {k: np.asarray(n.v_reset, np.float64).copy() for k, n in graph.nodes.items()
-         if isinstance(n, nir.IF)}
+    state = {k: {} for k in order}
     outs = {k: [] for k in order}
     for x in xs:
         for k in order:
@@ -80,10 +105,8 @@ def reference(graph, xs, dt):
                 x = x.reshape(-1)
             elif isinstance(n, nir.Affine):
                 x = n.weight @ x + n.bias
-            elif isinstance(n, nir.IF):
-                v[k] = v[k] + dt * n.r * x
-                x = (v[k] > n.v_threshold).astype(np.float64)
-                v[k] = np.where(x > 0, n.v_reset, v[k])
+            elif isinstance(n, NEURONS):
+                x = np_neuron(n, state[k], x, dt)
             outs[k].append(x)
     return {k: np.stack(o) for k, o in outs.items()}
 
@@ -386,15 +409,11 @@ def conv(out=3, cin=2, k=3, **kw):
     (lambda: chain(("if", if_node((2, 6, 6), thr=0.0, v_reset=0.5))),
      r"node 'if' \(IF\): needs v_threshold > v_reset"),
     (lambda: chain(("if", if_node((2, 5, 5)))),
-     r"edge 'input' -> 'if': 'input' gives shape \(2, 6, 6\), but node 'if' \(IF\) takes "
-     r"\(2, 5, 5\)"),
+     r"node 'if' \(IF\): field 'r' has shape \(2, 5, 5\), which does not broadcast to the "
+     r"population's shape \(2, 6, 6\)"),
     (lambda: chain(("c", nir.Conv1d(input_shape=None, weight=np.ones((2, 2, 3)), stride=1,
                                     padding=0, dilation=1, groups=1, bias=np.zeros(2)))),
      r"node 'c': NIR type Conv1d is not supported by from_nir"),
-    (lambda: chain(("lif", nir.LIF(tau=np.ones((2, 6, 6)), r=np.ones((2, 6, 6)),
-                                   v_leak=np.zeros((2, 6, 6)),
-                                   v_threshold=np.ones((2, 6, 6))))),
-     r"node 'lif': shape \(2, 6, 6\) is not 1-D"),
 ])
 def test_import_errors_name_the_node_and_field(graph, match):
     with pytest.raises(NIRImportError, match=match):

@@ -34,9 +34,17 @@ def values(key, node, name, positive=False):
     return arr
 
 
-def scalar(key, node, name, positive=False):
-    """A per-neuron field that must hold one value for the whole population."""
-    arr = values(key, node, name, positive).reshape(-1)
+def scalar(key, node, name, positive=False, shape=None):
+    """A per-neuron field that must hold one value for the whole population;
+    with ``shape`` (the population's), its array must broadcast to it (one
+    value, an array of that shape, or e.g. ``(C, 1, 1)`` for ``(C, H, W)``)."""
+    arr = values(key, node, name, positive)
+    if shape is not None and not _broadcasts(arr.shape, tuple(shape)):
+        raise NIRImportError(
+            f"node {key!r} ({type(node).__name__}): field {name!r} has shape {arr.shape}, "
+            f"which does not broadcast to the population's shape {tuple(shape)} (the shape "
+            "of its input); give one value or an array of that shape")
+    arr = arr.reshape(-1)
     if arr.size == 0:
         raise NIRImportError(f"node {key!r} ({type(node).__name__}): field {name!r} is empty")
     if not np.all(arr == arr[0]):
@@ -44,3 +52,10 @@ def scalar(key, node, name, positive=False):
             f"node {key!r} ({type(node).__name__}): {name} differs across neurons "
             f"({arr.min()} .. {arr.max()}); from_nir needs one value per population")
     return float(arr[0])
+
+
+def _broadcasts(have, shape):
+    try:
+        return np.broadcast_shapes(have, shape) == shape
+    except ValueError:
+        return False

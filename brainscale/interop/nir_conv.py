@@ -1,9 +1,10 @@
 """NIR rules for spiking CNNs: ``Conv2d``, ``SumPool2d``, ``AvgPool2d``,
 ``Flatten`` and the ``IF`` neuron, both ways, as tables keyed by node type.
 
-* ``IMPORT[nir type](key, node, dt)`` builds the BrainScale module;
-  ``STATEFUL`` lists the types that are neurons (they need ``dt``, and a
-  cycle is cut at their outputs);
+* ``IMPORT[nir type](key, node, dt, shape)`` builds the BrainScale module
+  for the per-sample input ``shape``; ``STATEFUL`` lists the types that are
+  neurons (they need ``dt``, a cycle is cut at their outputs, and their
+  population has the shape of their input);
 * ``EXPORT_WEIGHT`` / ``EXPORT_LAYER`` / ``EXPORT_NEURON`` map a BrainScale
   class to ``rule(exporter, module, path, *sources)``, which adds the node
   and returns its key (``nir_export._Exporter`` asks them before its own
@@ -83,7 +84,7 @@ def _padding(key, node, stride):
     return _pair(key, node, "padding", minimum=0)
 
 
-def _import_conv(key, node, dt):
+def _import_conv(key, node, dt, shape):
     w = values(key, node, "weight")
     if w.ndim != 4 or min(w.shape) < 1:
         raise NIRImportError(f"node {key!r} (Conv2d): field 'weight' of shape {w.shape} is "
@@ -108,23 +109,19 @@ def _import_conv(key, node, dt):
 
 
 def _import_pool(cls):
-    def rule(key, node, dt):
+    def rule(key, node, dt, shape):
         return cls(_pair(key, node, "kernel_size"), _pair(key, node, "stride"),
                    _pair(key, node, "padding", minimum=0))
     return rule
 
 
-def _import_flatten(key, node, dt):
+def _import_flatten(key, node, dt, shape):
     return Flatten(_int(key, node, "start_dim"), _int(key, node, "end_dim"))
 
 
-def _import_if(key, node, dt):
-    shape = np.shape(_field(key, node, "r"))
-    if not shape:
-        raise NIRImportError(f"node {key!r} (IF): field 'r' is a scalar; NIR's IF holds one "
-                             "value per neuron, and its shape is the population's")
-    r, v_th = scalar(key, node, "r"), scalar(key, node, "v_threshold")
-    v_reset = scalar(key, node, "v_reset")
+def _import_if(key, node, dt, shape):
+    r, v_th = scalar(key, node, "r", shape=shape), scalar(key, node, "v_threshold", shape=shape)
+    v_reset = scalar(key, node, "v_reset", shape=shape)
     if not v_th > v_reset:
         raise NIRImportError(f"node {key!r} (IF): needs v_threshold > v_reset (got {v_th}, "
                              f"{v_reset})")

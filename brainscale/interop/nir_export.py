@@ -17,7 +17,8 @@ Accepted structures (anything else raises ``NIRExportError``):
   ``LinearReadout``, and the spiking-CNN parts ``Conv2d``, ``SumPool2d``,
   ``AvgPool2d``, ``Flatten``, ``IF`` (rules in ``nir_conv``); in a sequence
   also ``Delta`` (skipped) and ``Expon`` directly before a ``LIF`` (the pair
-  is one ``CubaLIF``);
+  is one ``CubaLIF``); neurons and ``Expon`` on a vector or a feature map
+  (fields are arrays of the population's shape);
 * a ``NIRNetwork`` rebuilt by ``from_nir``.
 
 ``nir`` is imported inside the functions, so ``import brainscale`` does not
@@ -55,8 +56,9 @@ def _where(path):
     return path or "(root)"
 
 
-def _full(n, value):
-    return np.full((int(n),), float(value), np.float64)
+def _full(shape, value):
+    """One value per neuron, as NIR stores it (``shape`` an int or a tuple)."""
+    return np.full(shape, float(value), np.float64)
 
 
 class _Exporter:
@@ -144,24 +146,24 @@ class _Exporter:
             self.check_lif(n, path)
             self.use_dt(path, n.dt)
             tau, meta = self.lif_tau(n, path)
-            k = dict(v_leak=_full(n.size, n.v_rest), v_threshold=_full(n.size, n.v_th),
-                     v_reset=_full(n.size, n.v_reset))
+            k = dict(v_leak=_full(n.shape, n.v_rest), v_threshold=_full(n.shape, n.v_th),
+                     v_reset=_full(n.shape, n.v_reset))
             if syn is None:
-                node = nir.LIF(tau=_full(n.size, tau), r=_full(n.size, n.R), metadata=meta, **k)
+                node = nir.LIF(tau=_full(n.shape, tau), r=_full(n.shape, n.R), metadata=meta, **k)
             else:   # g' = g e + I feeds v: NIR's ZOH current is (1 - e) g, so r = R / (1 - e)
-                node = nir.CubaLIF(tau_syn=_full(n.size, syn.tau), tau_mem=_full(n.size, tau),
-                                   r=_full(n.size, n.R / (1.0 - syn.decay)),
-                                   w_in=_full(n.size, 1.0), metadata=meta, **k)
+                node = nir.CubaLIF(tau_syn=_full(n.shape, syn.tau), tau_mem=_full(n.shape, tau),
+                                   r=_full(n.shape, n.R / (1.0 - syn.decay)),
+                                   w_in=_full(n.shape, 1.0), metadata=meta, **k)
             return self.add(path, node, *sources)
         if isinstance(n, LeakyIntegrator):
             self.use_dt(path, n.dt)
-            k = dict(r=_full(n.size, n.r if syn is None else n.r / (1.0 - syn.decay)),
-                     v_leak=_full(n.size, n.v_leak))
+            k = dict(r=_full(n.shape, n.r if syn is None else n.r / (1.0 - syn.decay)),
+                     v_leak=_full(n.shape, n.v_leak))
             if syn is None:
-                return self.add(path, nir.LI(tau=_full(n.size, n.tau), **k), *sources)
-            return self.add(path, nir.CubaLI(tau_syn=_full(n.size, syn.tau),
-                                             tau_mem=_full(n.size, n.tau),
-                                             w_in=_full(n.size, 1.0), **k), *sources)
+                return self.add(path, nir.LI(tau=_full(n.shape, n.tau), **k), *sources)
+            return self.add(path, nir.CubaLI(tau_syn=_full(n.shape, syn.tau),
+                                             tau_mem=_full(n.shape, n.tau),
+                                             w_in=_full(n.shape, 1.0), **k), *sources)
         name = type(n).__name__
         if isinstance(n, ALIF):
             raise NIRExportError(

@@ -16,8 +16,12 @@ step:
   ``Output`` is flattened (its nodes get the prefix ``"<key>."``).
 
 Each node's per-sample shape is worked out from the Input's along the edges
-(``Conv2d``, pooling and ``Flatten`` by their own rules) and must match the
-shape a node declares; a mismatch names the edge.
+(``Conv2d``, pooling and ``Flatten`` by their own rules), and its module is
+built for the shape that reaches it: a weight op's declared shape must match
+it (else an error naming the edge); a neuron population (``LIF``, ``LI``,
+``Cuba*``, ``IF``) takes it, a vector or a feature map, and each field must
+hold one value, a number or an array that broadcasts to it (else an error
+naming the field).
 
 Nodes run in topological order. A cycle is cut where a depth-first walk
 from the inputs meets it; the cut edge reads its source's output from the
@@ -35,6 +39,7 @@ weight, a graph without an Input or Output node are each a
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 
@@ -48,7 +53,7 @@ from brainscale.interop.nir_common import scalar as _scalar
 from brainscale.interop.nir_common import values as _values
 from brainscale.nn.neurons import LIF
 from brainscale.nn.projections import AlignPost, Linear
-from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.state import HiddenState, default_float, population_shape
 from brainscale.nn.synapses import Delta, Expon
 from transforms.lowering.optional import require
 
@@ -62,7 +67,7 @@ _SUPPORTED = ("Input, Output, Linear, Affine, LIF, CubaLIF, LI, CubaLI, NIRGraph
 class LeakyIntegrator(nnx.Module):
     """NIR's leaky integrator ``tau dv/dt = (v_leak - v) + r I``, exact step
     for input held over the step. Hidden state per unit: ``v`` (starts at
-    ``v_leak``)::
+    ``v_leak``), of shape ``size`` (an int or a tuple such as ``(C, H, W)``)::
 
         v' = v d + r (1 - d) I + v_leak (1 - d),     d = exp(-dt/tau)
 
@@ -71,12 +76,13 @@ class LeakyIntegrator(nnx.Module):
     """
 
     def __init__(self, size, *, dt, tau, r=1.0, v_leak=0.0):
-        self.size = int(size)
+        self.shape = population_shape(size)
+        self.size = math.prod(self.shape)
         self.dt, self.tau, self.r, self.v_leak = float(dt), float(tau), float(r), float(v_leak)
         self.decay = math.exp(-self.dt / self.tau)
         self.gain = self.r * (1.0 - self.decay)
         self.bias = self.v_leak * (1.0 - self.decay)
-        self.v = HiddenState(jnp.full((self.size,), self.v_leak, default_float()))
+        self.v = HiddenState(jnp.full(self.shape, self.v_leak, default_float()))
 
     def __call__(self, current):
         v = self.v[...] * self.decay + self.gain * current + self.bias
@@ -124,27 +130,32 @@ class NIRNetwork(nnx.Module):
         return {k: vals[k] for k in self.outputs}
 
 
-def _size(key, shape):
-    shape = np.atleast_1d(np.asarray(shape))
-    if shape.size != 1:
-        raise NIRImportError(f"node {key!r}: shape {tuple(int(n) for n in shape)} is not "
-                             "1-D; from_nir rebuilds LIF, LI, CubaLIF and CubaLI on vectors "
-                             "only (IF takes any shape)")
-    return int(shape[0])
-
-
-def _lif(key, node, n, dt, tau, R):
-    v_th, v_reset = _scalar(key, node, "v_threshold"), _scalar(key, node, "v_reset")
+def _lif(key, node, shape, dt, tau, R):
+    v_th = _scalar(key, node, "v_threshold", shape=shape)
+    v_reset = _scalar(key, node, "v_reset", shape=shape)
     if not v_th > v_reset:
         raise NIRImportError(f"node {key!r} ({type(node).__name__}): needs "
                              f"v_threshold > v_reset (got {v_th}, {v_reset})")
-    v_leak = _scalar(key, node, "v_leak")
-    return LIF(n, dt=dt, tau=tau, v_th=v_th, v_reset=v_reset, v_rest=v_leak, R=R,
+    v_leak = _scalar(key, node, "v_leak", shape=shape)
+    return LIF(shape, dt=dt, tau=tau, v_th=v_th, v_reset=v_reset, v_rest=v_leak, R=R,
                reset="hard", v_init=v_leak)
 
 
-def _build(key, node, dt):
-    """The BrainScale module for one NIR node (``None`` for Input/Output)."""
+def _check(key, node, dt):
+    """Refuse a node type from_nir has no rule for, or a neuron without ``dt``."""
+    kind = type(node).__name__
+    if kind not in _STATEFUL and kind not in nir_conv.IMPORT \
+            and kind not in ("Input", "Output", "Linear", "Affine"):
+        raise NIRImportError(f"node {key!r}: NIR type {kind} is not supported by from_nir "
+                             f"(supported: {_SUPPORTED})")
+    if dt is None and kind in _STATEFUL:
+        raise NIRImportError(f"node {key!r} ({kind}) needs a time step: pass "
+                             "from_nir(..., dt=...) or store metadata['dt'] in the graph")
+
+
+def _build(key, node, dt, shape):
+    """The BrainScale module for one NIR node whose per-sample input has
+    ``shape`` (``None`` for Input/Output)."""
     import nir
     kind = type(node).__name__
     if isinstance(node, (nir.Input, nir.Output)):
@@ -162,29 +173,24 @@ def _build(key, node, dt):
                                      f"{w.shape[0]} outputs")
             m.b[...] = jnp.asarray(b.reshape(w.shape[0]), m.b[...].dtype)
         return m
-    if kind not in _STATEFUL and kind not in nir_conv.IMPORT:
-        raise NIRImportError(f"node {key!r}: NIR type {kind} is not supported by from_nir "
-                             f"(supported: {_SUPPORTED})")
-    if dt is None and kind in _STATEFUL:
-        raise NIRImportError(f"node {key!r} ({kind}) needs a time step: pass "
-                             "from_nir(..., dt=...) or store metadata['dt'] in the graph")
     if kind in nir_conv.IMPORT:
-        return nir_conv.IMPORT[kind](key, node, dt)
-    n = _size(key, node.input_type["input"])
+        return nir_conv.IMPORT[kind](key, node, dt, shape)
+
+    def p(name, positive=False):
+        return _scalar(key, node, name, positive, shape)
+
     if kind == "LIF":
-        return _lif(key, node, n, dt, _scalar(key, node, "tau", True), _scalar(key, node, "r"))
+        return _lif(key, node, shape, dt, p("tau", True), p("r"))
     if kind == "LI":
-        return LeakyIntegrator(n, dt=dt, tau=_scalar(key, node, "tau", True),
-                               r=_scalar(key, node, "r"), v_leak=_scalar(key, node, "v_leak"))
+        return LeakyIntegrator(shape, dt=dt, tau=p("tau", True), r=p("r"), v_leak=p("v_leak"))
     # Cuba*: NIR's ZOH current I' = I e + w_in (1 - e) x is (w_in (1 - e)) times
     # Expon's g' = g e + x, so the membrane gain becomes r w_in (1 - e).
-    syn = Expon(n, tau=_scalar(key, node, "tau_syn", True), dt=dt)
-    gain = _scalar(key, node, "r") * _scalar(key, node, "w_in") * (1.0 - syn.decay)
-    tau = _scalar(key, node, "tau_mem", True)
+    syn = Expon(shape, tau=p("tau_syn", True), dt=dt)
+    gain = p("r") * p("w_in") * (1.0 - syn.decay)
     if kind == "CubaLIF":
-        post = _lif(key, node, n, dt, tau, gain)
+        post = _lif(key, node, shape, dt, p("tau_mem", True), gain)
     else:
-        post = LeakyIntegrator(n, dt=dt, tau=tau, r=gain, v_leak=_scalar(key, node, "v_leak"))
+        post = LeakyIntegrator(shape, dt=dt, tau=p("tau_mem", True), r=gain, v_leak=p("v_leak"))
     return AlignPost(Delta(), syn, post)
 
 
@@ -258,14 +264,18 @@ def _schedule(keys, edges, inputs, stateful):
     return _topo(keys, edges, delayed), delayed
 
 
-def _shapes(nodes, modules, order, edges, delayed):
-    """Each node's per-sample output shape, from the Inputs' along the
-    undelayed edges in evaluation order; what reaches a node must be the
-    shape it declares (delayed edges are checked at the end)."""
-    out, into = {}, {}
+def _modules(nodes, order, edges, delayed, dt):
+    """Each node's module and per-sample output shape, built in evaluation
+    order for the shape that reaches it along the undelayed edges (a node
+    fed only by delayed edges takes the shape it declares; delayed edges
+    are checked at the end)."""
+    modules, out, into = {}, {}, {}
     for k in order:
         node, kind = nodes[k], type(nodes[k]).__name__
+        neuron = kind in _STATEFUL
         declared = nir_conv.declared_input(node)
+        if neuron and declared == ():      # one value per field: the edges give the shape
+            declared = None
         srcs = [a for a, b in edges if b == k and (a, b) not in delayed]
         got = {out[a] for a in srcs}
         if len(got) > 1:
@@ -274,16 +284,17 @@ def _shapes(nodes, modules, order, edges, delayed):
         shape = got.pop() if got else declared
         if shape is None:
             raise NIRImportError(f"node {k!r} ({kind}): the shape of its input is unknown")
-        if declared is not None and shape != declared:
+        if declared is not None and shape != declared and not neuron:
             raise NIRImportError(f"edge {srcs[0]!r} -> {k!r}: {srcs[0]!r} gives shape {shape}, "
                                  f"but node {k!r} ({kind}) takes {declared}")
-        into[k], m = shape, modules.get(k)
+        into[k] = shape
+        m = modules[k] = _build(k, node, dt, shape)
         if hasattr(m, "output_shape"):
             try:
                 out[k] = m.output_shape(shape)
             except ValueError as e:
                 raise NIRImportError(f"node {k!r} ({kind}): {e}") from None
-        elif m is None:
+        elif m is None or neuron:
             out[k] = shape
         else:
             out[k] = tuple(int(n) for n in np.atleast_1d(node.output_type["output"]))
@@ -291,12 +302,14 @@ def _shapes(nodes, modules, order, edges, delayed):
         if out[a] != into[b]:
             raise NIRImportError(f"edge {a!r} -> {b!r}: {a!r} gives shape {out[a]}, but node "
                                  f"{b!r} ({type(nodes[b]).__name__}) takes {into[b]}")
-    return out
+    return modules, out
 
 
 def read_graph(path):
     """A ``nir.NIRGraph`` from a ``.nir`` (HDF5) file; every failure is a
-    ``NIRImportError`` naming the file (and the node NIR could not build)."""
+    ``NIRImportError`` naming the file (and the node NIR could not build).
+    A graph that fails NIR's type check (e.g. ``LIF`` fields of shape ``(1,)``
+    after a ``Conv2d``) is read unchecked; ``from_nir`` checks the shapes."""
     require("nir", "h5py", what="reading a NIR file")
     import h5py
     import nir
@@ -324,8 +337,12 @@ def read_graph(path):
             kind = kind.decode() if isinstance(kind, bytes) else kind
             raise NIRImportError(f"{path}: node {key!r} ({kind}) cannot be built: "
                                  f"{type(e).__name__}: {e}") from None
-    try:
-        return nir.dict2NIRNode(data)
+    try:                                    # NIR's from_dict edits the nodes' dicts
+        return nir.dict2NIRNode(copy.deepcopy(data))
+    except Exception:                       # noqa: BLE001 - e.g. NIR's type check, retried
+        pass
+    try:   # a neuron with one value per field after a Conv2d fails NIR's type check
+        return nir.dict2NIRNode({**data, "type_check": False})
     except Exception as e:                  # noqa: BLE001
         raise NIRImportError(f"{path}: not a valid NIR graph ({type(e).__name__}: {e})") \
             from None
@@ -365,7 +382,8 @@ def _from_graph(graph, dt):
         if not (math.isfinite(dt) and dt > 0):
             raise NIRImportError(f"dt must be a finite positive number of seconds, got {dt}")
     nodes, edges = _flatten(graph)
-    modules = {k: _build(k, n, None if dt is None else float(dt)) for k, n in nodes.items()}
+    for k, n in nodes.items():
+        _check(k, n, dt)
     inputs = [k for k, n in nodes.items() if isinstance(n, nir.Input)]
     if not inputs:
         raise NIRImportError("the graph has no Input node")
@@ -373,7 +391,7 @@ def _from_graph(graph, dt):
         raise NIRImportError("the graph has no Output node: nothing would be read out")
     stateful = {k for k, n in nodes.items() if type(n).__name__ in _STATEFUL}
     order, delayed = _schedule(list(nodes), edges, inputs, stateful)
-    shapes = _shapes(nodes, modules, order, edges, delayed)
+    modules, shapes = _modules(nodes, order, edges, delayed, dt)
     plan = []
     for k in order:
         kind = ("input" if isinstance(nodes[k], nir.Input) else

@@ -1,8 +1,8 @@
 """The integrate-and-fire neuron (no leak), on a vector or a feature map.
 
-Kept apart from ``neurons.py`` (the leaky and adaptive models) because it is
-the one neuron whose population can take any shape: after a ``Conv2d`` its
-state is the feature map ``(C, H, W)`` itself, as in sinabs / Speck CNNs.
+Its population can take any shape: after a ``Conv2d`` its state is the
+feature map ``(C, H, W)`` itself, as in sinabs / Speck CNNs (``LIF`` and
+``Expon`` take a shape too).
 Its state is a ``HiddenState`` like every neuron's, so the online learners
 train the weights that drive it.
 """
@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.state import HiddenState, default_float, population_shape
 from brainscale.nn.surrogate import Sigmoid
 from brainscale.nn.time_constants import positive
 
@@ -63,8 +63,8 @@ class IF(nnx.Module):
                  detach_reset=False, spike_fn=Sigmoid(), v_init=None):
         if reset not in ("soft", "hard"):
             raise ValueError(f"reset must be 'soft' or 'hard', got {reset!r}")
-        self.shape = tuple(int(n) for n in (shape if hasattr(shape, "__len__") else (shape,)))
-        if not self.shape or min(self.shape) < 1:
+        self.shape = population_shape(shape)
+        if min(self.shape) < 1:
             raise ValueError(f"shape must hold positive sizes, got {shape!r}")
         self.size = math.prod(self.shape)
         self.dt, self.R = positive(dt, "dt"), float(R)

@@ -2,7 +2,8 @@
 
 Each population of ``size`` neurons keeps its per-neuron hidden states as
 ``HiddenState`` arrays of shape ``(size,)`` and maps an input current of shape
-``(size,)`` to spikes (float 0/1) of shape ``(size,)``. All dynamics are
+``(size,)`` to spikes (float 0/1) of shape ``(size,)``; ``LIF`` also takes a
+tuple ``size`` (e.g. a conv feature map ``(C, H, W)``). All dynamics are
 elementwise per neuron. Times are in ms; ``dt`` is the step size. The pure
 per-step updates are exposed as module-level functions for plain-JAX use.
 """
@@ -14,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.state import HiddenState, default_float, population_shape
 from brainscale.nn.surrogate import Sigmoid
 from brainscale.nn.time_constants import decay, positive
 
@@ -28,7 +29,8 @@ _EXP_CLIP = 10.0  # largest exponent used by ExpIF's spike-initiation term
 
 
 def _init(value, size):
-    return HiddenState(jnp.broadcast_to(jnp.asarray(value, default_float()), (size,)))
+    shape = size if isinstance(size, tuple) else (size,)
+    return HiddenState(jnp.broadcast_to(jnp.asarray(value, default_float()), shape))
 
 
 def _leak_factor(dt, tau, integrator):
@@ -172,7 +174,8 @@ class LIF(nnx.Module):
         ref' = n_ref if s else max(ref - 1, 0),   n_ref = tau_ref / dt
 
     so a spike is followed by ``ceil(tau_ref / dt)`` clamped steps. With
-    ``detach_reset`` the reset uses ``stop_gradient(s)``.
+    ``detach_reset`` the reset uses ``stop_gradient(s)``. ``size`` is an int
+    or a tuple (``shape``; ``size`` is then the number of neurons).
     """
 
     def __init__(self, size, *, dt=1.0, tau=20.0, v_th=1.0, v_reset=0.0,
@@ -181,7 +184,8 @@ class LIF(nnx.Module):
                  v_init=0.0):
         if reset not in ("soft", "hard"):
             raise ValueError(f"reset must be 'soft' or 'hard', got {reset!r}")
-        self.size = int(size)
+        self.shape = population_shape(size)
+        self.size = math.prod(self.shape)
         self.dt, self.tau = float(dt), float(tau)
         self.v_th, self.v_reset, self.v_rest = float(v_th), float(v_reset), float(v_rest)
         self.R = float(R)
@@ -190,10 +194,10 @@ class LIF(nnx.Module):
         self.integrator = integrator
         self.decay = _leak_factor(self.dt, self.tau, integrator)
         self.spike_fn = spike_fn
-        self.v = _init(v_init, self.size)
+        self.v = _init(v_init, self.shape)
         if self.tau_ref > 0:
             self.n_ref = self.tau_ref / self.dt
-            self.ref = _init(0.0, self.size)
+            self.ref = _init(0.0, self.shape)
 
     def __call__(self, current):
         refractory = self.ref[...] > 0 if self.tau_ref > 0 else None

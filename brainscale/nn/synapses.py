@@ -14,7 +14,7 @@ import math
 import jax.numpy as jnp
 from flax import nnx
 
-from brainscale.nn.state import HiddenState, default_float
+from brainscale.nn.state import HiddenState, default_float, population_shape
 from brainscale.nn.time_constants import decay, positive
 
 __all__ = [
@@ -25,7 +25,8 @@ __all__ = [
 
 
 def _init(value, size):
-    return HiddenState(jnp.broadcast_to(jnp.asarray(value, default_float()), (size,)))
+    shape = size if isinstance(size, tuple) else (size,)
+    return HiddenState(jnp.broadcast_to(jnp.asarray(value, default_float()), shape))
 
 
 # --------------------------------------------------------------------------
@@ -93,13 +94,16 @@ class Expon(nnx.Module):
     """Exponential synapse. Hidden state per neuron: conductance ``g``::
 
         g' = g exp(-dt/tau) + input;   out = g'
+
+    ``size`` is an int or a tuple (``shape``, e.g. a feature map ``(C, H, W)``).
     """
 
     def __init__(self, size, tau=5.0, dt=1.0, *, g_init=0.0):
-        self.size = int(size)
+        self.shape = population_shape(size)
+        self.size = math.prod(self.shape)
         self.tau, self.dt = float(tau), float(dt)
         self.decay = decay(self.dt, self.tau)
-        self.g = _init(g_init, self.size)
+        self.g = _init(g_init, self.shape)
 
     def __call__(self, x):
         g = expon_update(self.g[...], x, decay=self.decay)
