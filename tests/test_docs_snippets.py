@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from docs_snippets import CONTINUES, ROOT, all_programs, pages, programs
+from docs_snippets import CONTINUES, FENCE, ROOT, all_programs, pages, programs
 
 PROGRAMS = all_programs()
 TIMEOUT = 600                   # seconds per program; each takes 4-12 s on a 2-core CPU
@@ -84,6 +84,14 @@ def test_the_pages_have_their_programs():
                  "docs/rules/e_prop.md", "docs/rules/sbp.md"):
         assert by_page.get(page), f"{page} has no python block"
     assert not [p.id for p in PROGRAMS if p.skip], "a docs block is skipped"
+
+
+def test_every_python_fence_is_parsed():
+    """An indented or unclosed ```python fence would escape the test."""
+    for page in pages():
+        text = page.read_text()
+        parsed = sum(1 for m in FENCE.finditer(text) if m.group(1) == "python")
+        assert parsed == text.count("```python"), page
 
 
 def test_the_convention(tmp_path):
