@@ -10,6 +10,12 @@ few scalars to the host): NaN or inf in the inputs or float targets, class
 labels outside [-1, n_classes) (-1 means "no loss at this step"; any other
 negative label is an error). Each error names the argument, its pytree
 path, the time step and the sample.
+
+A model is written for one sample; the learner adds the batch axis. So
+``init`` probes the model with the per-sample slice ``example_x[0]``, and a
+model that rejects it (e.g. ``init`` was given a whole sequence, or one
+unbatched sample) fails with an error that says so, not with the JAX error
+from deep inside the step (a broadcast or concatenate shape error).
 """
 from __future__ import annotations
 
@@ -21,26 +27,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from brainscale.losses import cross_entropy
-from transforms.errors import ShapeMismatchError
+from transforms.errors import CompileError, ShapeMismatchError
 
-__all__ = ["CheckedCall", "check_call", "CLASS_LOSSES"]
+__all__ = ["CheckedCall", "checked", "check_batch_axis", "check_call", "per_sample_init",
+           "CLASS_LOSSES", "PER_SAMPLE"]
 
 CLASS_LOSSES = (cross_entropy,)       # losses whose target is an integer class per step
+PER_SAMPLE = ("the model is written with per-sample shapes (one sample, no batch axis) and "
+              "the learner adds the batch axis: init and step take x of shape (B, ...), "
+              "e.g. xs[0]; train_sequence, sequence_grad and predict take xs of shape "
+              "(T, B, ...)")
 
 
 class CheckedCall:
     """A learner's public call: inputs and labels checked (``check``), then
-    the jitted function (whose ``lower``, ``eval_shape``... it exposes).
-
-    ``step(state, x, y)``: one online step on a batch (B, ...) -> (state,
-    outputs, metrics); ``sequence_grad(state, xs, ys)`` -> (grads, losses)
-    over (T, B, ...); ``train_sequence(state, xs, ys)``: reset, gradient over
-    the sequence, one optimizer update -> (state, metrics); ``predict(state,
-    xs)``: outputs (T, B, ...) from a reset hidden state."""
+    the jitted method ``_<name>`` (whose ``lower``, ``eval_shape``... it
+    exposes, and whose docstring it carries)."""
 
     def __init__(self, learner, name, time_axis=True):
         self._learner, self._name, self._time_axis = learner, name, time_axis
         method = getattr(learner, "_" + name)
+        self.__doc__ = method.__doc__
         self._signature = inspect.signature(method)
         self._jitted = jax.jit(method)
 
@@ -53,6 +60,83 @@ class CheckedCall:
 
     def __getattr__(self, attr):
         return getattr(self._jitted, attr)
+
+
+class checked:
+    """Class attribute ``step = checked(_step, time_axis=False)``: on an
+    instance, the ``CheckedCall`` of ``_step`` (made once per learner); on
+    the class, this descriptor, documented with ``_step``'s docstring."""
+
+    def __init__(self, method, time_axis=True):
+        self.__doc__, self._time_axis = method.__doc__, time_axis
+
+    def __set_name__(self, owner, name):
+        self._name = name
+
+    def __get__(self, learner, owner=None):
+        if learner is None:
+            return self
+        calls = learner.__dict__.setdefault("_checked_calls", {})
+        if self._name not in calls:
+            calls[self._name] = CheckedCall(learner, self._name, self._time_axis)
+        return calls[self._name]
+
+    def __set__(self, learner, value):
+        raise AttributeError(f"the learner's {self._name} is fixed; make a new learner")
+
+
+def check_batch_axis(state, x, time_axis=False) -> None:
+    """Every leaf of ``x`` has the state's batch size B on its batch axis
+    (axis 1 under a time axis); checked even with ``check=False``."""
+    hidden = jax.tree_util.tree_leaves(state.hidden)
+    if not hidden:
+        raise ShapeMismatchError("the state has no batched hidden leaf to read the batch "
+                                 "size from", hint="give the model a hidden state")
+    B = int(jnp.shape(hidden[0])[0])
+    lead = 1 if time_axis else 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
+        if jnp.ndim(leaf) <= lead or jnp.shape(leaf)[lead] != B:
+            want = "(T, B, ...)" if time_axis else "(B, ...)"
+            raise ShapeMismatchError(
+                f"input leaf has shape {jnp.shape(leaf)}, expected {want} with B = {B} "
+                "(the batch size the state was initialised with)",
+                path="x" + jax.tree_util.keystr(path),
+                hint="re-initialise the learner with a batch of this size, or pad the batch")
+
+
+def per_sample_init(learner, rng, example_x):
+    """``(params, hidden0, x0)``: ``learner.model.init(rng, x0)`` on the
+    per-sample ``x0 = example_x[0]``, with the step probed on ``x0``; a model
+    that rejects it gets an error naming the per-sample shape (``PER_SAMPLE``)."""
+    leaves = jax.tree_util.tree_leaves(example_x)
+    if not leaves or any(jnp.ndim(a) == 0 for a in leaves):
+        raise ShapeMismatchError(
+            "init: example_x needs a leading batch axis, got shapes "
+            f"{jax.tree.map(jnp.shape, example_x)}", hint=PER_SAMPLE)
+    x0 = jax.tree.map(lambda a: jnp.asarray(a)[0], example_x)
+    try:
+        params, hidden0 = learner.model.init(rng, x0)
+    except CompileError:
+        raise
+    except Exception as e:                  # noqa: BLE001 - re-raised with the shapes
+        raise _per_sample_error("init: ", "example_x without its batch axis", x0, e,
+                                "the model's init") from None
+    spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+    _step_output(learner, jax.tree.map(spec, params), jax.tree.map(spec, hidden0),
+                 jax.tree.map(spec, x0), "example_x without its batch axis", "init: ")
+    return params, hidden0, x0
+
+
+def _per_sample_error(where, what_x, x0, e, what="the step function"):
+    """The error for a model that fails on the per-sample input ``x0``."""
+    shapes = jax.tree.map(jnp.shape, x0)
+    first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else ""
+    return ShapeMismatchError(
+        f"{where}{what} does not accept inputs of per-sample shape {shapes} "
+        f"({what_x}): {type(e).__name__}: {first}. "
+        f"Note: {PER_SAMPLE}",
+        hint="give inputs of the shape the model was initialised with, with the batch "
+             "(and time) axes in front; write the model for one sample")
 
 
 def _concrete(tree) -> bool:
@@ -128,7 +212,15 @@ def _per_sample_output(learner, state, x, n, xname, where):
     like a jit); a step that rejects the input shape is named by that shape."""
     spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
     x0 = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[n:], jnp.result_type(a)), x)
-    args = (jax.tree.map(spec, state.params), jax.tree.map(spec, state.hidden0), x0)
+    return _step_output(learner, jax.tree.map(spec, state.params),
+                        jax.tree.map(spec, state.hidden0), x0,
+                        f"{xname} without its leading axes", where)
+
+
+def _step_output(learner, params, hidden0, x0, xname, where):
+    """First output leaf of ``model.apply`` on per-sample shape specs,
+    cached in ``learner.checked_shapes``."""
+    args = (params, hidden0, x0)
     key = tuple((jax.tree_util.tree_structure(t), tuple(jax.tree_util.tree_leaves(t)))
                 for t in args)
     cache = learner.checked_shapes
@@ -136,13 +228,10 @@ def _per_sample_output(learner, state, x, n, xname, where):
         return cache[key]
     try:
         _, out = jax.eval_shape(learner.model.apply, *args)
+    except CompileError:
+        raise
     except Exception as e:                  # noqa: BLE001 - re-raised with the shapes
-        shapes = jax.tree.map(lambda s: s.shape, x0)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ShapeMismatchError(
-            f"{where}the step function does not accept inputs of per-sample shape {shapes} "
-            f"({xname} without its leading axes): {type(e).__name__}: {first}",
-            hint="give inputs of the shape the model was initialised with") from None
+        raise _per_sample_error(where, xname, x0, e) from None
     leaves = jax.tree_util.tree_leaves(out)
     cache[key] = leaves[0] if leaves else jax.ShapeDtypeStruct((), jnp.float32)
     return cache[key]

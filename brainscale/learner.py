@@ -2,10 +2,12 @@
 
 A ``Learner`` holds only static configuration; all state is a ``LearnerState``
 pytree, and every method is a pure, jitted function of it, so learners work
-under ``jax.jit``, ``jax.vmap`` and sharding like optax transforms do.
+under ``jax.jit``, ``jax.vmap`` and sharding like optax transforms do. The
+model is written for one sample; the learner adds the batch axis B (and the
+time axis T for sequences):
 
     learner = bs.online(model, algorithm="es_d_rtrl", optimizer=optax.adam(1e-3))
-    state = learner.init(rng, x_batch)                  # x_batch: (B, ...)
+    state = learner.init(rng, x_batch)                   # x_batch: (B, ...)
     state, out, metrics = learner.step(state, x_t, y_t)  # online: learn every step
     grads, losses = learner.sequence_grad(state, xs, ys) # (T, B, ...) via lax.scan
     state, metrics = learner.train_sequence(state, xs, ys)
@@ -21,12 +23,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from brainscale.input_checks import CheckedCall
+from brainscale.bptt_sequence import bptt_sequence
+from brainscale.input_checks import check_batch_axis, checked, per_sample_init
 from brainscale.losses import cross_entropy
 from brainscale.model import as_step_model
 from transforms.errors import ShapeMismatchError
 from transforms.ir.analysis import analyse
-from transforms.ir.trace import source_of, trace_step
+from transforms.ir.trace import trace_step
 from transforms.learning import algorithms
 from transforms.learning.readout_paths import readout_paths
 from transforms.learning.signals import (linearized_cut, param_grads, readout_signal,
@@ -35,6 +38,7 @@ from transforms.plasticity import terms as local_terms
 
 
 class LearnerState(NamedTuple):
+    """Everything that changes during learning, as one pytree (B: batch)."""
     params: Any
     opt_state: Any
     hidden: Any          # batched hidden state, leaves (B, ...)
@@ -48,7 +52,19 @@ def _leaves(tree):
 
 
 class Learner:
-    """Static configuration of an online learner; see module docstring."""
+    """An online learner for one model and algorithm; make it with ``bs.online``.
+
+    It holds static configuration and a compile cache only; all state is a
+    ``LearnerState`` and every call is a pure, jitted function of it. Shapes:
+    the model maps one sample ``x`` (...) to ``out`` (n_out,); the calls take
+    ``x`` (B, ...) per step or ``xs`` (T, B, ...) per sequence, and labels
+    ``y`` (B,) / ``ys`` (T, B) for ``cross_entropy`` (-1: no loss at that step).
+
+        learner = bs.online(model, "es_d_rtrl", optimizer=optax.adam(1e-3))
+        state = learner.init(jax.random.PRNGKey(0), xs[0])       # xs: (T, B, n_in)
+        state, metrics = learner.train_sequence(state, xs, ys)   # ys: (T, B)
+        outs = learner.predict(state, xs)                        # (T, B, n_out)
+    """
 
     def __init__(self, model, algorithm="es_d_rtrl",
                  optimizer: optax.GradientTransformation | None = None,
@@ -73,11 +89,9 @@ class Learner:
         self.check = check
         self.checked_shapes: dict = {}  # the step's output shape per input shapes (check)
         self._graphs: dict = {}       # compile cache, by shapes (like jax.jit's)
-        self.step = CheckedCall(self, "step", time_axis=False)
-        self.sequence_grad = CheckedCall(self, "sequence_grad")
-        self.train_sequence = CheckedCall(self, "train_sequence")
-        self.predict = CheckedCall(self, "predict")
         self.reset = jax.jit(self._reset)
+        """``reset(state) -> state``: hidden state back to its initial value,
+        traces and the local rules' activity traces to zero; weights kept."""
 
     # -- compilation -------------------------------------------------------------
     @property
@@ -94,8 +108,8 @@ class Learner:
         """The graph IR for inputs like ``example_x`` (batch axis first),
         from the model's initial parameters: what the online learners do
         with the step, whichever algorithm this learner runs."""
-        x0 = jax.tree.map(lambda a: jnp.asarray(a)[0], example_x)
-        params, hidden0 = jax.tree.map(_strong, self.model.init(jax.random.PRNGKey(0), x0))
+        params, hidden0, x0 = per_sample_init(self, jax.random.PRNGKey(0), example_x)
+        params, hidden0 = jax.tree.map(_strong, (params, hidden0))
         return self.compile(params, hidden0, x0)
 
     def compile(self, params, hidden, x):
@@ -115,29 +129,25 @@ class Learner:
         return self._graphs[key]
 
     def _graph_of(self, state, x, time_axis=False):
-        self._check_inputs(state, x, time_axis)
+        check_batch_axis(state, x, time_axis)
         lead = 1 if time_axis else 0
         per = lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[lead + 1:], jnp.result_type(a))
         return self.compile(state.params, state.hidden0, jax.tree.map(per, x))
 
-    def _check_inputs(self, state, x, time_axis=False):
-        B = _batch_size(state.hidden)
-        lead = 1 if time_axis else 0
-        for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
-            if jnp.ndim(leaf) <= lead or jnp.shape(leaf)[lead] != B:
-                want = "(T, B, ...)" if time_axis else "(B, ...)"
-                raise ShapeMismatchError(
-                    f"input leaf has shape {jnp.shape(leaf)}, expected {want} with B = {B} "
-                    "(the batch size the state was initialised with)",
-                    path="x" + jax.tree_util.keystr(path),
-                    hint="re-initialise the learner with a batch of this size, or pad the batch")
 
     # -- state ---------------------------------------------------------------------
     def init(self, rng, example_x) -> LearnerState:
-        """Parameters, optimizer state, batched hidden state and zero traces;
-        ``example_x`` carries the batch axis first."""
-        x0 = jax.tree.map(lambda a: jnp.asarray(a)[0], example_x)
-        params, hidden0 = jax.tree.map(_strong, self.model.init(rng, x0))
+        """The initial state for batches shaped like ``example_x``.
+
+        ``example_x``: one time step of a batch, (B, ...), e.g. ``xs[0]``; the
+        model's ``init`` gets its first sample, (...). Returns parameters,
+        optimizer state, hidden state with leaves (B, ...), zero traces and
+        the local rules' states. B is fixed from here on.
+
+            state = learner.init(jax.random.PRNGKey(0), xs[0])
+        """
+        params, hidden0, x0 = per_sample_init(self, rng, example_x)
+        params, hidden0 = jax.tree.map(_strong, (params, hidden0))
         B = _batch_size(example_x)
         hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), hidden0)
         if not self.algorithm.online:     # jax.grad of a scan: no analysis needed
@@ -198,6 +208,16 @@ class Learner:
         return sig, g_weff, traces, dws, local
 
     def _step(self, state: LearnerState, x, y):
+        """``step(state, x, y) -> (state, out, metrics)``: one online time step.
+
+        ``x`` (B, ...), ``y`` (B,) (-1: no loss at this step): the forward
+        step, the trace update and one optimizer update, so memory stays flat
+        however many steps run. ``out`` (B, ...) is the model's output;
+        ``metrics``: ``loss``, ``grad_norm``. Online algorithms only.
+
+            for t in range(T):
+                state, out, metrics = learner.step(state, xs[t], ys[t])
+        """
         if not self.algorithm.online:
             raise ValueError("BPTT needs the whole sequence: use sequence_grad or "
                              "train_sequence, or an online algorithm for step()")
@@ -211,6 +231,8 @@ class Learner:
         metrics = {"loss": sig.loss, "grad_norm": _norm(grads)}
         return state._replace(params=params, opt_state=opt_state, hidden=hidden,
                               traces=traces, local=local), sig.out, metrics
+
+    step = checked(_step, time_axis=False)
 
     def _apply(self, state, grads, dws):
         """The optimizer's update of the gradient-trained weights; the weights
@@ -272,47 +294,36 @@ class Learner:
         return (_unflatten_like(state.params, grads), losses, hidden, traces,
                 (acc_local, local))
 
-    def _scan_bptt(self, state, xs, ys):
-        """``jax.grad`` of the mean loss through ``lax.scan`` over the user's
-        own step, vmapped over the batch."""
-        self._check_inputs(state, xs, time_axis=True)
-        apply = self.model.apply
-
-        def total(params):
-            def body(hidden, inp):
-                x, y = inp
-
-                def one(h, xx, yy):
-                    h_new, out = apply(params, h, xx)
-                    return self.loss(out, yy), h_new
-
-                ls, hidden = jax.vmap(one)(hidden, x, y)
-                return hidden, jnp.mean(ls)
-
-            hidden, losses = jax.lax.scan(body, state.hidden, (xs, ys))
-            return jnp.mean(losses), (losses, hidden)
-
-        try:
-            grads, (losses, hidden) = jax.grad(total, has_aux=True)(state.params)
-        except ValueError as e:
-            if "Reverse-mode differentiation does not work for lax.while_loop" not in str(e):
-                raise
-            raise _while_error(self.model.apply, state, xs) from None
-        return grads, losses, hidden, state.traces, ({}, state.local)
-
     def _sequence(self, state, xs, ys):
         if not self.algorithm.online:
-            return self._scan_bptt(state, xs, ys)
+            return bptt_sequence(self, state, xs, ys)
         return self._scan_online(state, xs, ys)
 
     def _sequence_grad(self, state: LearnerState, xs, ys):
-        """Gradient of the mean per-step loss over ``xs`` (T, B, ...), starting
-        from the hidden state and traces in ``state``; returns (grads, losses)."""
+        """``sequence_grad(state, xs, ys) -> (grads, losses)``: the gradient of
+        the mean per-step loss over a sequence; nothing is updated.
+
+        ``xs`` (T, B, ...), ``ys`` (T, B); starts from the hidden state and
+        traces in ``state`` (no reset). ``grads`` is shaped like
+        ``state.params``; ``losses`` (T,) is the batch-mean loss per step.
+
+            grads, losses = learner.sequence_grad(learner.reset(state), xs, ys)
+        """
         grads, losses, _, _, _ = self._sequence(state, xs, ys)
         return grads, losses
 
+    sequence_grad = checked(_sequence_grad)
+
     def _train_sequence(self, state: LearnerState, xs, ys):
-        """Reset, gradient over the sequence, one optimizer update."""
+        """``train_sequence(state, xs, ys) -> (state, metrics)``: reset, the
+        gradient over the sequence, one optimizer update.
+
+        ``xs`` (T, B, ...), ``ys`` (T, B). ``metrics``: ``loss`` (the mean over
+        the sequence) and ``grad_norm``; the new state holds the hidden state
+        at the sequence's end.
+
+            state, metrics = learner.train_sequence(state, xs, ys)
+        """
         state = self._reset(state)
         grads, losses, hidden, traces, (dws, local) = self._sequence(state, xs, ys)
         params, opt_state = self._apply(state, grads, dws)
@@ -320,26 +331,20 @@ class Learner:
         return state._replace(params=params, opt_state=opt_state, hidden=hidden,
                               traces=traces, local=local), metrics
 
+    train_sequence = checked(_train_sequence)
+
     def _predict(self, state: LearnerState, xs):
-        """Outputs (T, B, ...) from a reset hidden state; no learning."""
-        self._check_inputs(state, xs, time_axis=True)
+        """``predict(state, xs) -> outs``: the model's outputs (T, B, ...) over
+        ``xs`` (T, B, ...) from a reset hidden state; no learning.
+
+            accuracy = (learner.predict(state, xs)[-1].argmax(-1) == ys[-1]).mean()
+        """
+        check_batch_axis(state, xs, time_axis=True)
         hidden = self._reset(state).hidden
         step = jax.vmap(lambda h, x: self.model.apply(state.params, h, x))
         return jax.lax.scan(lambda h, x: step(h, x), hidden, xs)[1]
 
-
-def _while_error(apply, state, xs):
-    """BPTT's error for a step with a ``lax.while_loop``, naming its line."""
-    from transforms.errors import CompileError
-    x0 = jax.tree.map(lambda a: a[0, 0], xs)
-    h0 = state.hidden0
-    t = trace_step(apply, state.params, h0, x0)
-    where = next((source_of(e) for e in t.eqns if e.primitive.name == "while"), None)
-    return CompileError(
-        "BPTT cannot differentiate this step: it runs a lax.while_loop (e.g. an adaptive "
-        "ODE integrator), which reverse mode does not support", primitive="while",
-        source=where, hint="use algorithm='d_rtrl' or 'es_d_rtrl' (forward-mode Jacobians "
-        "through the loop), or a fixed-step integrator / lax.fori_loop with static bounds")
+    predict = checked(_predict)
 
 
 def _strong(a):
@@ -368,24 +373,35 @@ def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
            readout_paths: bool = True, skip_silent: bool = True, rules: dict | None = None,
            check: bool = True, **options) -> Learner:
     """Compile ``model`` (an nnx module, a brainstate module or a
-    ``StepModel``) into an online learner.
+    ``StepModel``) into an online ``Learner``.
+
+    The model is one time step for one sample, ``x`` (...) -> ``out``
+    (n_out,); the learner's calls take batches, ``x`` (B, ...) per step and
+    ``xs`` (T, B, ...) per sequence, with labels (B,) / (T, B) for the default
+    ``cross_entropy`` loss (-1: no loss at that step).
+
+        learner = bs.online(model, bs.es_d_rtrl(decay=0.9), optimizer=optax.adam(1e-3))
+        state = learner.init(jax.random.PRNGKey(0), xs[0])       # xs: (T, B, n_in)
+        state, metrics = learner.train_sequence(state, xs, ys)   # ys: (T, B)
 
     ``algorithm``: a value, ``bs.es_d_rtrl(decay=0.9, window=8)`` (O(B N)
-    memory), ``bs.d_rtrl(trace_dtype=None)`` (O(B N^2)), ``bs.e_prop(feedback=
-    "symmetric" | "random", feedback_seed=0)`` (D-RTRL's traces with the
-    output error broadcast back; symmetric equals D-RTRL), ``bs.ostl()``
-    (D-RTRL on feed-forward layers; recurrent weights refused) or
-    ``bs.bptt()`` (exact reference, memory grows with T); or its name with
-    the algorithm's options as keywords (``"es_d_rtrl", decay=0.8``). An
-    option the algorithm does not have is an error.
-    ``readout_paths`` carries the loss's temporal path through linear leaky
-    readouts with filtered traces (off: the paper's plain algorithms).
-    ``skip_silent`` skips the trace contraction on steps whose learning signal
-    is zero (e.g. outside a task's loss window). ``rules`` ({weight path:
-    ``transforms.plasticity.rules`` rule}) puts those weights under local
-    plasticity: no gradient for them, their rule's update instead (every step
-    in ``step``; summed over the sequence in ``train_sequence``).
-    ``check`` validates each call's inputs and labels first
+    memory), ``bs.d_rtrl(trace_dtype=None)`` (O(B N^2)),
+    ``bs.e_prop(feedback="random", feedback_seed=0)`` (D-RTRL's traces with
+    the output error broadcast back; the default ``feedback="symmetric"``
+    equals D-RTRL), ``bs.ostl()`` (D-RTRL on feed-forward layers; recurrent
+    weights refused) or ``bs.bptt()`` (exact reference, memory grows with T);
+    or its name with the algorithm's options as keywords
+    (``"es_d_rtrl", decay=0.8``). An option the algorithm does not have is an
+    error. ``optimizer``: any optax transformation (default
+    ``optax.sgd(1e-2)``). ``loss``: per sample and step,
+    ``loss(out, target)`` -> a scalar (``bs.losses``). ``readout_paths``
+    carries the loss's temporal path through linear leaky readouts with
+    filtered traces (off: the paper's plain algorithms). ``skip_silent``
+    skips the trace contraction on steps whose learning signal is zero (e.g.
+    outside a task's loss window). ``rules`` ({weight path: ``bs.rules``
+    rule}) puts those weights under local plasticity: no gradient for them,
+    their rule's update instead (every step in ``step``; summed over the
+    sequence in ``train_sequence``). ``check`` validates each call's inputs and labels first
     (``brainscale.input_checks``: shapes always, NaN / inf and labels outside
     [-1, n_classes) on concrete arrays); False skips it.
     """

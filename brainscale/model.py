@@ -21,6 +21,27 @@ from brainscale.nn.state import HiddenState
 
 
 class StepModel(NamedTuple):
+    """One time step of a model, written for one sample, as two pure functions.
+
+    ``init(rng, x) -> (params, hidden)``: ``x`` is one sample (...), without
+    batch or time axis; ``params`` (the weights) and ``hidden`` (the state
+    carried from step to step, per sample) are any pytrees of arrays.
+    ``apply(params, hidden, x) -> (hidden', out)``: one step; ``hidden'``
+    keeps every leaf's shape and dtype, ``out`` is e.g. logits (n_out,). The
+    learner adds the batch axis (it vmaps over B) and the time axis (it scans
+    over T). ``elementwise`` names custom primitives of the step that act
+    element by element (the compiler knows jax's own).
+
+        def init(rng, x):                                # x: (n_in,)
+            w = jax.random.normal(rng, (x.shape[-1], 10)) / 8
+            return {"w": w}, {"v": jnp.zeros(10)}
+
+        def apply(p, h, x):
+            v = 0.9 * h["v"] + x @ p["w"]
+            return {"v": v}, v                           # (10,) logits
+
+        learner = bs.online(bs.StepModel(init, apply), "es_d_rtrl")
+    """
     init: Callable[[jax.Array, Any], tuple[Any, Any]]
     apply: Callable[[Any, Any, Any], tuple[Any, Any]]
     elementwise: frozenset = frozenset()   # custom primitives that act element by element

@@ -28,7 +28,6 @@ from brainscale import hybrid
 from brainscale.nn.hp_synapse import HPLinear
 from brainscale.nn.neurons import LIF
 from brainscale.tasks.digits import rank_order_encode, rate_encode
-from transforms.plasticity.rules.hybrid import hp_local
 
 VARIANTS = ("gp", "lp", "hp", "hp_fixed")
 PLASTIC = "params['fc1']['A']"
@@ -60,7 +59,7 @@ class HPNet(nnx.Module):
 def make_learner(variant: str, n_in=64, n_hidden=128, n_out=10, lr=3e-3, seed=0,
                  theta=None, scale=3.0, gated=False, first_order=False):
     """(learner, Bilevel or None) for ``variant``; ``theta`` overrides the HP
-    rule's initial hyper-parameters (keyword arguments of ``hp_local``)."""
+    rule's initial hyper-parameters (keyword arguments of ``bs.rules.hp_local``)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     model = HPNet(n_in, n_hidden, n_out, rngs=nnx.Rngs(seed), plastic=variant != "gp",
@@ -77,7 +76,7 @@ def make_learner(variant: str, n_in=64, n_hidden=128, n_out=10, lr=3e-3, seed=0,
                 else "train", params))
     kw = dict(alpha=0.1, beta=0.05, eta=0.0, gamma=0.95, v_th=0.5, clip=0.5)
     kw.update(theta or {})
-    rules = None if variant == "gp" else {PLASTIC: hp_local(**kw)}
+    rules = None if variant == "gp" else {PLASTIC: bs.rules.hp_local(**kw)}
     learner = bs.online(model, "es_d_rtrl", optimizer=opt, rules=rules)
     meta = hybrid.Bilevel(learner, optax.adam(1e-2), first_order=first_order,
                           new_episodes=False) \

@@ -1,13 +1,17 @@
 """A learner's calls refuse bad inputs and labels by name (argument, pytree
 path, time step, sample) instead of training on them or failing inside JAX."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 import brainscale as bs
 from brainscale.models.recurrent_snn import recurrent_snn
+from brainscale.nn.neurons import LIF
 
 T, B, N_IN = 5, 3, 4
 
@@ -93,3 +97,49 @@ def test_float_targets_of_a_regression_loss_are_checked_finite():
                                          r"sample b=0, element \(1,\)"):
         learner.sequence_grad(state, xs, targets)
     learner.sequence_grad(state, xs, jnp.zeros((T, B, 2)))
+
+
+class _PerSample(nnx.Module):
+    """Written for one sample, x (N_IN,): a LIF layer fed straight from x,
+    whose state update fails deep in JAX (a broadcast) on a batched x."""
+
+    def __init__(self):
+        self.lif = LIF(N_IN, tau=5.0)
+        self.out = nnx.Linear(N_IN, 2, rngs=nnx.Rngs(0))
+
+    def __call__(self, x):
+        return self.out(self.lif(x))
+
+
+PER_SAMPLE = r"written with per-sample shapes .* the learner adds the batch axis"
+
+
+@pytest.mark.parametrize("algorithm", ["es_d_rtrl", "bptt"])
+def test_init_with_a_whole_sequence_says_per_sample_shapes(algorithm):
+    """init(rng, xs) instead of init(rng, xs[0]): the model sees a batched
+    sample; the error names its per-sample shape and says who adds B."""
+    learner = bs.online(_PerSample(), algorithm)
+    xs = jnp.ones((T, B, N_IN))
+    with pytest.raises(bs.CompileError, match=r"init: .* per-sample shape \(3, 4\) \(example_x "
+                                              r"without its batch axis\)") as e:
+        learner.init(jax.random.PRNGKey(0), xs)
+    assert re.search(PER_SAMPLE, str(e.value)), str(e.value)
+    learner.init(jax.random.PRNGKey(0), xs[0])               # the right call works
+
+
+def test_init_with_one_unbatched_sample_or_a_scalar():
+    learner = bs.online(recurrent_snn(N_IN, 2, [8], seed=0), "es_d_rtrl")
+    with pytest.raises(bs.CompileError, match=r"per-sample shape \(\)") as e:
+        learner.init(jax.random.PRNGKey(0), jnp.ones(N_IN))      # (N_IN,): no batch axis
+    assert re.search(PER_SAMPLE, str(e.value))
+    with pytest.raises(bs.CompileError, match="example_x needs a leading batch axis"):
+        learner.init(jax.random.PRNGKey(0), jnp.float32(1.0))
+
+
+def test_a_sequence_with_an_extra_axis_says_per_sample_shapes():
+    learner = bs.online(_PerSample(), "es_d_rtrl")
+    xs = jnp.ones((T, B, N_IN))
+    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    with pytest.raises(bs.CompileError, match=r"train_sequence: .* per-sample shape \(1, 4\)") as e:
+        learner.train_sequence(state, xs[:, :, None], jnp.zeros((T, B), jnp.int32))
+    assert re.search(PER_SAMPLE, str(e.value))

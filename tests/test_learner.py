@@ -131,7 +131,7 @@ def test_predict_matches_the_step_outputs():
 
 
 def test_es_d_rtrl_matches_a_hand_written_numpy_version():
-    """The ES-D-RTRL equations of RULES.md, written out in numpy for
+    """The ES-D-RTRL equations (README, "The gradient"), in numpy for
     v' = a v + x W + b, s = H(v' - 1), v = v' - s, out = s Wo:
     D = a (1 - g), Df = 1 - g with g the surrogate slope at v' - 1."""
     with float64():

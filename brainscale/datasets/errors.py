@@ -41,6 +41,6 @@ def require(name: str):
         return importlib.import_module(name)
     except ImportError as e:
         top = name.split(".")[0]
-        raise ImportError(f"the neuromorphic datasets need {top!r}: pip install "
-                          f"'brainscale[data]' (or pip install {top}); importing {name!r} "
-                          f"failed: {e}") from e
+        raise ImportError(f"the neuromorphic datasets need {top!r}: pip install -e "
+                          f"'.[data]' in the checkout (or pip install {top}); importing "
+                          f"{name!r} failed: {e}") from e

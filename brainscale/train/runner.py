@@ -172,11 +172,28 @@ def _check_resumable(saved: dict, cfg: TrainConfig, path: str, task: Task):
 
 def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log=print,
         progress: bool = True, plots: bool = True, callbacks=()) -> dict:
-    """Train per ``config``; returns a summary dict (see module docstring).
+    """Train per ``config`` into ``config.out_dir`` (default ``runs/<task>``);
+    returns a summary dict.
 
-    Keys: ``status`` ("completed" or "interrupted"), ``step``, ``final``
-    (last evaluation), ``history`` (all evaluations), ``out_dir``,
-    ``checkpoint``, and the live ``task``, ``learner`` and ``state``.
+    Each of ``config.steps`` steps trains on the task's batch for
+    ``(seed, step)``: inputs ``xs`` (T, B, ...) and labels ``ys`` (T, B) with
+    B = ``config.batch_size`` (-1: no loss at that step), one
+    ``train_sequence`` per batch. ``task``: a ``Task`` of your own instead of the registered
+    ``config.task``. ``resume``: continue the run whose checkpoint is in
+    ``out_dir``, bit for bit. ``log``: where progress lines go; ``progress``:
+    a progress bar; ``plots``: write ``learning_curve.png`` and ``raster.png``.
+    ``callbacks``: objects with any of ``on_step``, ``on_eval``,
+    ``on_checkpoint``, ``on_end`` (``brainscale.train.callbacks``; e.g.
+    ``TensorBoard(log_dir)``).
+
+    Keys of the result: ``status`` ("completed" or "interrupted"), ``step``,
+    ``final`` (the last evaluation: ``accuracy``, ``loss``...), ``history``
+    (all evaluations), ``out_dir``, ``checkpoint``, and the live ``task``,
+    ``learner`` and ``state``.
+
+        cfg = TrainConfig(task="digits", steps=200, out_dir="runs/digits")
+        result = fit(cfg)
+        print(result["final"]["accuracy"])
     """
     from brainscale.train.registry import make_task
 
