@@ -45,6 +45,24 @@ def run(model, xs, fn):
     return jax.tree.map(np.asarray, outs)
 
 
+def run_both(net, back, xs, picks: dict):
+    """``net`` (a module with ``layers``) and ``back`` (its NIR rebuild) on
+    ``xs``: each one's output and the outputs of the layers ``picks``
+    {layer index: NIR node key}, as ``(y0, s0), (y1, s1)``."""
+    def original(m, x):
+        outs = []
+        for layer in m.layers:
+            x = layer(x)
+            outs.append(x)
+        return x, [outs[i] for i in picks]
+
+    def rebuilt(m, x):
+        v = m.step(x)
+        return v["output"], [v[k] for k in picks.values()]
+
+    return run(net, xs, original), run(back, xs, rebuilt)
+
+
 def spikes_in(T=50, B=3, n=12, p=0.5, seed=0):
     return (np.random.default_rng(seed).random((T, B, n)) < p).astype(np.float32)
 
@@ -192,18 +210,8 @@ def test_feedforward_round_trip_with_synapses_and_euler(tmp_path):
     back = from_nir(path)
     xs = spikes_in(T=60, seed=1)
 
-    def original(m, x):
-        outs = []
-        for layer in m.layers:
-            x = layer(x)
-            outs.append(x)
-        return x, [outs[1], outs[2], outs[4]]
-
-    def rebuilt(m, x):
-        v = m.step(x)
-        return v["output"], [v["layers[1]"], v["layers[2].post"], v["layers[4]"]]
-
-    (y0, s0), (y1, s1) = run(net, xs, original), run(back, xs, rebuilt)
+    (y0, s0), (y1, s1) = run_both(net, back, xs, {1: "layers[1]", 2: "layers[2].post",
+                                                   4: "layers[4]"})
     for a, b in zip(s0, s1):
         assert a.mean() > 0.01
         assert np.array_equal(a, b)

@@ -17,7 +17,7 @@ nir = pytest.importorskip("nir")
 import brainscale as bs  # noqa: E402
 from brainscale.interop.nir import NIRImportError, from_nir, to_nir, write_nir  # noqa: E402
 from gradcheck import float64, rel_err, sequence_grads  # noqa: E402
-from test_nir import run  # noqa: E402
+from test_nir import run, run_both  # noqa: E402
 from test_nir_conv import chain, conv_data, reference  # noqa: E402
 
 
@@ -148,18 +148,8 @@ def test_brainscale_leaky_cnn_round_trip_through_a_file(tmp_path):
     back = from_nir(path)
     xs = (np.random.default_rng(7).random((60, 3, 2, 8, 8)) < 0.3).astype(np.float32)
 
-    def original(m, x):
-        outs = []
-        for layer in m.layers:
-            x = layer(x)
-            outs.append(x)
-        return x, [outs[1], outs[3], outs[7]]
-
-    def rebuilt(m, x):
-        v = m.step(x)
-        return v["output"], [v["layers[1]"], v["layers[3].post"], v["layers[7]"]]
-
-    (y0, s0), (y1, s1) = run(net, xs, original), run(back, xs, rebuilt)
+    (y0, s0), (y1, s1) = run_both(net, back, xs, {1: "layers[1]", 3: "layers[3].post",
+                                                   7: "layers[7]"})
     for a, b in zip(s0, s1):
         assert 0.02 < a.mean() < 0.9, a.mean()
         assert np.array_equal(a, b)
