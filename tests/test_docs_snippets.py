@@ -18,9 +18,6 @@ from docs_snippets import CONTINUES, FENCE, ROOT, all_programs, pages, programs
 
 PROGRAMS = all_programs()
 TIMEOUT = 600                   # seconds per program; each takes 4-12 s on a 2-core CPU
-# The programs are compile-bound (each is a fresh process with small data): XLA's
-# backend optimisation off makes them about 40% faster; results agree up to rounding.
-XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 
 def _stdp_window(out):
@@ -58,8 +55,7 @@ def _checks_for(program):
 def test_program_runs_as_written(program):
     if program.skip:
         pytest.skip(program.skip)
-    env = {**os.environ, "MPLBACKEND": "Agg",
-           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {XLA_FLAGS}".strip()}
+    env = {**os.environ, "MPLBACKEND": "Agg"}   # XLA_FLAGS from conftest.py
     proc = subprocess.run([sys.executable, "-c", program.code], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, f"{program.id} failed:\n{proc.stderr[-3000:]}"

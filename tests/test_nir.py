@@ -3,7 +3,6 @@ spikes; the graph has the expected nodes and edges; what NIR cannot express
 raises NIRExportError naming the module path; a graph written by hand (as
 another tool would) runs with NIR's equations."""
 import math
-import os
 import re
 import subprocess
 import sys
@@ -26,7 +25,6 @@ from brainscale.nn.readout import LeakyReadout  # noqa: E402
 from brainscale.nn.state import HiddenState  # noqa: E402
 from brainscale.nn.synapses import Expon  # noqa: E402
 
-DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "nir.md")
 
 
 def run(model, xs, fn):
@@ -346,12 +344,3 @@ def test_import_brainscale_does_not_import_nir():
             "assert 'nir' not in sys.modules, 'nir imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-
-
-def test_docs_snippet_runs(tmp_path, monkeypatch):
-    with open(DOC) as f:
-        blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-    assert len(blocks) == 2             # a recurrent SNN, a spiking CNN
-    monkeypatch.chdir(tmp_path)
-    for block in blocks:
-        exec(compile(block, "docs/nir.md", "exec"), {})

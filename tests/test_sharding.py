@@ -57,7 +57,8 @@ print("REPORT" + json.dumps(report))
 
 
 def test_batch_sharded_over_four_devices_matches_one(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    flags = os.environ.get("XLA_FLAGS", "")
+    env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=4".strip(),
            "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-c", _SCRIPT.format(here=HERE, out=str(tmp_path))],
                           env=env, capture_output=True, text=True, timeout=600)

@@ -82,11 +82,13 @@ def test_a_user_task_trains_resumes_and_maps_from_the_shell(user_site, tmp_path,
     # every model value used is recorded: the task's defaults and the schema's
     assert saved["model"]["hidden"] == [12] and saved["model"]["w_in_scale"] == 4.0
     assert saved["model"]["neuron"] == "lif" and saved["model"]["tau_out"] == 10.0
-    proc = cli(user_site, "train", "--out", str(run), "--resume", "--steps", "6", "--no-plots")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["kind"] == "train"]
-    assert steps == list(range(1, 7))
+    if ":" not in task:          # resuming is the same for both ways of naming it
+        proc = cli(user_site, "train", "--out", str(run), "--resume", "--steps", "6",
+                   "--no-plots")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text()
+                 .splitlines() if json.loads(line)["kind"] == "train"]
+        assert steps == list(range(1, 7))
     proc = cli(user_site, "map", str(run), "--no-quantize", "--batch-size", "4")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "cores used:" in proc.stdout
