@@ -175,6 +175,7 @@ def check_call(learner, state, x, y=None, time_axis=True, where="") -> None:
     out = _per_sample_output(learner, state, x, n, xname, where)
     class_loss = learner.loss in CLASS_LOSSES
     if y is not None:
+        n_labels = len(jax.tree_util.tree_leaves(y))
         for path, a in jax.tree_util.tree_flatten_with_path(y)[0]:
             name = yname + jax.tree_util.keystr(path)
             if _lead(jnp.shape(a), n) != lead:
@@ -183,6 +184,14 @@ def check_call(learner, state, x, y=None, time_axis=True, where="") -> None:
             if class_loss and not jnp.issubdtype(jnp.result_type(a), jnp.integer):
                 raise ValueError(f"{where}{name} has dtype {jnp.result_type(a)}: "
                                  "cross_entropy takes integer class labels (-1: no loss)")
+            per_label = tuple(jnp.shape(a)[n:])
+            per_out = tuple(getattr(out, "shape", ()))[:-1]
+            if class_loss and n_labels == 1 and per_label != per_out:
+                raise ShapeMismatchError(
+                    f"{where}{name} has shape {jnp.shape(a)}: cross_entropy takes one integer "
+                    f"class label per output, shape {lead + per_out} (the model's output "
+                    f"{lead + tuple(getattr(out, 'shape', ()))} without its class axis)",
+                    hint="one-hot labels: pass their argmax over the class axis")
     if not (_concrete(x) and _concrete(y)):
         return                      # under the caller's jit: the shapes were checked
     fl = [(xname + jax.tree_util.keystr(p), a) for p, a in xl

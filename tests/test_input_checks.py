@@ -61,6 +61,21 @@ def test_float_labels_and_wrong_label_shape(setup):
         learner.train_sequence(state, xs, ys[:, :2])
 
 
+
+@pytest.mark.parametrize("extra", ["trailing_one", "one_hot"])
+def test_labels_with_a_class_axis_are_refused(setup, extra):
+    """(T, B, 1) labels or integer one-hot (T, B, C) would broadcast inside the
+    loss and train on nonsense; they are refused, naming the shape wanted."""
+    learner, state, xs, ys = setup
+    bad = ys[..., None] if extra == "trailing_one" else jax.nn.one_hot(ys, 2, dtype=jnp.int32)
+    with pytest.raises(bs.CompileError, match=r"ys has shape \(5, 3, [12]\): cross_entropy "
+                                              r"takes one integer class label per output, "
+                                              r"shape \(5, 3\)"):
+        learner.train_sequence(state, xs, bad)
+    with pytest.raises(bs.CompileError, match="argmax"):
+        learner.step(state, xs[0], bad[0])
+
+
 def test_wrong_input_width_names_the_shape(setup):
     learner, state, xs, ys = setup
     with pytest.raises(bs.CompileError, match=r"does not accept inputs of per-sample shape "
