@@ -119,6 +119,8 @@ def per_sample_init(learner, rng, example_x):
     except CompileError:
         raise
     except Exception as e:                  # noqa: BLE001 - re-raised with the shapes
+        if not _about_shapes(e):
+            raise
         raise _per_sample_error("init: ", "example_x without its batch axis", x0, e,
                                 "the model's init") from None
     spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
@@ -137,6 +139,14 @@ def _per_sample_error(where, what_x, x0, e, what="the step function"):
         f"Note: {PER_SAMPLE}",
         hint="give inputs of the shape the model was initialised with, with the batch "
              "(and time) axes in front; write the model for one sample")
+
+
+def _about_shapes(e: Exception) -> bool:
+    """Whether JAX refused the step for its input shapes (then the per-sample
+    note helps) rather than the step having a bug of its own."""
+    text = str(e).lower()
+    return isinstance(e, (TypeError, ValueError, IndexError)) and any(
+        w in text for w in ("shape", "dimension", "broadcast", "rank", "axis", "size"))
 
 
 def _concrete(tree) -> bool:
@@ -203,7 +213,10 @@ def check_call(learner, state, x, y=None, time_axis=True, where="") -> None:
     shape = tuple(getattr(out, "shape", ()))
     n_classes = int(shape[-1]) if shape else 1
     labels = yl if class_loss else []
-    firsts = np.asarray(_first_bad([a for _, a in fl + yf], [a for _, a in labels], n_classes))
+    firsts = _first_bad([a for _, a in fl + yf], [a for _, a in labels], n_classes)
+    if isinstance(firsts, jax.core.Tracer):
+        return                      # constants under the caller's jit: values are not known
+    firsts = np.asarray(firsts)
     for (nm, a), i in zip(fl + yf, firsts):
         if i >= 0:
             raise ValueError(f"{where}{nm} holds NaN or inf, first at {_at(a, int(i), n)}")
@@ -240,6 +253,8 @@ def _step_output(learner, params, hidden0, x0, xname, where):
     except CompileError:
         raise
     except Exception as e:                  # noqa: BLE001 - re-raised with the shapes
+        if not _about_shapes(e):
+            raise                           # a bug in the step: its own error and traceback
         raise _per_sample_error(where, xname, x0, e) from None
     leaves = jax.tree_util.tree_leaves(out)
     cache[key] = leaves[0] if leaves else jax.ShapeDtypeStruct((), jnp.float32)

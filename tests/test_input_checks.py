@@ -158,3 +158,26 @@ def test_a_sequence_with_an_extra_axis_says_per_sample_shapes():
     with pytest.raises(bs.CompileError, match=r"train_sequence: .* per-sample shape \(1, 4\)") as e:
         learner.train_sequence(state, xs[:, :, None], jnp.zeros((T, B), jnp.int32))
     assert re.search(PER_SAMPLE, str(e.value))
+
+
+def test_a_bug_in_the_step_keeps_its_own_error():
+    """A NameError in the user's step is not dressed up as a shape error: the
+    user sees their own exception and line."""
+    def step(params, hidden, x):
+        v = hidden["v"] * 0.9 + x @ params["w"]
+        return {"v": v}, v * undefined_gain  # noqa: F821
+
+    model = bs.StepModel(lambda rng, x: ({"w": jnp.ones((3, 2))}, {"v": jnp.zeros(2)}), step)
+    learner = bs.online(model, "d_rtrl", optax.sgd(0.1))
+    with pytest.raises(NameError, match="undefined_gain"):
+        learner.init(jax.random.PRNGKey(0), jnp.ones((4, 3)))
+
+
+def test_constants_under_the_callers_jit_are_checked_for_shape_only(setup):
+    """Arrays captured by the caller's jit are constants: the check keeps the
+    shapes and leaves the values (a traced computation) alone."""
+    learner, state, xs, ys = setup
+    loss = jax.jit(lambda s: learner.train_sequence(s, xs, ys)[1]["loss"])(state)
+    assert np.isfinite(float(loss))
+    with pytest.raises(bs.CompileError, match="expected leading axes"):
+        jax.jit(lambda s: learner.train_sequence(s, xs, ys[:, :2])[1]["loss"])(state)

@@ -49,3 +49,12 @@ def test_format_duration():
     assert format_duration(75) == "01:15"
     assert format_duration(3725) == "1:02:05"
     assert format_duration(float("inf")) == "?"
+
+
+def test_a_loop_compiled_ahead_counts_every_step():
+    buf = io.StringIO()
+    bar = ProgressBar(10, stream=buf, tty=False, desc="d", compiled=True)
+    for _ in range(10):
+        bar.update(1)
+    assert "first step" not in buf.getvalue() and bar.first_step_s is None
+    assert "10/10" in buf.getvalue().splitlines()[-1]

@@ -237,3 +237,18 @@ def test_cli_resume_uses_the_checkpoint_config_when_config_json_is_lost(
     assert "config.json" in err and "using the config saved in" in err
     assert read_checkpoint_meta(str(run / "checkpoint.msgpack"))["step"] == 3
     assert json.loads((run / "config.json").read_text())["steps"] == 3
+
+
+def test_run_files_get_the_usual_permissions(tmp_path):
+    """Files written atomically get the mode open() would give (0666 less the
+    umask), not mkstemp's owner-only 0600."""
+    import stat
+
+    from brainscale.train.checkpoint import atomic_write
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write(str(tmp_path / "config.json"), b"{}")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp_path / "config.json").st_mode) == 0o644

@@ -215,3 +215,22 @@ def test_tensorboard_flag_and_missing_extra(tmp_path, monkeypatch, capsys):
                  "--out", str(tmp_path / "r2")]) == 2
     assert 'pip install -e ".[tensorboard]"' in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()
+
+
+def test_the_console_script_finds_a_factory_in_the_current_folder(tmp_path):
+    """``brainscale`` (a console script, which leaves the current folder off
+    sys.path) finds ``mytasks:make_two_freq`` in the folder it runs in, as
+    ``python -m`` would; a bad folder in ``map --json`` is one line."""
+    exe = os.path.join(os.path.dirname(sys.executable), "brainscale")
+    if not os.path.exists(exe):
+        pytest.skip("the brainscale console script is not installed beside this python")
+    (tmp_path / "mytasks.py").write_text(USER_TASK)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([exe, "train", "--task", "mytasks:make_two_freq", "--show-options"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "task_options.channels" in proc.stdout
+    proc = subprocess.run([exe, "map", str(tmp_path), "--json", str(tmp_path / "no" / "r.json")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+    assert "Traceback" not in proc.stderr

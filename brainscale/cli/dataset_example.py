@@ -36,7 +36,8 @@ def run_dataset_example(argv, *, title: str, folder: str, make_task: Callable,
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--T", type=int, default=None, help=f"frames per sample (default {default_T})")
     ap.add_argument("--cache-dir", default=None)
-    ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--out", dest="out_dir", default=None, metavar="DIR",
+                    help="run folder (default: a temporary one with --synthetic)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     if extra_args is not None:

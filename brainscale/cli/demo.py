@@ -147,7 +147,7 @@ def _train_one(algorithm, cfg, data, seed, log):
     total = steps_per_epoch * cfg.epochs
     step_ms, losses, acc_curve = [], [], []
     key = jax.random.PRNGKey(1_000 + seed)
-    bar = ProgressBar(total, desc=f"{algorithm:>9}")
+    bar = ProgressBar(total, desc=f"{algorithm:>9}", compiled=True)   # compiled above
     for epoch in range(cfg.epochs):
         it = batches(x_tr, y_tr, B, rng=np.random.default_rng([seed, epoch]), drop_last=True)
         for i, (xb, yb) in enumerate(it):

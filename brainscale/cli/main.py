@@ -34,15 +34,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_map(args: argparse.Namespace) -> int:
     import json
 
+    import os
+
     from brainscale.mapping import MissingDependencyError, check_map_dependencies, map_run
+    from brainscale.train.checkpoint import CheckpointError
     from transforms.errors import CompileError
     from transforms.lowering.report import format_report
 
     try:
         check_map_dependencies(args.nir)        # before any work
+        for out in (args.json, args.nir):
+            folder = os.path.dirname(os.path.abspath(out)) if out else None
+            if folder and not os.path.isdir(folder):
+                raise FileNotFoundError(f"{out}: folder {folder} does not exist")
         report = map_run(args.run, args.profile, args.weight_bits, args.batch_size,
                          quantize=not args.no_quantize)
-    except (CompileError, FileNotFoundError, MissingDependencyError) as e:
+    except (CompileError, OSError, MissingDependencyError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_report(report))

@@ -25,10 +25,11 @@ def format_duration(seconds: float) -> str:
 class ProgressBar:
     """``bar = ProgressBar(total, desc="digits/es_d_rtrl")``;
     ``bar.update(1, loss=...)`` after each step; ``bar.close()`` at the end
-    (or ``with ProgressBar(...) as bar``)."""
+    (or ``with ProgressBar(...) as bar``). ``compiled=True``: the loop was
+    compiled ahead of time, so the first step is an ordinary one."""
 
     def __init__(self, total: int, desc: str = "", stream=None, tty: bool | None = None,
-                 every: float = 0.1):
+                 every: float = 0.1, compiled: bool = False):
         self.total = max(int(total), 1)
         self.desc = desc
         self.stream = stream if stream is not None else sys.stdout
@@ -38,6 +39,7 @@ class ProgressBar:
         self.tty, self.every = tty, every
         self.n, self.loss = 0, None
         self.first_step_s = None
+        self._skip = 0 if compiled else 1     # steps left out of the rate
         self._t0 = time.perf_counter()      # start of the first step, then of the second
         self._next_print = every
         self._bar = None
@@ -51,7 +53,7 @@ class ProgressBar:
 
     def rate(self) -> float:
         """Steps per second after the first step (0 before two steps)."""
-        steady = self.n - 1
+        steady = self.n - self._skip
         elapsed = time.perf_counter() - self._t0
         return steady / elapsed if steady > 0 and elapsed > 0 else 0.0
 
@@ -67,13 +69,17 @@ class ProgressBar:
         if loss is not None:
             self.loss = float(loss)
         if self.n == 0 and n > 0:
-            self.first_step_s = time.perf_counter() - self._t0
-            self._t0 = time.perf_counter()
-            print(f"{self.desc}: first step (compilation included) "
-                  f"{self.first_step_s:.1f} s", file=self.stream, flush=True)
+            if self._skip:
+                self.first_step_s = time.perf_counter() - self._t0
+                self._t0 = time.perf_counter()
+                print(f"{self.desc}: first step (compilation included) "
+                      f"{self.first_step_s:.1f} s", file=self.stream, flush=True)
             if self.tty:
-                self._bar = tqdm(total=self.total, initial=n, desc=self.desc, file=self.stream,
-                                 smoothing=0, unit="step", dynamic_ncols=True)
+                self._bar = tqdm(total=self.total, initial=n if self._skip else 0,
+                                 desc=self.desc, file=self.stream, smoothing=0, unit="step",
+                                 dynamic_ncols=True)
+                if not self._skip:
+                    self._bar.update(n)
             self.n = n
             return
         self.n += n

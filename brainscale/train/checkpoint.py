@@ -51,6 +51,12 @@ def _keep_copy(path: str, keep: str, folder: str) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, data: bytes, keep: str | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file
     (``keep``: the old one is kept there too). A symlink at ``path`` is
@@ -59,6 +65,7 @@ def atomic_write(path: str, data: bytes, keep: str | None = None) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())      # mkstemp's 0600 -> what open() would give
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

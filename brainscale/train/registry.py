@@ -74,9 +74,20 @@ def task_names(tasks: dict | None = None) -> list[str]:
 
 
 def _import(ref: str, what: str):
+    """``module:attr``; a module not on the path is also looked for in the
+    current folder (as ``python -m`` would), since console scripts omit it."""
+    import os
+    import sys
+
     module, _, attr = ref.partition(":")
     try:
-        obj = importlib.import_module(module)
+        try:
+            obj = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module.split(".")[0] or os.getcwd() in sys.path:
+                raise
+            sys.path.insert(0, os.getcwd())
+            obj = importlib.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
