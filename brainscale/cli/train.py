@@ -18,7 +18,7 @@ __all__ = ["add_train_parser", "run_train", "config_from_args"]
 
 
 ALGORITHM_HELP = {
-    "es_d_rtrl": "D-RTRL with eligibility traces of a few past inputs (the default)",
+    "es_d_rtrl": "D-RTRL's traces factorised into pre- and postsynaptic parts (the default)",
     "d_rtrl": "diagonal real-time recurrent learning, exact for element-wise neurons",
     "e_prop": "e-prop: symmetric feedback (D-RTRL's signal) unless --feedback random",
     "ostl": "online spatio-temporal learning",
@@ -51,7 +51,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                         "own (symmetric, default) or fixed random ones (random feedback "
                         "alignment, as in the e-prop paper)")
     p.add_argument("--config", metavar="FILE",
-                   help="JSON config with any TrainConfig key (see --show-options)")
+                   help="JSON config with any brainscale.train.TrainConfig key (task, "
+                        "task_options, model, algorithm, learner, lr, ...)")
     p.add_argument("--steps", type=int, help=f"training steps (default: {d.steps})")
     p.add_argument("--batch-size", type=int, dest="batch_size",
                    help=f"sequences per step (default: {d.batch_size})")

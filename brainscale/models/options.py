@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -122,11 +123,19 @@ def resolve(schema, given: dict | None, where: str = "model",
             for name, tp, default, _ in table}
 
 
+def as_json(value) -> str:
+    """A default as ``--set`` takes it: JSON where it can be, else repr."""
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return repr(value)
+
+
 def describe(schema, defaults: dict | None = None, prefix: str = "model.") -> str:
     """A plain-text table of the options: name, type, default, meaning.
     ``defaults`` (e.g. a task's own) replace the schema's defaults."""
     defaults = defaults or {}
-    rows = [(prefix + name, type_name(tp), repr(defaults.get(name, default)), text)
+    rows = [(prefix + name, type_name(tp), as_json(defaults.get(name, default)), text)
             for name, tp, default, text in fields(schema)]
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"  {a:<{w[0]}}  {b:<{w[1]}}  {c:<{w[2]}}  {d}" for a, b, c, d in rows)

@@ -148,7 +148,7 @@ def make_task(delay: float = 1000, fixation: float = 10, sample: float = 500,
     ``T = (fixation + sample + delay + test) / dt`` steps per trial (2010 by
     default); ``n_in`` direction-tuned Poisson inputs; a trial is a match
     with probability ``p_match``; ``n_eval`` trials in the fixed evaluation
-    set. Model options: ``MODEL_DEFAULTS``.
+    set. Model options: ``brainscale train --task dmts --show-options``.
     """
     if not float(dt) > 0:
         raise ValueError(f"dt must be positive, got {dt}")

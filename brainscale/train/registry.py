@@ -157,7 +157,7 @@ def describe_task(name: str, options: dict | None = None, tasks: dict | None = N
     """The options of task ``name`` as text: its ``task_options`` (from the
     factory's signature and docstring) and its ``model`` options (type,
     default, meaning) when the task declares a schema."""
-    from brainscale.models.options import describe
+    from brainscale.models.options import as_json, describe
 
     factory = task_factory(name, tasks)
     rows = []
@@ -166,7 +166,7 @@ def describe_task(name: str, options: dict | None = None, tasks: dict | None = N
             continue
         ann = p.annotation if isinstance(p.annotation, str) else getattr(
             p.annotation, "__name__", "")
-        default = "(required)" if p.default is p.empty else repr(p.default)
+        default = "(required)" if p.default is p.empty else as_json(p.default)
         rows.append((f"task_options.{p.name}", ann if ann != "_empty" else "", default))
     w = [max([len(r[i]) for r in rows] + [1]) for i in range(2)]
     lines = [f"task {name!r}", "", "task options (--set task_options.KEY=VALUE):"]
