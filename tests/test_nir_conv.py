@@ -290,32 +290,37 @@ def test_conv_layer_trains_online_with_sgd():
         np.testing.assert_allclose(step, -0.5 * grads["conv"]["W"], rtol=1e-12, atol=1e-15)
 
 
-def test_an_imported_cnn_trains_online():
-    """A NIR graph Input -> Conv2d -> IF -> Flatten -> Affine -> Output,
-    rebuilt by from_nir, gets D-RTRL's exact gradient on the NIR kernel."""
+def imported_cnn_trains_exactly(key, neuron):
+    """Input (2,6,6) -> Conv2d -> ``neuron`` (3,4,4) at node ``key`` ->
+    Flatten -> Affine -> Output, rebuilt by from_nir: it spikes, and D-RTRL's
+    gradient on the NIR kernel is BPTT's (float64)."""
     rs = np.random.default_rng(4)
     g = nir.NIRGraph(nodes={
         "input": nir.Input(np.array([2, 6, 6])),
         "conv": nir.Conv2d(input_shape=(6, 6), weight=rs.normal(0.2, 1.0, (3, 2, 3, 3)),
                            stride=1, padding=0, dilation=1, groups=1, bias=np.full(3, 0.1)),
-        "if": if_node((3, 4, 4), thr=1.5),
+        key: neuron,
         "flat": nir.Flatten(input_type=None, start_dim=0),
         "fc": nir.Affine(weight=rs.normal(0, 0.3, (3, 48)), bias=np.zeros(3)),
         "output": nir.Output(np.array([3]))},
-        edges=[("input", "conv"), ("conv", "if"), ("if", "flat"), ("flat", "fc"),
+        edges=[("input", "conv"), ("conv", key), (key, "flat"), ("flat", "fc"),
                ("fc", "output")])
     with float64():
         T, B = 8, 2
         xs = jax.random.bernoulli(jax.random.PRNGKey(3), 0.5, (T, B, 2, 6, 6)).astype(
             jnp.float64)
         ys = jax.random.randint(jax.random.PRNGKey(4), (T, B), 0, 3)
-        rate = run(from_nir(g, dt=1.0), xs, lambda m, x: m.step(x)["if"]).mean()
+        rate = run(from_nir(g, dt=1.0), xs, lambda m, x: m.step(x)[key]).mean()
         assert 0.05 < rate < 0.9, rate
         grads, _ = sequence_grads(from_nir(g, dt=1.0), xs, ys, ("bptt", "d_rtrl"))
         ref, got = grads["bptt"]["nodes"]["conv"]["W"], grads["d_rtrl"]["nodes"]["conv"]["W"]
         assert float(jnp.abs(ref).max()) > 1e-3
         assert rel_err(grads["d_rtrl"], grads["bptt"]) < 1e-10
         assert rel_err(got, ref) < 1e-10
+
+
+def test_an_imported_cnn_trains_online():
+    imported_cnn_trains_exactly("if", if_node((3, 4, 4), thr=1.5))
 
 
 def test_two_conv_layers_with_pooling_train_online():

@@ -6,7 +6,6 @@ held over a step; ``np_neuron`` in test_nir_conv); a BrainScale CNN with
 ``LIF`` and ``Expon`` + ``LIF`` goes to a file and back with the same
 spikes; D-RTRL's gradient on a conv -> LIF layer equals BPTT's; a field
 that does not fit the feature map is an error naming node and field."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ import brainscale as bs  # noqa: E402
 from brainscale.interop.nir import NIRImportError, from_nir, to_nir, write_nir  # noqa: E402
 from gradcheck import float64, rel_err, sequence_grads  # noqa: E402
 from test_nir import run, run_both  # noqa: E402
-from test_nir_conv import chain, conv_data, reference  # noqa: E402
+from test_nir_conv import chain, conv_data, imported_cnn_trains_exactly, reference  # noqa: E402,E501
 
 
 def fields(shape, **values):
@@ -197,29 +196,8 @@ def test_conv_lif_layer_d_rtrl_equals_bptt(reset, syn):
 
 
 def test_an_imported_cubalif_cnn_trains_online():
-    """Input -> Conv2d -> CubaLIF on the feature map -> Flatten -> Affine ->
-    Output from NIR: D-RTRL's gradient on the NIR kernel is BPTT's."""
-    rs = np.random.default_rng(4)
-    g = nir.NIRGraph(nodes={
-        "input": nir.Input(np.array([2, 6, 6])),
-        "conv": nir.Conv2d(input_shape=(6, 6), weight=rs.normal(0.2, 1.0, (3, 2, 3, 3)),
-                           stride=1, padding=0, dilation=1, groups=1, bias=np.full(3, 0.1)),
-        "cuba": nir.CubaLIF(**fields((3, 4, 4), **PARAMS["own"]["cuba"])),
-        "flat": nir.Flatten(input_type=None, start_dim=0),
-        "fc": nir.Affine(weight=rs.normal(0, 0.3, (3, 48)), bias=np.zeros(3)),
-        "output": nir.Output(np.array([3]))},
-        edges=[("input", "conv"), ("conv", "cuba"), ("cuba", "flat"), ("flat", "fc"),
-               ("fc", "output")])
-    with float64():
-        T, B = 8, 2
-        xs = jax.random.bernoulli(jax.random.PRNGKey(3), 0.5, (T, B, 2, 6, 6)).astype(
-            jnp.float64)
-        ys = jax.random.randint(jax.random.PRNGKey(4), (T, B), 0, 3)
-        rate = run(from_nir(g, dt=1.0), xs, lambda m, x: m.step(x)["cuba"]).mean()
-        assert 0.05 < rate < 0.9, rate
-        grads, _ = sequence_grads(from_nir(g, dt=1.0), xs, ys, ("bptt", "d_rtrl"))
-        assert float(jnp.abs(grads["bptt"]["nodes"]["conv"]["W"]).max()) > 1e-3
-        assert rel_err(grads["d_rtrl"], grads["bptt"]) < 1e-10
+    """CubaLIF on the conv's feature map: D-RTRL's gradient is BPTT's."""
+    imported_cnn_trains_exactly("cuba", nir.CubaLIF(**fields((3, 4, 4), **PARAMS["own"]["cuba"])))
 
 
 # -- errors ----------------------------------------------------------------------
@@ -228,6 +206,7 @@ def damaged(node, **fields):
     for k, v in fields.items():
         setattr(node, k, v)
     return node
+
 
 
 def lif(shape, **kw):
