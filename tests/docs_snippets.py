@@ -6,10 +6,7 @@ Convention (what a page's author writes):
   interpreter from the repository root;
 - a block preceded by the line ``<!-- continues -->`` (right before its
   fence) continues the block before it on the same page: the two (or more)
-  run as one program;
-- a block preceded by ``<!-- skip: REASON -->`` is not run; the reason is
-  required (use it only for code that needs what the test extra cannot
-  install).
+  run as one program.
 
 Other fences (```bash, indented code) are never run.
 """
@@ -21,7 +18,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTINUES = "<!-- continues -->"
-SKIP = re.compile(r"<!--\s*skip:\s*(\S.*?)\s*-->")
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", flags=re.M | re.S)
 
 
@@ -30,7 +26,6 @@ class Program:
     page: str            # path relative to the repository root
     line: int            # line of the first block's fence (1-based)
     code: str
-    skip: str | None = None
 
     @property
     def id(self) -> str:
@@ -52,13 +47,12 @@ def programs(path: Path, root: Path = ROOT) -> list[Program]:
             continue
         line = text.count("\n", 0, m.start()) + 1
         before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
-        skip = SKIP.fullmatch(before)
         if before == CONTINUES:
             if not out:
                 raise ValueError(f"{rel}:{line}: '{CONTINUES}' on the page's first python block")
             out[-1].code += "\n" + m.group(2)
         else:
-            out.append(Program(rel, line, m.group(2), skip.group(1) if skip else None))
+            out.append(Program(rel, line, m.group(2)))
     return out
 
 

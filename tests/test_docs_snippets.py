@@ -3,8 +3,8 @@ program in a fresh interpreter from the repository root, and prints what it
 promises; the modules, objects and files the pages name exist.
 
 Blocks are programs on their own unless the line right before the fence is
-``<!-- continues -->`` (then the block continues the one before it) or
-``<!-- skip: REASON -->`` (not run); see ``tests/docs_snippets.py``.
+``<!-- continues -->`` (then the block continues the one before it); none is
+skipped. See ``tests/docs_snippets.py``.
 """
 import importlib
 import os
@@ -53,8 +53,6 @@ def _checks_for(program):
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=[p.id for p in PROGRAMS])
 def test_program_runs_as_written(program):
-    if program.skip:
-        pytest.skip(program.skip)
     env = {**os.environ, "MPLBACKEND": "Agg"}   # XLA_FLAGS from conftest.py
     proc = subprocess.run([sys.executable, "-c", program.code], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT)
@@ -79,7 +77,6 @@ def test_the_pages_have_their_programs():
                  "docs/rules/stdp.md", "docs/rules/hebbian.md", "docs/rules/decolle.md",
                  "docs/rules/e_prop.md", "docs/rules/sbp.md"):
         assert by_page.get(page), f"{page} has no python block"
-    assert not [p.id for p in PROGRAMS if p.skip], "a docs block is skipped"
 
 
 def test_every_python_fence_is_parsed():
@@ -94,12 +91,11 @@ def test_the_convention(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("# t\n\n```python\na = 1\n```\n\ntext\n\n" + CONTINUES +
                     "\n```python\nprint(a)\n```\n\n```bash\nls\n```\n\n"
-                    "<!-- skip: needs a GPU -->\n```python\nimport cupy\n```\n\n"
+                    "```python\nimport cupy\n```\n\n"
                     "```python\nprint(2)\n```\n")
     got = programs(page, tmp_path)
     assert [p.code for p in got] == ["a = 1\n\nprint(a)\n", "import cupy\n", "print(2)\n"]
-    assert [p.line for p in got] == [3, 19, 23]
-    assert [p.skip for p in got] == [None, "needs a GPU", None]
+    assert [p.line for p in got] == [3, 18, 22]
     page.write_text(CONTINUES + "\n```python\nprint(1)\n```\n")
     with pytest.raises(ValueError, match="first python block"):
         programs(page, tmp_path)

@@ -222,8 +222,7 @@ def test_the_console_script_finds_a_factory_in_the_current_folder(tmp_path):
     sys.path) finds ``mytasks:make_two_freq`` in the folder it runs in, as
     ``python -m`` would; a bad folder in ``map --json`` is one line."""
     exe = os.path.join(os.path.dirname(sys.executable), "brainscale")
-    if not os.path.exists(exe):
-        pytest.skip("the brainscale console script is not installed beside this python")
+    assert os.path.exists(exe), "pip install -e . puts the brainscale command beside python"
     (tmp_path / "mytasks.py").write_text(USER_TASK)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([exe, "train", "--task", "mytasks:make_two_freq", "--show-options"],

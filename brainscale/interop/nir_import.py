@@ -49,8 +49,7 @@ from flax import nnx
 
 from brainscale.interop import nir_conv
 from brainscale.interop.nir_common import NIRImportError
-from brainscale.interop.nir_common import scalar as _scalar
-from brainscale.interop.nir_common import values as _values
+from brainscale.interop.nir_common import scalar, values
 from brainscale.nn.neurons import LIF
 from brainscale.nn.projections import AlignPost, Linear
 from brainscale.nn.state import HiddenState, default_float, population_shape
@@ -131,12 +130,12 @@ class NIRNetwork(nnx.Module):
 
 
 def _lif(key, node, shape, dt, tau, R):
-    v_th = _scalar(key, node, "v_threshold", shape=shape)
-    v_reset = _scalar(key, node, "v_reset", shape=shape)
+    v_th = scalar(key, node, "v_threshold", shape=shape)
+    v_reset = scalar(key, node, "v_reset", shape=shape)
     if not v_th > v_reset:
         raise NIRImportError(f"node {key!r} ({type(node).__name__}): needs "
                              f"v_threshold > v_reset (got {v_th}, {v_reset})")
-    v_leak = _scalar(key, node, "v_leak", shape=shape)
+    v_leak = scalar(key, node, "v_leak", shape=shape)
     return LIF(shape, dt=dt, tau=tau, v_th=v_th, v_reset=v_reset, v_rest=v_leak, R=R,
                reset="hard", v_init=v_leak)
 
@@ -161,13 +160,13 @@ def _build(key, node, dt, shape):
     if isinstance(node, (nir.Input, nir.Output)):
         return None
     if isinstance(node, (nir.Linear, nir.Affine)):
-        w = _values(key, node, "weight")
+        w = values(key, node, "weight")
         if w.ndim != 2:
             raise NIRImportError(f"node {key!r} ({kind}): weight of shape {w.shape} is not 2-D")
         m = Linear(w.shape[1], w.shape[0], rngs=nnx.Rngs(0), use_bias=kind == "Affine",
                    w_init=lambda k, s, d: jnp.asarray(w.T, d))
         if kind == "Affine":
-            b = _values(key, node, "bias")
+            b = values(key, node, "bias")
             if b.size != w.shape[0]:
                 raise NIRImportError(f"node {key!r} (Affine): bias has {b.size} values for "
                                      f"{w.shape[0]} outputs")
@@ -177,7 +176,7 @@ def _build(key, node, dt, shape):
         return nir_conv.IMPORT[kind](key, node, dt, shape)
 
     def p(name, positive=False):
-        return _scalar(key, node, name, positive, shape)
+        return scalar(key, node, name, positive, shape)
 
     if kind == "LIF":
         return _lif(key, node, shape, dt, p("tau", True), p("r"))
