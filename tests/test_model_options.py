@@ -98,6 +98,8 @@ def test_show_options_and_help(capsys):
     assert main(["train", "--task", "nmnist", "--show-options"]) == 0   # no data needed
     assert "task_options.data_dir" in capsys.readouterr().out
     assert main(["train", "--show-options"]) == 2
+    assert main(["train", "--show-options", "--config", "/no/such/run.json"]) == 2
+    assert "error: " in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out.split("\noptions:")[1]

@@ -131,6 +131,8 @@ def test_task_errors_name_the_option():
         make_task("digits", {"nonsense": 1})
     with pytest.raises(ValueError, match="cannot import 'no_such_pkg.mod:make'"):
         make_task("no_such_pkg.mod:make")
+    with pytest.raises(ValueError, match=r"'task_options.n_cues'.*integer, got 2.7"):
+        make_task("evidence", {"n_cues": 2.7})        # unannotated, an int default
 
 
 class Recorder:
@@ -165,6 +167,20 @@ def test_callbacks_see_every_record(tmp_path):
     assert rec.steps == [1, 2, 3, 4, 5, 6] and rec.ckpts == [2, 4, 6] and rec.end == "completed"
     logged = [(r["step"], r["accuracy"]) for r in res["history"] if r["step"] > 0]
     assert [e for e in rec.evals if e[0] > 0] == logged and logged
+
+
+def test_on_end_hears_of_a_failed_run(tmp_path):
+    """A run that stops on an error still tells its callbacks (a writer can
+    close its files), then raises."""
+    from toy_task import toy_task
+
+    rec = Recorder()
+    cfg = TrainConfig(task="toy", steps=4, batch_size=4, eval_every=2,
+                      out_dir=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="NaN"):
+        fit(cfg, task=toy_task(poison={2: "nan"}), log=lambda *a: None, progress=False,
+            plots=False, callbacks=[rec])
+    assert rec.end == "error" and rec.steps == [1, 2]
 
 
 def read_scalars(folder):

@@ -197,16 +197,13 @@ def run_train(args) -> int:
 def _show_options(args) -> int:
     from brainscale.train.registry import describe_task
 
-    task = args.task
-    if task is None and args.config:
-        with open(args.config) as f:
-            task = json.load(f).get("task")
-    if task is None:
+    if args.task is None and not args.config:
         print("error: --show-options needs --task (or a --config naming one)", file=sys.stderr)
         return 2
     try:
-        print(describe_task(task))
-    except ValueError as e:
+        cfg = config_from_args(args)
+        print(describe_task(cfg.task, cfg.task_options))
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from brainscale.nn.neurons import spike_and_reset
 from brainscale.nn.state import HiddenState, default_float, population_shape
 from brainscale.nn.surrogate import Sigmoid
 from brainscale.nn.time_constants import positive
@@ -31,14 +31,8 @@ def if_update(v, current, *, gain, v_th=1.0, v_reset=0.0, reset="soft", detach_r
 
     With ``detach_reset`` the reset uses ``stop_gradient(s)``.
     """
-    v_new = v + gain * current
-    s = spike_fn((v_new - v_th) / (v_th - v_reset))
-    sr = jax.lax.stop_gradient(s) if detach_reset else s
-    if reset == "soft":
-        return v_new - (v_th - v_reset) * sr, s
-    if reset == "hard":
-        return v_new * (1.0 - sr) + v_reset * sr, s
-    raise ValueError(f"reset must be 'soft' or 'hard', got {reset!r}")
+    return spike_and_reset(v + gain * current, v_th=v_th, v_reset=v_reset, reset=reset,
+                           detach_reset=detach_reset, spike_fn=spike_fn)
 
 
 class IF(nnx.Module):

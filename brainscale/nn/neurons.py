@@ -58,15 +58,22 @@ def lif_update(v, current, *, decay, v_th=1.0, v_reset=0.0, v_rest=0.0, R=1.0,
     v_new = v_rest + (v - v_rest) * decay + R * current * (1.0 - decay)
     if refractory is not None:
         v_new = jnp.where(refractory, v_reset, v_new)
+    return spike_and_reset(v_new, v_th=v_th, v_reset=v_reset, reset=reset,
+                           detach_reset=detach_reset, spike_fn=spike_fn)
+
+
+def spike_and_reset(v_new, *, v_th, v_reset, reset, detach_reset, spike_fn):
+    """The spike of an integrated potential and its reset: ``(v, s)`` with
+    ``s = spike_fn((v' - v_th) / (v_th - v_reset))`` and
+    ``v = v' - (v_th - v_reset) s`` (soft) or ``v' (1 - s) + v_reset s`` (hard);
+    ``detach_reset`` resets with ``stop_gradient(s)``."""
     s = spike_fn((v_new - v_th) / (v_th - v_reset))
     sr = _reset_spike(s, detach_reset)
     if reset == "soft":
-        v_new = v_new - (v_th - v_reset) * sr
-    elif reset == "hard":
-        v_new = v_new * (1.0 - sr) + v_reset * sr
-    else:
-        raise ValueError(f"reset must be 'soft' or 'hard', got {reset!r}")
-    return v_new, s
+        return v_new - (v_th - v_reset) * sr, s
+    if reset == "hard":
+        return v_new * (1.0 - sr) + v_reset * sr, s
+    raise ValueError(f"reset must be 'soft' or 'hard', got {reset!r}")
 
 
 def refractory_update(ref, spike, n_ref):

@@ -7,7 +7,8 @@ skipped), called in the run's own process after the record is in
     on_step(step, record, state)        # record: {"kind": "train", "loss", "grad_norm", ...}
     on_eval(step, record, state)        # record: {"kind": "eval", "accuracy", "loss", ...}
     on_checkpoint(step, path)           # the checkpoint at ``path`` is complete
-    on_end(summary)                     # the run stopped (completed or interrupted)
+    on_end(summary)                     # the run stopped: its "status" is "completed",
+                                        # "interrupted" or "error" (then re-raised)
 
 ``step`` counts finished training steps. ``state`` is the learner state
 (``LearnerState``: params, optimizer state, hidden state, traces). An

@@ -117,7 +117,8 @@ def task_factory(name: str, tasks: dict | None = None) -> Callable[..., Task]:
 
 def _check_options(name, factory, options):
     """Unknown and missing options name the option; an option annotated
-    ``int`` takes an integer (``T=2.7`` is an error, never truncated)."""
+    ``int`` (or unannotated with an int default) takes an integer
+    (``T=2.7`` is an error, never truncated)."""
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     unknown = sorted(set(options) - set(params)) if not takes_any else []
@@ -132,7 +133,9 @@ def _check_options(name, factory, options):
                          f"\"task_options\": {{...}}, or {flags})")
     for key, value in options.items():
         p = params.get(key)
-        if p is not None and p.annotation in (int, "int") and not (
+        wants_int = p is not None and (p.annotation in (int, "int") or (
+            p.annotation is p.empty and type(p.default) is int))
+        if wants_int and not (
                 isinstance(value, int) and not isinstance(value, bool)):
             raise ValueError(f"config key 'task_options.{key}' of task {name!r} must be an "
                              f"integer, got {value!r}")

@@ -268,64 +268,72 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots, callbacks
 
     stop = _Stop()
     status, done = "completed", start
-    bar = ProgressBar(cfg.steps - start, desc=f"{cfg.task}/{cfg.algorithm}") if progress else None
+    bar = None
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
-    with _graceful_signals(stop), os.fdopen(log_fd, "a") as logf:
-        def emit(rec):
-            logf.write(json_record(rec) + "\n")
-            logf.flush()
+    try:
+        with _graceful_signals(stop), os.fdopen(log_fd, "a") as logf:
+            def emit(rec):
+                logf.write(json_record(rec) + "\n")
+                logf.flush()
 
-        def score(step):
-            rec = {"kind": "eval", "step": step, **evaluate(task, learner, state, eval_bs, mesh)}
-            emit(rec)
-            history.append(rec)
-            call(callbacks, "on_eval", step, rec, state)
-            log(f"step {step}: eval accuracy {rec['accuracy']:.4f} loss {rec['loss']:.4f}")
+            def score(step):
+                rec = {"kind": "eval", "step": step, **evaluate(task, learner, state, eval_bs, mesh)}
+                emit(rec)
+                history.append(rec)
+                call(callbacks, "on_eval", step, rec, state)
+                log(f"step {step}: eval accuracy {rec['accuracy']:.4f} loss {rec['loss']:.4f}")
 
-        if start == 0 and not any(r["step"] == 0 for r in history):
-            score(0)                                      # the untrained baseline
-        for step in range(start, cfg.steps):
-            xs, ys = task.train_batch(cfg.seed, step, cfg.batch_size)
-            check_batch(xs, ys, n_out=task.n_out, batch_size=cfg.batch_size,
-                        where=f"train batch at step {step}")
-            batch = (jnp.asarray(xs), jnp.asarray(ys))
-            if mesh is not None:
-                batch = shard_batch(batch, mesh)
-            t0 = time.perf_counter()
-            new_state, metrics = learner.train_sequence(state, *batch)
-            loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
-            if not np.isfinite(loss):
-                refuse(step, f"the training loss is {loss}")
-            if not np.isfinite(grad_norm):
-                refuse(step, f"the gradient norm is {grad_norm}")
-            bad = first_nonfinite(new_state, "state")     # what a checkpoint would hold
-            if bad:
-                refuse(step, f"{bad} holds NaN or inf after the update")
-            state = new_state
-            done = step + 1
-            # the learner's loss averages over all T x B entries, masked ones as 0;
-            # per labelled entry it is larger by T B / (number labelled)
-            n_lab = max(int(np.sum(np.asarray(ys) >= 0)), 1)
-            per_label = loss * np.size(ys) / n_lab
-            rec = {"kind": "train", "step": done, "loss": loss, "loss_per_label": per_label,
-                   "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
-            emit(rec)
-            call(callbacks, "on_step", done, rec, state)
-            if bar is not None:
-                bar.update(1, loss=per_label)
-            last = done == cfg.steps
-            if eval_due(cfg, done):
-                score(done)
-            if done % cfg.checkpoint_every == 0 or last or stop.signum is not None:
-                save(done)
-            if stop.signum is not None:
-                status = "interrupted"
-                emit({"kind": "interrupted", "step": done, "signal": int(stop.signum)})
-                log(f"stopped by signal {stop.signum} after step {done}; checkpoint {ckpt}; "
-                    "continue with resume=True (--resume)")
-                break
-    if bar is not None:
-        bar.close()
+            if start == 0 and not any(r["step"] == 0 for r in history):
+                score(0)                                      # the untrained baseline
+            if progress:              # after the baseline: its time is not the first step's
+                bar = ProgressBar(cfg.steps - start, desc=f"{cfg.task}/{cfg.algorithm}")
+            for step in range(start, cfg.steps):
+                xs, ys = task.train_batch(cfg.seed, step, cfg.batch_size)
+                check_batch(xs, ys, n_out=task.n_out, batch_size=cfg.batch_size,
+                            where=f"train batch at step {step}")
+                batch = (jnp.asarray(xs), jnp.asarray(ys))
+                if mesh is not None:
+                    batch = shard_batch(batch, mesh)
+                t0 = time.perf_counter()
+                new_state, metrics = learner.train_sequence(state, *batch)
+                loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+                if not np.isfinite(loss):
+                    refuse(step, f"the training loss is {loss}")
+                if not np.isfinite(grad_norm):
+                    refuse(step, f"the gradient norm is {grad_norm}")
+                bad = first_nonfinite(new_state, "state")     # what a checkpoint would hold
+                if bad:
+                    refuse(step, f"{bad} holds NaN or inf after the update")
+                state = new_state
+                done = step + 1
+                # the learner's loss averages over all T x B entries, masked ones as 0;
+                # per labelled entry it is larger by T B / (number labelled)
+                n_lab = max(int(np.sum(np.asarray(ys) >= 0)), 1)
+                per_label = loss * np.size(ys) / n_lab
+                rec = {"kind": "train", "step": done, "loss": loss, "loss_per_label": per_label,
+                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
+                emit(rec)
+                call(callbacks, "on_step", done, rec, state)
+                if bar is not None:
+                    bar.update(1, loss=per_label)
+                last = done == cfg.steps
+                if eval_due(cfg, done):
+                    score(done)
+                if done % cfg.checkpoint_every == 0 or last or stop.signum is not None:
+                    save(done)
+                if stop.signum is not None:
+                    status = "interrupted"
+                    emit({"kind": "interrupted", "step": done, "signal": int(stop.signum)})
+                    log(f"stopped by signal {stop.signum} after step {done}; checkpoint {ckpt}; "
+                        "continue with resume=True (--resume)")
+                    break
+    except BaseException as e:
+        call(callbacks, "on_end", {"status": "error", "step": done, "error": repr(e),
+                                   "out_dir": out})
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     final = history[-1] if history else None
     summary = {"status": status, "step": done,
                "final": final, "history": history, "out_dir": out, "checkpoint": ckpt,
