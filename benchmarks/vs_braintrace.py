@@ -38,13 +38,14 @@ ALGOS = ("bptt", "d_rtrl", "es_d_rtrl")
 
 
 # -- the peer ------------------------------------------------------------------
-def peer_model(seed, ff_scale=10.0, rec_scale=2.0, tau_o=10.0):
+def peer_model(seed, size=None, ff_scale=10.0, rec_scale=2.0, tau_o=10.0):
     import brainpy.state
     import brainstate
     import braintools
     import braintrace
     import jax.numpy as jnp
     from lif_delta import N_IN, N_OUT, N_REC
+    N_IN, N_REC, N_OUT = size or (N_IN, N_REC, N_OUT)
 
     class Layer(brainstate.nn.Module):
         def __init__(self, n_in, n_rec):
@@ -138,13 +139,13 @@ def peer_grad_fn(net, algo, B, x0, decay):
 
 
 # -- one timed configuration (run in a subprocess) -------------------------------
-def run_one(lib, algo, T, B, decay, reps, seed):
+def run_one(lib, algo, T, B, decay, reps, seed, size=None):
     import jax
     import optax
     import lif_delta as ld
 
-    xs, ys = ld.make_data(T, B, seed + 1)
-    net = peer_model(seed)
+    xs, ys = ld.make_data(T, B, seed + 1, **_data_size(size))
+    net = peer_model(seed, size)
     params = peer_params(net)
     t0 = time.time()
     if lib in ("brainscale", "brainscale_plain"):
@@ -205,20 +206,24 @@ def flat(tree, keys=None):
                            if keys is None or jax.tree_util.keystr(p[:1]) in keys])
 
 
-def agreement(T, B, decay, seed):
+def _data_size(size):
+    return {} if size is None else {"n_in": size[0], "n_out": size[2]}
+
+
+def agreement(T, B, decay, seed, size=None):
     import jax
     import jax.numpy as jnp
     import brainscale as bs
     import lif_delta as ld
 
-    xs, ys = ld.make_data(T, B, seed + 1)
+    xs, ys = ld.make_data(T, B, seed + 1, **_data_size(size))
     grads = {}
     for algo in ALGOS:
-        net = peer_model(seed)
+        net = peer_model(seed, size)
         fn, _, to_tree = peer_grad_fn(net, algo, B, xs[0], decay)
         g, _ = fn(xs, ys)
         grads[("braintrace", algo)] = to_tree(g)
-    params = peer_params(peer_model(seed))
+    params = peer_params(peer_model(seed, size))
     for algo in ALGOS:
         learner = bs.online(ld.model(params), common.algorithm(algo, decay))
         state = learner.init(jax.random.PRNGKey(0), xs[0])
@@ -259,6 +264,8 @@ def main(argv=None):
     ap.add_argument("--out", default="bench_out/vs_braintrace")
     ap.add_argument("--T", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--B", type=int, default=32)
+    ap.add_argument("--size", type=int, nargs=3, metavar=("IN", "HIDDEN", "OUT"),
+                    default=[100, 200, 10], help="lif-delta sizes: IN -> HIDDEN -> HIDDEN -> OUT")
     ap.add_argument("--decay", type=float, default=0.99, help="ES-D-RTRL decay (braintrace's default)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -272,7 +279,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.one:
         lib, algo, T = args.one
-        print(json.dumps(run_one(lib, algo, int(T), args.B, args.decay, args.reps, args.seeds[0])))
+        print(json.dumps(run_one(lib, algo, int(T), args.B, args.decay, args.reps, args.seeds[0],
+                                 tuple(args.size))))
         return
     from vs_braintrace_report import write_vs_braintrace
     out = pathlib.Path(args.out)
@@ -281,7 +289,7 @@ def main(argv=None):
     progress = common.Progress(len(args.seeds) + len(args.T) * len(args.algos) * len(args.libs))
     for seed in args.seeds:
         i = progress.start(f"gradient agreement seed {seed} T={args.grad_T}")
-        rows, rh, rt = agreement(args.grad_T, args.B, args.decay, seed)
+        rows, rh, rt = agreement(args.grad_T, args.B, args.decay, seed, tuple(args.size))
         agree += rows
         rel_hand[seed] = rh
         rates.append(rt)
@@ -294,6 +302,7 @@ def main(argv=None):
                 i = progress.start(f"{lib} {algo} T={T}")
                 cmd = [sys.executable, __file__, "--one", lib, algo, str(T), "--B", str(args.B),
                        "--decay", str(args.decay), "--reps", str(args.reps),
+                       "--size", *map(str, args.size),
                        "--seeds", str(args.seeds[0])]
                 try:
                     res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)

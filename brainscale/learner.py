@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from brainscale.bptt_sequence import bptt_sequence
+from brainscale.online_sequence import online_sequence
 from brainscale.input_checks import check_batch_axis, checked, per_sample_init
 from brainscale.losses import cross_entropy
 from brainscale.model import as_step_model
@@ -33,7 +34,7 @@ from transforms.ir.trace import trace_step
 from transforms.learning import algorithms
 from transforms.learning.readout_paths import readout_paths
 from transforms.learning.signals import (linearized_cut, param_grads, readout_signal,
-                                         step_signals, weight_grads)
+                                         step_signals)
 from transforms.plasticity import terms as local_terms
 
 
@@ -173,11 +174,9 @@ class Learner:
                               local=local_terms.reset_states(self.rules, state.local))
 
     # -- one online step -----------------------------------------------------------
-    def _online_terms(self, graph, params, hidden, traces, x, y, local, window=False):
+    def _online_terms(self, graph, params, hidden, traces, x, y, local):
         """Signals, this step's weight-gradient terms, the advanced traces and
-        the local rules' updates and states. With ``window`` (ES-D-RTRL), the
-        terms are returned as stacked factors for a later, larger contraction
-        instead of being contracted now."""
+        the local rules' updates and states."""
         algo = self.algorithm
         p, h, xx = _leaves(params), _leaves(hidden), _leaves(x)
         sig = step_signals(graph, self.loss, p, h, xx, y, extra=local_terms.extra_vars(graph),
@@ -187,9 +186,7 @@ class Learner:
                                          y, sig.hidden)
         args = (graph, traces, sig.signal, readout_signal(graph, p, sig.signal, graph.feedback),
                 sig.x, sig.dy)
-        if window:              # the window's factors x, dy, u; contracted by the caller
-            g_weff = algo.window_terms(*args)
-        elif self.skip_silent:  # no loss at this step: every gradient term is exactly zero
+        if self.skip_silent:  # no loss at this step: every gradient term is exactly zero
             live = jnp.any(jnp.stack([jnp.any(s != 0)
                                       for s in list(sig.signal) + list(sig.dy.values())]))
             shapes = jax.eval_shape(lambda: algo.contract(*args))
@@ -248,56 +245,11 @@ class Learner:
         return params, opt_state
 
     # -- sequences -----------------------------------------------------------------
-    def _scan_online(self, state, xs, ys):
-        graph = self._graph_of(state, xs, time_axis=True)
-        p = _leaves(state.params)
-        T = jax.tree_util.tree_leaves(xs)[0].shape[0]
-        k = self.algorithm.window_for(T)     # steps per contraction (one compiled chunk)
-
-        def body(carry, inp):
-            hidden, traces, acc_imm, acc_w, local, acc_local = carry
-            sig, g_weff, traces, dws, local = self._online_terms(
-                graph, state.params, hidden, traces, *inp, local, window=k > 1)
-            acc_imm = [None if g is None else a + g.astype(a.dtype)
-                       for a, g in zip(acc_imm, sig.g_immediate)]
-            acc_local = {i: a + dws[i] for i, a in acc_local.items()}
-            if k > 1:
-                return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w, local,
-                        acc_local), (sig.loss, g_weff)
-            acc_w = {k: a + g_weff[k].astype(a.dtype) for k, a in acc_w.items()}
-            return (_unflatten_like(hidden, sig.hidden), traces, acc_imm, acc_w, local,
-                    acc_local), sig.loss
-
-        def chunk(carry, inp):
-            """k steps, then one contraction of their stacked factors per op."""
-            ex0 = carry[1].x
-            (hidden, traces, acc_imm, acc_w, local, acc_local), (losses, (x, dy, u)) = \
-                jax.lax.scan(body, carry, inp)
-            g = weight_grads(graph, *self.algorithm.window_factors(graph, ex0, x, dy, u))
-            acc_w = {k: a + g[k].astype(a.dtype) for k, a in acc_w.items()}
-            return (hidden, traces, acc_imm, acc_w, local, acc_local), losses
-
-        skip = {op.param for op in graph.trained_ops()} | local_terms.local_params(graph)
-        zeros_imm = [None if i in skip else jnp.zeros_like(a) for i, a in enumerate(p)]
-        zeros_w = {op.index: jnp.zeros(op.weff_shape, op.weff_dtype)
-                   for op in graph.trained_ops()}
-        carry = (state.hidden, state.traces, zeros_imm, zeros_w, state.local,
-                 local_terms.zero_like_dws(graph, p))
-        if k == 1:
-            carry, losses = jax.lax.scan(body, carry, (xs, ys))
-        else:
-            chunks = jax.tree.map(lambda a: a.reshape((T // k, k) + a.shape[1:]), (xs, ys))
-            carry, losses = jax.lax.scan(chunk, carry, chunks)
-            losses = losses.reshape(-1)
-        hidden, traces, acc_imm, acc_w, local, acc_local = carry
-        grads = [g / T for g in param_grads(graph, p, acc_imm, acc_w)]
-        return (_unflatten_like(state.params, grads), losses, hidden, traces,
-                (acc_local, local))
-
     def _sequence(self, state, xs, ys):
         if not self.algorithm.online:
             return bptt_sequence(self, state, xs, ys)
-        return self._scan_online(state, xs, ys)
+        graph = self._graph_of(state, xs, time_axis=True)
+        return online_sequence(self, graph, state, xs, ys)
 
     def _sequence_grad(self, state: LearnerState, xs, ys):
         """``sequence_grad(state, xs, ys) -> (grads, losses)``: the gradient of

@@ -1,6 +1,6 @@
 """Learning algorithms as values, each with its own options.
 
-    bs.online(model, bs.es_d_rtrl(decay=0.9, window=8), optax.adam(1e-3))
+    bs.online(model, bs.es_d_rtrl(decay=0.9), optax.adam(1e-3))
 
 An online algorithm is a frozen value with a written interface:
 
@@ -10,7 +10,7 @@ An online algorithm is a frozen value with a written interface:
                          (None: shared by the batch), for sharding
     contract(graph, traces, signal, readout_signal, xs, dys) -> {op index: dL/dW_eff}
     advance(graph, traces, per_sample, xs) -> traces
-    window_for(T) -> k             steps whose gradient factors one contraction takes
+    window_for(T, B) -> k          steps whose gradient factors one contraction takes
 
 ``signal`` is d l_t/d h_{t-1} per state slot, ``xs`` and ``dys`` each trained
 op's input and output cotangent at this step, keyed by the op's index in
@@ -24,6 +24,7 @@ constructor, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 from transforms.errors import UnsupportedAlgorithmError
@@ -73,7 +74,7 @@ class DRTRL:
     def advance(self, graph, traces, per_sample, xs):
         return d_rtrl_traces.advance(graph, traces, per_sample, xs)
 
-    def window_for(self, T: int) -> int:
+    def window_for(self, T: int, batch: int) -> int:
         return 1
 
 
@@ -119,18 +120,22 @@ class OSTL(DRTRL):
 @dataclasses.dataclass(frozen=True)
 class ESDRTRL:
     """ES-D-RTRL: each trace factorised into an input and a neuron part,
-    smoothed with ``decay`` (alpha). Over a sequence, the weight-gradient
-    factors of ``window`` steps (the largest divisor of T up to it) are
-    contracted at once; the result is the same."""
+    smoothed with ``decay`` (alpha). Over a sequence, ``window`` steps at a
+    time run their signals' VJP and their weight-gradient contraction as
+    single products of ``window`` x B rows; the result is the same.
+    ``window=None`` picks about ``WINDOW_ROWS`` rows (a divisor of T if one is
+    near, else a last, shorter window): memory O(window B N), independent
+    of T."""
     decay: float = 0.9
-    window: int = 8
+    window: int | None = None
     name: ClassVar[str] = "es_d_rtrl"
     online: ClassVar[bool] = True
+    WINDOW_ROWS: ClassVar[int] = 256
 
     def __post_init__(self):
         if not 0.0 <= self.decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {self.decay}")
-        if int(self.window) < 1:
+        if self.window is not None and int(self.window) < 1:
             raise ValueError(f"window must be a positive number of steps, got {self.window}")
 
     def prepare(self, graph: Graph) -> Graph:
@@ -149,13 +154,20 @@ class ESDRTRL:
     def advance(self, graph, traces, per_sample, xs):
         return es_d_rtrl_traces.advance(graph, traces, per_sample, self.decay)
 
-    def window_for(self, T: int) -> int:
-        return max(d for d in range(1, min(self.window, T) + 1) if T % d == 0)
+    def window_for(self, T: int, batch: int) -> int:
+        """Steps per window: ``window``, or about WINDOW_ROWS / B, preferring
+        a divisor of T within a factor 1.5 (no shorter last window)."""
+        if self.window is not None:
+            return max(1, min(int(self.window), T))
+        k = max(1, min(T, round(self.WINDOW_ROWS / max(batch, 1))))
+        near = [d for d in range(1, T + 1) if T % d == 0 and k / 1.5 <= d <= k * 1.5]
+        return min(near, key=lambda d: abs(math.log(d / k))) if near else k
 
-    def window_terms(self, graph, traces, signal, readout_signal, xs, dys):
-        """This step's factors (x, dy, u), contracted later for the window."""
-        return xs, dys, es_d_rtrl_traces.neuron_cotangents(graph, traces, signal, self.decay,
-                                                            readout_signal)
+    def neuron_cotangents(self, graph, traces, signal, readout_signal):
+        """u_t per op (the trace term is sum_b ex_{t-1} (x) u_t); ``traces``
+        needs no input traces."""
+        return es_d_rtrl_traces.neuron_cotangents(graph, traces, signal, self.decay,
+                                                  readout_signal)
 
     def window_factors(self, graph, ex0, xs, dys, us):
         return es_d_rtrl_traces.window_factors(graph, self.decay, ex0, xs, dys, us)
@@ -167,7 +179,7 @@ class BPTT:
     name: ClassVar[str] = "bptt"
     online: ClassVar[bool] = False
 
-    def window_for(self, T: int) -> int:
+    def window_for(self, T: int, batch: int) -> int:
         return 1
 
 
@@ -183,8 +195,8 @@ def ostl(trace_dtype=None) -> OSTL:
     return OSTL(trace_dtype)
 
 
-def es_d_rtrl(decay: float = 0.9, window: int = 8) -> ESDRTRL:
-    return ESDRTRL(float(decay), int(window))
+def es_d_rtrl(decay: float = 0.9, window: int | None = None) -> ESDRTRL:
+    return ESDRTRL(float(decay), None if window is None else int(window))
 
 
 def bptt() -> BPTT:

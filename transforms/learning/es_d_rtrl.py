@@ -77,13 +77,14 @@ def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal
     gradient is sum_b ex_{t-1} (x) u_t, with u = (L o ef + Lx o xi) / c, or
     c_o L for an op driving a linear group."""
     n = traces.n
-    dtype = next(iter(traces.x.values())).dtype if traces.x else jnp.float32
+    ref = jax.tree_util.tree_leaves(signal)[0]
+    dtype = jnp.real(ref).dtype
     c = 1.0 - jnp.asarray(decay, dtype) ** n.astype(dtype)
     scale = jnp.where(n > 0, 1.0 / jnp.where(n > 0, c, 1.0), 0.0).astype(dtype)
     us = {}
     for op in graph.trained_ops():
         k = op.index
-        u = jnp.zeros(traces.x[k].shape[:1] + op.y_shape, dtype) + scale * sum(
+        u = jnp.zeros(ref.shape[:1] + op.y_shape, dtype) + scale * sum(
             (lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal, traces.xi)
              if p.op == k), 0.0)
         lin = _linear(graph, op)
@@ -116,15 +117,15 @@ def window_factors(graph: Graph, decay: float, ex0, xs, dys, us):
     X, Y = {}, {}
     for k, a in input_decays(graph, decay).items():
         e0, x, dy, u = ex0[k], xs[k], dys[k], us[k]
-        def back(acc, u_next):          # ubar_s = u_{s+1} + a ubar_{s+1}
-            return u_next + a * acc, acc
-        _, ubar = jax.lax.scan(back, jnp.zeros_like(u[0]), u[::-1])
-        ubar = ubar[::-1]
-        powers = a ** jnp.arange(u.shape[0], dtype=u.dtype)
-        u0 = jnp.tensordot(powers, u, axes=1)
+        n = u.shape[0]
+        # rows 0..n-1: ubar_s = sum_{t>s} a^(t-1-s) u_t; row n: sum_t a^t u_t
+        t, s_ = jnp.arange(n)[None, :], jnp.arange(n)[:, None]
+        back = jnp.where(t > s_, a ** jnp.maximum(t - 1 - s_, 0).astype(u.dtype), 0.0)
+        mix = jnp.concatenate([back, (a ** jnp.arange(n, dtype=u.dtype))[None]]).astype(u.dtype)
+        filtered = jnp.tensordot(mix, u, axes=1)
         flat = lambda v: v.reshape((-1,) + v.shape[2:])
         X[k] = jnp.concatenate([flat(x).astype(e0.dtype), e0])
-        Y[k] = jnp.concatenate([flat(dy + ubar), u0])
+        Y[k] = jnp.concatenate([flat(dy + filtered[:n]), filtered[n]])
     return X, Y
 
 

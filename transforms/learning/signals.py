@@ -27,6 +27,8 @@ from transforms.ir.graph import ELEMWISE, Graph
 from transforms.ir.trace import bind_eqn, evaluate
 from transforms.learning.loop_vjp import forward_mode_vjp
 
+SymbolicZero = jax.custom_derivatives.SymbolicZero
+
 
 class StepSignals(NamedTuple):
     loss: jax.Array          # scalar: batch mean of the per-sample losses
@@ -62,7 +64,7 @@ def feedback_replace(graph: Graph, feedback) -> dict:
     return rules
 
 
-def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=None):
+def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=None, held=None):
     """Per-sample forward: new hidden leaves, output leaves, the x and y
     values of every trained op, keyed by op index (and the values of the
     ``extra`` vars). With ``dys`` ({op index: dy}), each trained op's output
@@ -71,7 +73,8 @@ def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=Non
     stop-gradient: a gradient taken through the learner (meta-learning)
     sees every path.
     ``feedback`` ({op index: B}) routes the backward pass of those ops' x
-    through B."""
+    through B. ``held`` ({op index: y}) gives mixing ops' outputs computed
+    before: they are not recomputed, only differentiated (``held_output``)."""
     t = graph.traced
     ops = graph.trained_ops()
     rec = ([op.x_var for op in ops if op.x_var is not None] + [op.y_var for op in ops]
@@ -81,6 +84,8 @@ def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=Non
         wrap = {op.y_var: (lambda v, dy=dys[op.index]: v + dy) for op in ops}
     replace = dict.fromkeys(graph.loops, forward_mode_vjp)
     replace.update(feedback_replace(graph, feedback))
+    for k, y in (held or {}).items():
+        replace[graph.ops[k].core[-1]] = held_replacement(graph, graph.ops[k], y)
     outs, env = evaluate(t.jaxpr, t.consts, list(params) + list(hidden) + list(x), record=rec,
                          wrap=wrap, replace=replace or None)
     dtype = outs[0].dtype if outs else jnp.float32
@@ -92,6 +97,79 @@ def run_step(graph: Graph, params, hidden, x, dys=None, extra=None, feedback=Non
     return outs[:t.n_hidden], outs[t.n_hidden:], xs, ys
 
 
+def held_replacement(graph: Graph, op, y):
+    """``evaluate`` replacement of a mixing op's output by ``y``, computed
+    earlier, keeping the op's derivative (``held_output``). A dense product
+    whose input is a concatenation along the contracted axis, [x_1, x_2] @ W,
+    is differentiated part by part, x_i @ W_i, so that a part with no
+    tangent (e.g. the network's input) costs no product in a VJP."""
+    split = _concat_split(graph, op)
+    if split is None:
+        return lambda read, eqn: [held_output(graph, op, None)((read(op.x_var),),
+                                                                read(op.weff_var), y)]
+    cat = split[0]
+    return lambda read, _: [held_output(graph, op, split)(
+        tuple(read(v) for v in cat.invars), read(op.weff_var), y)]
+
+
+def _concat_split(graph: Graph, op):
+    """(concatenate eqn, dot eqn, W axis) when y = dot(concat(parts), W_eff)
+    contracts the concatenated axis, else None."""
+    eqn = graph.traced.eqns[op.core[-1]]
+    if len(op.core) != 1 or eqn.primitive.name != "dot_general" or op.x_var is None:
+        return None
+    cat = next((e for e in graph.traced.eqns if op.x_var in e.outvars), None)
+    if cat is None or cat.primitive.name != "concatenate" or list(eqn.invars).count(op.x_var) != 1:
+        return None
+    side = list(eqn.invars).index(op.x_var)
+    if eqn.invars[1 - side] is not op.weff_var:
+        return None
+    contract = eqn.params["dimension_numbers"][0]
+    d = cat.params["dimension"]
+    if d not in contract[side]:
+        return None
+    return cat, eqn, contract[1 - side][list(contract[side]).index(d)]
+
+
+def held_output(graph: Graph, op, split):
+    """``f(parts, W_eff, y) = y`` for y = core(concat(parts), W_eff) computed
+    earlier, with core's derivative: core is bilinear for mixing ops, so the
+    tangent is core(dx, W_eff) + core(x, dW_eff) and the product itself is
+    never redone. With ``split`` (``_concat_split``), dx @ W is summed over
+    the parts that have a tangent."""
+    def whole(parts):
+        return parts[0] if split is None else jnp.concatenate(parts, split[0].params["dimension"])
+
+    def by_parts(dparts, w):
+        if split is None:
+            return [graph.core(op, dparts[0], w)] if not isinstance(dparts[0], SymbolicZero) else []
+        _, dot, axis = split
+        out, start = [], 0
+        for dp in dparts:
+            size = dp.aval.shape[split[0].params["dimension"]] if isinstance(dp, SymbolicZero) \
+                else dp.shape[split[0].params["dimension"]]
+            if not isinstance(dp, SymbolicZero):
+                wi = jax.lax.slice_in_dim(w, start, start + size, axis=axis)
+                out.append(bind_eqn(dot, [dp if v is op.x_var else wi for v in dot.invars])[0])
+            start += size
+        return out
+
+    @jax.custom_jvp
+    def held(parts, w, y):
+        return y
+
+    def jvp(primals, tangents):
+        parts, w, y = primals
+        dparts, dw, _ = tangents      # y's own tangent is core's, given by dx and dw
+        terms = by_parts(dparts, w)
+        if not isinstance(dw, SymbolicZero):
+            terms.append(graph.core(op, whole(parts), dw))
+        return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+
+    held.defjvp(jvp, symbolic_zeros=True)
+    return held
+
+
 def op_input(graph: Graph, op, params, env):
     """The x the traces see: the op's input, or for an elementwise op its
     slope in W_eff (``Graph.x_eff``)."""
@@ -101,16 +179,21 @@ def op_input(graph: Graph, op, params, env):
 
 
 def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
-                 extra=(), skip=frozenset(), feedback=None) -> StepSignals:
+                 extra=(), skip=frozenset(), feedback=None, held=None) -> StepSignals:
     """Forward over the batch plus one VJP for the learning signal
     d l_t / d h_{t-1}, the output cotangents d l_t / d y_t of the trained
     ops, and the immediate gradient of every other parameter (except the
     ``skip`` ones, e.g. weights under a local rule); ``extra`` vars are
-    recorded along."""
+    recorded along. With ``held`` ({op index: y}, leaves (k, B, ...)), the
+    inputs are k independent steps (a window: leaves (k, B, ...)) whose
+    mixing ops' outputs were computed by the forward pass; one VJP of
+    sum_t mean_b l_t gives every step's signals at once (batched products
+    of k B rows), ``loss`` is that sum and ``losses`` (k, B)."""
     t = graph.traced
     ops = graph.trained_ops()
-    B = jax.tree_util.tree_leaves(hidden)[0].shape[0]
-    dys0 = {op.index: jnp.zeros((B,) + op.y_shape, op.y_var.aval.dtype) for op in ops}
+    lead = 1 if held is None else 2
+    batch = jax.tree_util.tree_leaves(hidden)[0].shape[:lead]
+    dys0 = {op.index: jnp.zeros(batch + op.y_shape, op.y_var.aval.dtype) for op in ops}
     trained = {op.param for op in ops}          # their gradient comes from dy, not this VJP
     free = [i for i in range(len(params)) if i not in trained and i not in skip]
 
@@ -119,17 +202,20 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
         for i, p in zip(free, free_params):
             full[i] = p
 
-        def one(h, xx, y, dy):
-            h_new, out, xs, ys, ex = run_step(graph, full, h, xx, dy, list(extra), feedback)
+        def one(h, xx, y, dy, hy):
+            h_new, out, xs, ys, ex = run_step(graph, full, h, xx, dy, list(extra), feedback, hy)
             out = jax.tree_util.tree_unflatten(t.out_tree, out)
             return loss_fn(out, y), (h_new, out, xs, ys, ex)
-        ls, aux = jax.vmap(one)(hidden, x, target, dys)
-        return jnp.mean(ls), (ls, aux)
+        fn = jax.vmap(one)
+        if held is not None:
+            fn = jax.vmap(fn)
+        ls, aux = fn(hidden, x, target, dys, held)
+        return jnp.sum(jnp.mean(ls, axis=-1)), (ls, aux)
 
     loss, vjp, (ls, (h_new, out, xs, ys, ex)) = jax.vjp(
         batch_loss, [params[i] for i in free], list(hidden), dys0, has_aux=True)
     g_free, signal, dy = vjp(jnp.ones_like(loss))
-    signal = graph.view.cotangent_slots(signal, lead=1)
+    signal = graph.view.cotangent_slots(signal, lead=lead)
     g_params = [None] * len(params)
     for i, g in zip(free, g_free):
         g_params[i] = g
