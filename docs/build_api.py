@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["brainscale", "brainscale.learner", "brainscale.model", "brainscale.input_checks",
            "brainscale.bptt_sequence", "brainscale.train", "brainscale.tasks",
            "brainscale.datasets", "brainscale.hybrid", "brainscale.sharding",
-           "brainscale.mapping", "transforms"]
+           "brainscale.model_parallel", "brainscale.mapping", "transforms"]
 
 
 def build(out: Path) -> Path:

@@ -63,6 +63,10 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                                             f"{d.seed})")
     p.add_argument("--devices", type=int,
                    help="shard the batch over this many devices (default: one device)")
+    p.add_argument("--mesh", metavar="BxN",
+                   help="model parallelism: a batch x neurons mesh of B*N devices, e.g. 2x2: "
+                        "the batch split B ways, every population's neurons (weights, hidden "
+                        "state, traces) N ways")
     p.add_argument("--eval-every", type=int, dest="eval_every",
                    help="steps between evaluations (default: steps / 10; also at step 0)")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
@@ -113,7 +117,7 @@ def config_from_args(args):
     elif args.resume and args.out_dir and not args.task:
         d = _saved_config(args.out_dir)
     for key in ("task", "algorithm", "steps", "batch_size", "lr", "optimizer", "seed", "devices",
-                "eval_every", "checkpoint_every", "out_dir"):
+                "mesh", "eval_every", "checkpoint_every", "out_dir"):
         v = getattr(args, key, None)
         if v is not None:
             d[key] = v

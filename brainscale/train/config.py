@@ -14,6 +14,7 @@ from typing import Any
 __all__ = ["TrainConfig", "OPTIMIZERS", "load_config", "config_from_dict"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+MESH = re.compile(r"(\d+)x(\d+)")      # batch x neurons devices
 # a registered name, or a factory as "package.module:function"
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z_][A-Za-z0-9_.]*)?")
 
@@ -31,6 +32,9 @@ class TrainConfig:
     ten evaluations a run. Every ``checkpoint_every`` steps (and on SIGINT /
     SIGTERM) a checkpoint is written atomically. ``devices`` > 1 shards the
     batch over that many devices (``batch_size`` must divide evenly).
+    ``mesh`` ``"BxN"`` (e.g. ``"2x2"``) runs on a batch x neurons mesh of
+    B * N devices: the batch split B ways and every population's neurons
+    (weights, hidden state, traces) N ways (``brainscale.model_parallel``).
     """
 
     task: str
@@ -49,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str | None = None
     devices: int | None = None
+    mesh: str | None = None
 
     def __post_init__(self):
         from brainscale.train.finite import nonfinite_keys
@@ -85,6 +90,30 @@ class TrainConfig:
         if self.devices:
             _check(self.batch_size % self.devices == 0, "batch_size",
                    f"a multiple of devices ({self.devices})")
+        if self.mesh is not None:
+            self._check_mesh()
+
+    def _check_mesh(self):
+        m = MESH.fullmatch(self.mesh) if isinstance(self.mesh, str) else None
+        _check(m is not None and int(m.group(1)) > 0 and int(m.group(2)) > 0, "mesh",
+               f"null or 'BxN' (--mesh BxN: B devices for the batch times N for the neurons, "
+               f"e.g. '2x2'), got {self.mesh!r}")
+        b, n = self.mesh_shape
+        _check(self.devices is None or self.devices == b * n, "mesh",
+               f"a mesh of as many devices as 'devices' (--devices {self.devices}), got "
+               f"{self.mesh!r} = {b * n} devices")
+        _check(self.batch_size % b == 0, "batch_size",
+               f"a multiple of the mesh's batch size ({b}, --mesh {self.mesh})")
+        _check(self.eval_batch_size is None or self.eval_batch_size % b == 0,
+               "eval_batch_size", f"a multiple of the mesh's batch size ({b}, --mesh {self.mesh})")
+
+    @property
+    def mesh_shape(self) -> tuple[int, int] | None:
+        """``(batch, neurons)`` of ``mesh``, or None."""
+        if self.mesh is None:
+            return None
+        m = MESH.fullmatch(self.mesh)
+        return int(m.group(1)), int(m.group(2))
 
     @property
     def run_dir(self) -> str:

@@ -40,9 +40,11 @@ def evaluate(task: Task, learner, state, batch_size: int, mesh=None) -> dict:
                           state.hidden0)
     probe = state._replace(hidden=hidden, traces={})
     if mesh is not None:
+        from brainscale.model_parallel import NEURONS, shard_hidden
         from brainscale.sharding import shard_batch
 
-        probe = probe._replace(hidden=shard_batch(hidden, mesh, time_axis=False))
+        probe = probe._replace(hidden=shard_hidden(hidden, mesh) if NEURONS in mesh.axis_names
+                               else shard_batch(hidden, mesh, time_axis=False))
     correct = total = count = 0
     loss = 0.0
     for i, (xs, ys) in enumerate(task.eval_batches(batch_size)):

@@ -202,11 +202,12 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
     if task is None:            # a bad task, model or option fails before any folder exists
         task = make_task(cfg.task, cfg.task_options)
     cfg = cfg.replace(model=task.resolve_model(cfg.model))    # config.json records every value
+    mesh = _mesh(cfg)
     built = build(cfg, task)
     try:
         os.makedirs(out, exist_ok=True)
         with run_lock(out):
-            return _fit_locked(cfg, built, resume, log, progress, plots, list(callbacks))
+            return _fit_locked(cfg, built, mesh, resume, log, progress, plots, list(callbacks))
     except (NotADirectoryError, PermissionError, FileNotFoundError, IsADirectoryError,
             FileExistsError) as e:
         inside = e.filename is not None and os.path.commonpath(
@@ -217,7 +218,36 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
                          "folder with --out / out_dir") from None
 
 
-def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots, callbacks) -> dict:
+def _mesh(cfg: TrainConfig):
+    """The run's devices: a batch x neurons mesh (``mesh``), a batch mesh
+    (``devices`` > 1), or None (one device)."""
+    if cfg.mesh is not None:
+        from brainscale.model_parallel import model_mesh
+
+        try:
+            return model_mesh(*cfg.mesh_shape)
+        except ValueError as e:
+            raise ValueError(f"--mesh {cfg.mesh} (config key 'mesh'): {e}") from None
+    if cfg.devices and cfg.devices > 1:
+        from brainscale.sharding import batch_mesh
+
+        return batch_mesh(cfg.devices)
+    return None
+
+
+def _place(learner, state, mesh):
+    """``state`` on ``mesh``: neurons and batch split on a model mesh, the
+    batch alone on a batch mesh."""
+    from brainscale.model_parallel import NEURONS, shard_model
+    from brainscale.sharding import shard_state
+
+    if NEURONS in mesh.axis_names:
+        return shard_model(learner, state, mesh)
+    return shard_state(learner, state, mesh)
+
+
+def _fit_locked(cfg: TrainConfig, built, mesh, resume, log, progress, plots,
+                callbacks) -> dict:
     import jax.numpy as jnp
 
     from brainscale.cli.progress import ProgressBar
@@ -229,20 +259,18 @@ def _fit_locked(cfg: TrainConfig, built, resume, log, progress, plots, callbacks
         raise FileExistsError(f"{found[0]} exists: resume that run (resume=True, --resume) or "
                               "train into another out_dir")
     task, learner, state = built
-    mesh = None
-    if cfg.devices and cfg.devices > 1:
-        from brainscale.sharding import batch_mesh, shard_batch, shard_state
+    if mesh is not None:
+        from brainscale.sharding import shard_batch
 
-        mesh = batch_mesh(cfg.devices)
-        state = shard_state(learner, state, mesh)
+        state = _place(learner, state, mesh)
     start = 0
     if resume:
         if not os.path.exists(ckpt) and not os.path.exists(previous_path(ckpt)):
             raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
         state, meta, read = _load_latest(ckpt, state, log)
         _check_resumable(meta["config"], cfg, read, task)
-        if mesh is not None:
-            state = shard_state(learner, state, mesh)
+        if mesh is not None:               # the checkpoint holds whole (host) arrays
+            state = _place(learner, state, mesh)
         start = int(meta["step"])
         log(f"resuming {cfg.task} / {cfg.algorithm} from step {start} ({read})")
     # a fresh run starts a fresh log; a resumed one keeps what led to its checkpoint
