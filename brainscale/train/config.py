@@ -30,7 +30,10 @@ class TrainConfig:
     step; ``eval_every`` null (the default) means ``ceil(steps / 10)``, about
     ten evaluations a run. Every ``checkpoint_every`` steps (and on SIGINT /
     SIGTERM) a checkpoint is written atomically. ``devices`` > 1 shards the
-    batch over that many devices (``batch_size`` must divide evenly).
+    batch over that many devices (``batch_size`` must divide evenly). In a
+    run over several processes (``brainscale.train.distributed``) the batch
+    is split over every device of every process; ``devices`` is then null
+    or that total.
     """
 
     task: str
