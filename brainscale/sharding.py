@@ -6,6 +6,13 @@ replicated. Placing the state and the inputs with ``NamedSharding`` is all
 it takes: the jitted learner methods are unchanged and XLA partitions them
 (GSPMD), reducing the weight gradients across devices.
 
+The mesh may span several processes (after ``jax.distributed.initialize``;
+``brainscale.train.distributed``). Every process then passes the same whole
+value and keeps only the rows of its own devices
+(``jax.make_array_from_callback``): nothing crosses processes to place an
+array, and the batch each device sees is the one a single process would give
+it.
+
     mesh = batch_mesh(4)
     state = shard_state(learner, state, mesh)
     xs, ys = shard_batch((xs, ys), mesh)            # (T, B, ...) leaves
@@ -74,6 +81,18 @@ def _sharding(mesh, ndim, axis, name):
     return NamedSharding(mesh, PartitionSpec(*spec))
 
 
+def _place(a, sharding):
+    """``a`` (the same whole value in every process) on ``sharding``. Where the
+    sharding spans other processes' devices, this process fills only its own
+    shards from its copy; ``device_put`` would first compare the whole value
+    across processes, one collective per leaf."""
+    if sharding.is_fully_addressable or (isinstance(a, jax.Array)
+                                         and not a.is_fully_addressable):
+        return jax.device_put(a, sharding)
+    host = np.asarray(a)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def shard_state(learner, state, mesh: Mesh, axis: str = AXIS):
     """``state`` placed on ``mesh``: batch axes split, the rest replicated."""
     n = mesh.shape[axis]
@@ -81,7 +100,7 @@ def shard_state(learner, state, mesh: Mesh, axis: str = AXIS):
     if B % n:
         raise ValueError(f"batch size {B} does not split evenly over {n} devices")
     axes = state_batch_axes(learner, state)
-    return jax.tree.map(lambda a, ax: jax.device_put(a, _sharding(mesh, np.ndim(a), ax, axis)),
+    return jax.tree.map(lambda a, ax: _place(a, _sharding(mesh, np.ndim(a), ax, axis)),
                         state, axes, is_leaf=lambda x: x is None)
 
 
@@ -95,6 +114,6 @@ def shard_batch(tree, mesh: Mesh, axis: str = AXIS, time_axis: bool = True):
         if np.ndim(a) <= b or np.shape(a)[b] % n:
             raise ValueError(f"batch leaf {jax.tree_util.keystr(path)} of shape {np.shape(a)} "
                              f"does not split over {n} devices on axis {b}")
-        return jax.device_put(a, _sharding(mesh, np.ndim(a), b, axis))
+        return _place(a, _sharding(mesh, np.ndim(a), b, axis))
 
     return jax.tree_util.tree_map_with_path(put, tree)

@@ -79,13 +79,13 @@ def test_config_json_records_every_value_used(tmp_path):
 
 
 def test_a_run_saved_before_options_were_resolved_still_resumes():
-    from brainscale.train.runner import _check_resumable
+    from brainscale.train.resume import check_resumable
 
     task = make_task("digits")
     now = TrainConfig(task="digits", model=task.resolve_model({}))
-    _check_resumable({**now.to_dict(), "model": {}}, now, "ckpt", task)
+    check_resumable({**now.to_dict(), "model": {}}, now, "ckpt", task)
     with pytest.raises(Exception, match="model"):
-        _check_resumable({**now.to_dict(), "model": {"hidden": [5]}}, now, "ckpt", task)
+        check_resumable({**now.to_dict(), "model": {"hidden": [5]}}, now, "ckpt", task)
 
 
 def test_show_options_and_help(capsys):

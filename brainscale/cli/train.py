@@ -3,6 +3,9 @@
     brainscale train --task dmts --algorithm es_d_rtrl --config run.json \\
         --set task_options.delay=300 --set model.hidden=[128] --out runs/dmts
     brainscale train --out runs/dmts --resume          # after Ctrl-C or a kill
+    brainscale train --task dmts --processes 2         # two processes train together
+    brainscale train --task dmts --coordinator 10.0.0.1:12345 --num-processes 2 \
+        --process-id 0                                 # on host 0; host 1 says --process-id 1
 
 Precedence: defaults < config file < flags < ``--set``. ``--set`` values are
 JSON (``3e-3``, ``[64,64]``, ``true``) or, failing that, plain strings.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 __all__ = ["add_train_parser", "run_train", "config_from_args"]
@@ -86,6 +90,20 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                    help="also write TensorBoard event files into <out>/tensorboard "
                         "(needs the tensorboard extra)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots at the end")
+    g = p.add_argument_group(
+        "several processes", "data parallel over JAX's distributed runtime: the batch is split "
+        "over the devices of all processes, gradients are reduced across them, and process 0 "
+        "alone writes the run folder")
+    g.add_argument("--processes", type=int, metavar="N",
+                   help="start N processes on this machine that train together")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="join a run over several hosts: process 0's address and a free port "
+                        "on it (every host runs the same command with its own --process-id); "
+                        "'auto': JAX reads all three from the cluster (SLURM, Open MPI, TPU)")
+    g.add_argument("--num-processes", type=int, dest="num_processes", metavar="N",
+                   help="with --coordinator: the number of processes in all")
+    g.add_argument("--process-id", type=int, dest="process_id", metavar="I",
+                   help="with --coordinator: this process's number, 0 to N-1")
     p.set_defaults(func=run_train)
     return p
 
@@ -167,16 +185,96 @@ def _saved_config(out_dir: str) -> dict:
                      "config: give --config or --task")
 
 
+def process_mode(args) -> str | None:
+    """``"launch"`` (``--processes N`` > 1), ``"join"`` (``--coordinator``) or
+    None (one process); contradictory or incomplete flags are an error naming
+    them."""
+    from brainscale.train.distributed import parse_coordinator
+
+    joining = [f for f, v in (("--coordinator", args.coordinator), ("--num-processes",
+               args.num_processes), ("--process-id", args.process_id)) if v is not None]
+    if args.processes is not None:
+        if args.processes < 1:
+            raise ValueError(f"--processes must be at least 1, got {args.processes}")
+        if joining:
+            raise ValueError(f"--processes starts the processes itself; {', '.join(joining)} "
+                             "is for a run whose hosts each start their own: give one or the "
+                             "other")
+        return "launch" if args.processes > 1 else None
+    if not joining:
+        return None
+    if args.coordinator is None:
+        raise ValueError(f"{' and '.join(joining)} need --coordinator HOST:PORT (process 0's "
+                         "address)")
+    if args.coordinator == "auto":
+        if len(joining) > 1:
+            raise ValueError("--coordinator auto reads the process count and id from the "
+                             "cluster's environment: drop --num-processes and --process-id")
+        return "join"
+    parse_coordinator(args.coordinator)
+    if args.num_processes is None or args.process_id is None:
+        missing = "--num-processes N" if args.num_processes is None else "--process-id I"
+        raise ValueError(f"--coordinator needs {missing} too")
+    if args.num_processes < 1:
+        raise ValueError(f"--num-processes must be at least 1, got {args.num_processes}")
+    if not 0 <= args.process_id < args.num_processes:
+        raise ValueError(f"--process-id {args.process_id} is out of range for --num-processes "
+                         f"{args.num_processes} (0 to {args.num_processes - 1})")
+    return "join"
+
+
 def run_train(args) -> int:
+    if args.show_options:
+        return _show_options(args)
+    try:
+        mode = process_mode(args)
+        cfg = config_from_args(args)
+        if mode == "launch":
+            return _launch(args, cfg)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if mode == "join":
+        from brainscale.train.distributed import run_as_worker
+
+        return run_as_worker(lambda: _join(args, cfg))
+    return _train(args, cfg)
+
+
+def _launch(args, cfg) -> int:
+    from brainscale.train.launcher import launch
+
+    n = args.processes
+    for key in ("batch_size", "eval_batch_size"):       # every process has a device at least
+        value = getattr(cfg, key)
+        if value is not None and value % n:
+            raise ValueError(f"config key {key!r} ({value}) must be a multiple of the number "
+                             f"of devices, and --processes {n} gives at least {n}")
+    flags = [f for f, on in (("--resume", args.resume), ("--no-plots", args.no_plots),
+                             ("--tensorboard", args.tensorboard)) if on]
+    return launch(cfg.to_dict(), n, flags)
+
+
+def _join(args, cfg) -> int:
+    from brainscale.train.distributed import initialize
+
+    auto = args.coordinator == "auto"
+    try:
+        initialize(None if auto else args.coordinator, None if auto else args.num_processes,
+                   None if auto else args.process_id)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return _train(args, cfg)
+
+
+def _train(args, cfg) -> int:
     from brainscale.train.batches import BatchError
     from brainscale.train.checkpoint import CheckpointError
     from brainscale.train.run_lock import RunLockedError
     from brainscale.train.runner import fit
 
-    if args.show_options:
-        return _show_options(args)
     try:
-        cfg = config_from_args(args)
         callbacks = []
         if args.tensorboard:
             from brainscale.train.callbacks import TensorBoard
@@ -193,8 +291,7 @@ def run_train(args) -> int:
         print(f"{cfg.task} / {cfg.algorithm}: step {result['step']}, evaluation accuracy "
               f"{final['accuracy']:.4f}, loss {final['loss']:.4f}{at} ({result['out_dir']})")
     if result["status"] == "interrupted":
-        hist = [r for r in _log(result["out_dir"]) if r["kind"] == "interrupted"]
-        return 128 + int(hist[-1]["signal"]) if hist else 130
+        return 128 + int(result["signal"] or signal.SIGINT)
     return 0
 
 
@@ -212,9 +309,3 @@ def _show_options(args) -> int:
         return 2
     return 0
 
-
-def _log(out_dir):
-    from brainscale.train.runner import METRICS_LOG
-
-    with open(os.path.join(out_dir, METRICS_LOG)) as f:
-        return [json.loads(line) for line in f if line.strip()]

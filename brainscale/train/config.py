@@ -35,6 +35,9 @@ class TrainConfig:
     ``mesh`` ``"BxN"`` (e.g. ``"2x2"``) runs on a batch x neurons mesh of
     B * N devices: the batch split B ways and every population's neurons
     (weights, hidden state, traces) N ways (``brainscale.model_parallel``).
+    In a run over several processes (``brainscale.train.distributed``) the
+    batch is split over every device of every process; ``devices`` is then
+    null or that total.
     """
 
     task: str

@@ -5,10 +5,9 @@ run evaluates at exactly the steps an uninterrupted one would.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from brainscale.train.batches import check_batch, masked_cross_entropy
 from brainscale.train.config import TrainConfig
+from brainscale.train.distributed import to_host
 from brainscale.train.task import Task, metric_counts
 
 __all__ = ["evaluate", "eval_due", "eval_schedule"]
@@ -32,6 +31,8 @@ def evaluate(task: Task, learner, state, batch_size: int, mesh=None) -> dict:
 
     ``loss`` is the training loss (cross-entropy) averaged over the labelled
     steps, comparable with the ``loss_per_label`` of the training records.
+    With a mesh over several processes every process calls it and gets the
+    same numbers.
     """
     import jax
     import jax.numpy as jnp
@@ -52,7 +53,7 @@ def evaluate(task: Task, learner, state, batch_size: int, mesh=None) -> dict:
         x = jnp.asarray(xs)
         if mesh is not None:
             x = shard_batch(x, mesh)
-        outs = np.asarray(learner.predict(probe, x))
+        outs = to_host(learner.predict(probe, x))     # all rows, from every process
         c, n = metric_counts(outs, ys, task.metric)
         s, k = masked_cross_entropy(outs, ys)
         correct, total, loss, count = correct + c, total + n, loss + s, count + k

@@ -18,6 +18,10 @@ resume from a damaged latest checkpoint falls back to the one before it
 (said, and the damaged file kept aside), and a torn last line of the metrics
 log (a crash mid-write) is dropped and said. Non-finite numbers in the log
 are written as ``null``.
+
+After ``jax.distributed.initialize`` (``brainscale.train.distributed``) the
+same ``fit`` in every process trains one model: the batch is split over all
+processes' devices and process 0 alone writes the run folder.
 """
 from __future__ import annotations
 
@@ -26,26 +30,25 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 
 import numpy as np
 
+from brainscale.train import distributed
 from brainscale.train.batches import check_batch
 from brainscale.train.callbacks import call
-from brainscale.train.checkpoint import (CheckpointError, atomic_write, load_checkpoint,
-                                         previous_path, save_checkpoint)
+from brainscale.train.checkpoint import atomic_write, previous_path, save_checkpoint
 from brainscale.train.config import TrainConfig
 from brainscale.train.evaluation import eval_due, evaluate
 from brainscale.train.finite import first_nonfinite, json_record
+from brainscale.train.resume import RESUMABLE_CHANGES, check_resumable, load_latest, read_log
 from brainscale.train.run_lock import run_lock
 from brainscale.train.task import Task
 
-__all__ = ["fit", "build", "evaluate", "CHECKPOINT", "METRICS_LOG"]
+__all__ = ["fit", "build", "evaluate", "CHECKPOINT", "METRICS_LOG", "RESUMABLE_CHANGES"]
 
 CHECKPOINT = "checkpoint.msgpack"
 METRICS_LOG = "metrics.jsonl"
-# config keys a resumed run may change: they do not alter the trajectory
-RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "eval_batch_size", "out_dir")
 
 
 def _optimizer(cfg: TrainConfig):
@@ -110,66 +113,6 @@ def _graceful_signals(stop: _Stop):
             signal.signal(s, h)
 
 
-def _read_log(path: str, upto: int, log=print) -> list[dict]:
-    """The JSON records of a log with ``step <= upto`` (a resumed run drops
-    what the interrupted one logged after its checkpoint). A torn last line
-    is dropped (and said); a bad line before it is an error naming it."""
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as f:
-        lines = f.read().split(b"\n")
-    recs = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as e:
-            if any(rest.strip() for rest in lines[n:]):
-                raise CheckpointError(f"{path}: line {n} is not a JSON record ({e}); "
-                                      "the log is damaged before its last line") from None
-            log(f"{path}: dropped a torn last line ({len(line)} bytes, line {n}): the previous "
-                "run stopped while writing it")
-            break
-        recs.append(rec)
-    return [r for r in recs if r.get("step", 0) <= upto]
-
-
-def _load_latest(ckpt: str, template, log):
-    """``(state, meta, path read)`` from the latest checkpoint, or, where it
-    is missing or damaged, from the one before it (the damaged file is kept
-    aside)."""
-    prev = previous_path(ckpt)
-    try:
-        return (*load_checkpoint(ckpt, template), ckpt)
-    except (CheckpointError, FileNotFoundError) as e:
-        if not os.path.exists(prev):
-            raise
-        reason = f"{ckpt} is missing" if isinstance(e, FileNotFoundError) else str(e)
-    state, meta = load_checkpoint(prev, template)
-    if os.path.exists(ckpt):
-        aside = f"{ckpt}.damaged-{int(time.time())}"
-        os.replace(ckpt, aside)
-        reason += f"; kept aside as {aside}"
-    log(f"{reason}: resuming from the checkpoint before it ({prev}, step {meta['step']})")
-    return state, meta, prev
-
-
-def _check_resumable(saved: dict, cfg: TrainConfig, path: str, task: Task):
-    now = cfg.to_dict()
-    try:                          # a run from before model options were resolved saved {}
-        saved = {**saved, "model": task.resolve_model(saved.get("model"))}
-    except ValueError:
-        pass                      # reported below as a difference
-    diff = sorted(k for k in set(saved) | set(now)
-                  if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
-    if diff:
-        detail = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff)
-        raise CheckpointError(f"{path} was written by a run with a different config ({detail})")
-
-
 def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log=print,
         progress: bool = True, plots: bool = True, callbacks=()) -> dict:
     """Train per ``config`` into ``config.out_dir`` (default ``runs/<task>``);
@@ -186,10 +129,16 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
     ``on_checkpoint``, ``on_end`` (``brainscale.train.callbacks``; e.g.
     ``TensorBoard(log_dir)``).
 
+    In a distributed run (``jax.distributed.initialize`` first) every process
+    calls ``fit`` with the same arguments; the batch is split over all their
+    devices, and only process 0 logs, calls ``callbacks``, plots and writes.
+
     Keys of the result: ``status`` ("completed" or "interrupted"), ``step``,
     ``final`` (the last evaluation: ``accuracy``, ``loss``...), ``history``
-    (all evaluations), ``out_dir``, ``checkpoint``, and the live ``task``,
-    ``learner`` and ``state``.
+    (all evaluations), ``out_dir``, ``checkpoint``, ``placement`` (devices
+    and processes the batch was split over, or None), ``signal`` (the one
+    that stopped it, or None), and the live ``task``, ``learner`` and
+    ``state``.
 
         cfg = TrainConfig(task="digits", steps=200, out_dir="runs/digits")
         result = fit(cfg)
@@ -202,12 +151,16 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
     if task is None:            # a bad task, model or option fails before any folder exists
         task = make_task(cfg.task, cfg.task_options)
     cfg = cfg.replace(model=task.resolve_model(cfg.model))    # config.json records every value
-    mesh = _mesh(cfg)
     built = build(cfg, task)
+    distributed.check_same_config(cfg)
+    mesh = _mesh(cfg)               # a batch that does not split fails before any folder exists
+    if not distributed.is_leader():     # process 0 alone logs, reports and writes the folder
+        log, progress, plots, callbacks = (lambda *a: None), False, False, ()
     try:
-        os.makedirs(out, exist_ok=True)
-        with run_lock(out):
-            return _fit_locked(cfg, built, mesh, resume, log, progress, plots, list(callbacks))
+        with ExitStack() as held:
+            opened = distributed.on_leader(lambda: _open_run(cfg, built, resume, log, held))
+            return _train(cfg, built, mesh, opened, resume, log, progress, plots,
+                          list(callbacks))
     except (NotADirectoryError, PermissionError, FileNotFoundError, IsADirectoryError,
             FileExistsError) as e:
         inside = e.filename is not None and os.path.commonpath(
@@ -219,8 +172,9 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
 
 
 def _mesh(cfg: TrainConfig):
-    """The run's devices: a batch x neurons mesh (``mesh``), a batch mesh
-    (``devices`` > 1), or None (one device)."""
+    """The run's devices: a batch x neurons mesh (``mesh``), the batch mesh
+    of every device of every process in a distributed run, ``cfg.devices``
+    local ones, or None (one device)."""
     if cfg.mesh is not None:
         from brainscale.model_parallel import model_mesh
 
@@ -228,6 +182,8 @@ def _mesh(cfg: TrainConfig):
             return model_mesh(*cfg.mesh_shape)
         except ValueError as e:
             raise ValueError(f"--mesh {cfg.mesh} (config key 'mesh'): {e}") from None
+    if distributed.process_count() > 1:
+        return distributed.process_mesh(cfg)
     if cfg.devices and cfg.devices > 1:
         from brainscale.sharding import batch_mesh
 
@@ -246,46 +202,71 @@ def _place(learner, state, mesh):
     return shard_state(learner, state, mesh)
 
 
-def _fit_locked(cfg: TrainConfig, built, mesh, resume, log, progress, plots,
-                callbacks) -> dict:
-    import jax.numpy as jnp
-
-    from brainscale.cli.progress import ProgressBar
-
+def _open_run(cfg: TrainConfig, built, resume, log, held: ExitStack) -> dict:
+    """The run folder made, locked (until ``held`` closes), its log and
+    config.json written; on ``resume`` the saved state read. Process 0 only."""
     out = cfg.run_dir
+    os.makedirs(out, exist_ok=True)
+    held.enter_context(run_lock(out))
     ckpt, log_path = os.path.join(out, CHECKPOINT), os.path.join(out, METRICS_LOG)
     found = [p for p in (ckpt, previous_path(ckpt)) if os.path.exists(p)]
     if not resume and found:
         raise FileExistsError(f"{found[0]} exists: resume that run (resume=True, --resume) or "
                               "train into another out_dir")
     task, learner, state = built
+    opened = {"state": state, "start": 0, "read": None, "records": []}
+    if resume:
+        if not found:
+            raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
+        state, meta, read = load_latest(ckpt, state, log)
+        check_resumable(meta["config"], cfg, read, task)
+        start = int(meta["step"])
+        log(f"resuming {cfg.task} / {cfg.algorithm} from step {start} ({read})")
+        # a resumed run keeps what led to its checkpoint
+        opened.update(state=state, start=start, read=read,
+                      records=read_log(log_path, start, log))
+    atomic_write(log_path, "".join(json_record(r) + "\n" for r in opened["records"]).encode())
+    atomic_write(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2).encode())
+    return opened
+
+
+def _train(cfg: TrainConfig, built, mesh, opened, resume, log, progress, plots,
+           callbacks) -> dict:
+    import jax.numpy as jnp
+
+    from brainscale.cli.progress import ProgressBar
+
+    out = cfg.run_dir
+    ckpt, log_path = os.path.join(out, CHECKPOINT), os.path.join(out, METRICS_LOG)
+    task, learner, state = built
+    leader, multi = distributed.is_leader(), distributed.process_count() > 1
+    opened = opened or {}                     # None away from process 0
+    start, read, records = opened.get("start", 0), opened.get("read"), opened.get("records", [])
+    if resume:                                # process 0 read the checkpoint
+        state = distributed.from_leader(opened.get("state", state))
+        start = int(distributed.from_leader(np.asarray(start, np.int64)))
+    placement = None
     if mesh is not None:
         from brainscale.sharding import shard_batch
 
-        state = _place(learner, state, mesh)
-    start = 0
-    if resume:
-        if not os.path.exists(ckpt) and not os.path.exists(previous_path(ckpt)):
-            raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
-        state, meta, read = _load_latest(ckpt, state, log)
-        _check_resumable(meta["config"], cfg, read, task)
-        if mesh is not None:               # the checkpoint holds whole (host) arrays
-            state = _place(learner, state, mesh)
-        start = int(meta["step"])
-        log(f"resuming {cfg.task} / {cfg.algorithm} from step {start} ({read})")
-    # a fresh run starts a fresh log; a resumed one keeps what led to its checkpoint
-    records = _read_log(log_path, start, log) if resume else []
-    atomic_write(log_path, "".join(json_record(r) + "\n" for r in records).encode())
-    atomic_write(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2).encode())
+        state = _place(learner, state, mesh)     # a checkpoint holds whole (host) arrays
+        devices = list(mesh.devices.flat)
+        placement = {"devices": len(devices), "platform": devices[0].platform,
+                     "processes": len({d.process_index for d in devices})}
+        log(f"batch {cfg.batch_size} split over {len(devices)} {devices[0].platform} devices "
+            f"of {placement['processes']} process(es)")
     history = [r for r in records if r["kind"] == "eval"]
     eval_bs = cfg.eval_batch_size or cfg.batch_size
 
-    saved = {"step": start, "path": read} if resume else {"step": None, "path": None}
+    saved = {"step": start, "path": read, "host": None} if resume else \
+        {"step": None, "path": None, "host": None}
 
     def save(step):
-        save_checkpoint(ckpt, state, {"step": step, "config": cfg.to_dict(),
-                                      "task": task.name, "task_options": task.options})
-        saved.update(step=step, path=ckpt)
+        host = distributed.to_host(state)     # every process takes part in the gather
+        if leader:
+            save_checkpoint(ckpt, host, {"step": step, "config": cfg.to_dict(),
+                                         "task": task.name, "task_options": task.options})
+        saved.update(step=step, path=ckpt, host=host if multi else None)
         call(callbacks, "on_checkpoint", step, ckpt)
 
     def refuse(step, what):
@@ -297,12 +278,14 @@ def _fit_locked(cfg: TrainConfig, built, mesh, resume, log, progress, plots,
     stop = _Stop()
     status, done = "completed", start
     bar = None
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+    logf = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)),
+                     "a") if leader else None
     try:
-        with _graceful_signals(stop), os.fdopen(log_fd, "a") as logf:
+        with _graceful_signals(stop), (logf or nullcontext()):
             def emit(rec):
-                logf.write(json_record(rec) + "\n")
-                logf.flush()
+                if logf is not None:
+                    logf.write(json_record(rec) + "\n")
+                    logf.flush()
 
             def score(step):
                 rec = {"kind": "eval", "step": step, **evaluate(task, learner, state, eval_bs, mesh)}
@@ -319,9 +302,8 @@ def _fit_locked(cfg: TrainConfig, built, mesh, resume, log, progress, plots,
                 xs, ys = task.train_batch(cfg.seed, step, cfg.batch_size)
                 check_batch(xs, ys, n_out=task.n_out, batch_size=cfg.batch_size,
                             where=f"train batch at step {step}")
-                batch = (jnp.asarray(xs), jnp.asarray(ys))
-                if mesh is not None:
-                    batch = shard_batch(batch, mesh)
+                batch = shard_batch((xs, ys), mesh) if mesh is not None else \
+                    (jnp.asarray(xs), jnp.asarray(ys))
                 t0 = time.perf_counter()
                 new_state, metrics = learner.train_sequence(state, *batch)
                 loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
@@ -344,6 +326,8 @@ def _fit_locked(cfg: TrainConfig, built, mesh, resume, log, progress, plots,
                 call(callbacks, "on_step", done, rec, state)
                 if bar is not None:
                     bar.update(1, loss=per_label)
+                if multi:             # a signal to any process stops all after this step
+                    stop.signum = distributed.max_over_processes(stop.signum or 0) or None
                 last = done == cfg.steps
                 if eval_due(cfg, done):
                     score(done)
@@ -365,11 +349,16 @@ def _fit_locked(cfg: TrainConfig, built, mesh, resume, log, progress, plots,
     final = history[-1] if history else None
     summary = {"status": status, "step": done,
                "final": final, "history": history, "out_dir": out, "checkpoint": ckpt,
-               "task_name": task.name, "algorithm": cfg.algorithm}
-    atomic_write(os.path.join(out, "result.json"), json.dumps(summary, indent=2).encode())
+               "task_name": task.name, "algorithm": cfg.algorithm, "placement": placement}
+    if leader:
+        atomic_write(os.path.join(out, "result.json"), json.dumps(summary, indent=2).encode())
     call(callbacks, "on_end", summary)
+    shown = state
+    if multi and status == "completed":       # the plots run on process 0's devices alone
+        shown = saved["host"] if saved["host"] is not None else distributed.to_host(state)
     if plots and status == "completed":
         from brainscale.train.plots import plot_run
 
-        summary["plots"] = plot_run(out, task, learner, state, cfg)
-    return {**summary, "task": task, "learner": learner, "state": state}
+        summary["plots"] = plot_run(out, task, learner, shown, cfg)
+    return {**summary, "task": task, "learner": learner, "state": state,
+            "signal": stop.signum}
