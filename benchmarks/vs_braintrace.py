@@ -270,6 +270,8 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--grad-T", type=int, default=100)
+    ap.add_argument("--skip-agreement", action="store_true",
+                    help="time and memory only (no gradient-agreement table)")
     ap.add_argument("--libs", nargs="+",
                     default=["brainscale", "brainscale_plain", "braintrace", "hand"],
                     help="brainscale_plain: readout_paths=False, the peer's algorithm exactly")
@@ -286,8 +288,9 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     agree, rel_hand, rates = [], {}, []
-    progress = common.Progress(len(args.seeds) + len(args.T) * len(args.algos) * len(args.libs))
-    for seed in args.seeds:
+    seeds = [] if args.skip_agreement else args.seeds
+    progress = common.Progress(len(seeds) + len(args.T) * len(args.algos) * len(args.libs))
+    for seed in seeds:
         i = progress.start(f"gradient agreement seed {seed} T={args.grad_T}")
         rows, rh, rt = agreement(args.grad_T, args.B, args.decay, seed, tuple(args.size))
         agree += rows

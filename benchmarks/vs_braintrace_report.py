@@ -25,25 +25,9 @@ def write_vs_braintrace(out: pathlib.Path, agree, rel_hand, rates, timing, comma
     seeds = sorted({r["seed"] for r in agree})
     lines = ["# BrainScale vs braintrace on lif-delta", "",
              f"command: `{command}`  ", f"jax {jax.__version__}, device {jax.devices()[0]}, "
-             f"seeds {seeds}", "",
-             "## Gradient agreement (T = %d)" % agree[0]["T"], "",
-             "Firing (fraction of neuron-steps): " + ", ".join(
-                 f"seed {s}: layer 1 {r[0]:.3f}, layer 2 {r[1]:.3f}" for s, r in zip(seeds, rates)),
-             "", "Compiled BrainScale learners vs the hand-written floor (relative error): " +
-             "; ".join(f"seed {s}: " + ", ".join(f"{a} {e:.1e}" for a, e in rel_hand[s].items())
-                       for s in seeds), ""]
-    rows = []
-    for lib in ("braintrace", "brainscale", "brainscale_plain", "hand"):
-        for algo in ("d_rtrl", "es_d_rtrl"):
-            sel = [r for r in agree if r["lib"] == lib and r["algo"] == algo]
-            if not sel:
-                continue
-            rows.append([lib, algo] + [mean_std([r[k] for r in sel]) for k in (
-                "cos_bptt", "norm_ratio", "lif_cos_bptt", "lif_norm_ratio", "cos_other_lib",
-                "lif_cos_other_lib")])
-    lines += [md_table(["library", "algorithm", "cos to BPTT", "norm ratio", "LIF layers cos",
-                        "LIF layers norm ratio", "cos to other library",
-                        "LIF cos to other library"], rows), ""]
+             f"seeds {seeds}", ""]
+    if agree:
+        lines += _agreement(agree, rel_hand, rates, seeds)
     lines += ["## Time and memory per training step (reset + gradient over T + SGD)", "",
               "Each configuration ran in its own process; median over repetitions after "
               "two warm-up calls.", ""]
@@ -79,6 +63,27 @@ def write_vs_braintrace(out: pathlib.Path, agree, rel_hand, rates, timing, comma
               "`readout_paths=False`, the same algorithm as braintrace's.", ""]
     (out / "vs_braintrace.md").write_text("\n".join(lines))
     _plot_times(out / "vs_braintrace_time.png", timing)
+
+
+def _agreement(agree, rel_hand, rates, seeds):
+    lines = ["## Gradient agreement (T = %d)" % agree[0]["T"], "",
+             "Firing (fraction of neuron-steps): " + ", ".join(
+                 f"seed {s}: layer 1 {r[0]:.3f}, layer 2 {r[1]:.3f}" for s, r in zip(seeds, rates)),
+             "", "Compiled BrainScale learners vs the hand-written floor (relative error): " +
+             "; ".join(f"seed {s}: " + ", ".join(f"{a} {e:.1e}" for a, e in rel_hand[s].items())
+                       for s in seeds), ""]
+    rows = []
+    for lib in ("braintrace", "brainscale", "brainscale_plain", "hand"):
+        for algo in ("d_rtrl", "es_d_rtrl"):
+            sel = [r for r in agree if r["lib"] == lib and r["algo"] == algo]
+            if not sel:
+                continue
+            rows.append([lib, algo] + [mean_std([r[k] for r in sel]) for k in (
+                "cos_bptt", "norm_ratio", "lif_cos_bptt", "lif_norm_ratio", "cos_other_lib",
+                "lif_cos_other_lib")])
+    return lines + [md_table(["library", "algorithm", "cos to BPTT", "norm ratio",
+                              "LIF layers cos", "LIF layers norm ratio", "cos to other library",
+                              "LIF cos to other library"], rows), ""]
 
 
 def _plot_times(path, timing):
