@@ -32,7 +32,7 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
-from common import peak_rss_mib  # noqa: E402
+from common import peak_rss_mib, write_csv  # noqa: E402
 
 ALGOS = ("bptt", "d_rtrl", "es_d_rtrl")
 
@@ -259,6 +259,12 @@ def agreement(T, B, decay, seed, size=None):
 
 
 # -- driver -------------------------------------------------------------------------
+def write_partial(path, rows):
+    """The rows so far, so that a run killed part-way (a time limit) leaves
+    what it measured; the report at the end rewrites the file."""
+    write_csv(path, rows, sorted({k for r in rows for k in r}))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench_out/vs_braintrace")
@@ -298,6 +304,7 @@ def main(argv=None):
         rates.append(rt)
         progress.done(i, f"rates {rt[0]:.3f} / {rt[1]:.3f}, compiled vs hand rel. error "
                       + ", ".join(f"{a} {e:.1e}" for a, e in rh.items()))
+        write_partial(out / "agreement.csv", agree)
     timing = []
     for T in args.T:
         for algo in args.algos:
@@ -310,10 +317,12 @@ def main(argv=None):
                 try:
                     res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
                     row = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else \
-                        dict(lib=lib, algo=algo, T=T, error=res.stderr.strip().splitlines()[-1][:200])
+                        dict(lib=lib, algo=algo, T=T, error=(res.stderr.strip().splitlines()
+                                                            or [f"exit code {res.returncode}"])[-1][:200])
                 except subprocess.TimeoutExpired:
                     row = dict(lib=lib, algo=algo, T=T, error=f"timeout after {args.timeout} s")
                 timing.append(row)
+                write_partial(out / "timing.csv", timing)
                 progress.done(i, f"error: {row['error']}" if "error" in row else
                               f"{row['step_s']:.4f} s/step, first call {row['compile_s']:.1f} s, "
                               f"temp {row['temp_MiB']:.1f} MiB")
