@@ -113,7 +113,7 @@ def per_sample_init(learner, rng, example_x):
         raise ShapeMismatchError(
             "init: example_x needs a leading batch axis, got shapes "
             f"{jax.tree.map(jnp.shape, example_x)}", hint=PER_SAMPLE)
-    x0 = jax.tree.map(lambda a: jnp.asarray(a)[0], example_x)
+    x0 = jax.tree.map(_first_sample, example_x)
     try:
         params, hidden0 = learner.model.init(rng, x0)
     except CompileError:
@@ -127,6 +127,14 @@ def per_sample_init(learner, rng, example_x):
     _step_output(learner, jax.tree.map(spec, params), jax.tree.map(spec, hidden0),
                  jax.tree.map(spec, x0), "example_x without its batch axis", "init: ")
     return params, hidden0, x0
+
+
+def _first_sample(a):
+    """``a[0]``, sliced on the host for a concrete array (an eager slice of a
+    new shape would compile a program of its own)."""
+    if isinstance(a, jax.core.Tracer):
+        return jnp.asarray(a)[0]
+    return jnp.asarray(np.asarray(a)[0])
 
 
 def _per_sample_error(where, what_x, x0, e, what="the step function"):

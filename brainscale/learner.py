@@ -17,6 +17,7 @@ Objective of a sequence: the mean over time of the batch-mean per-step loss.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -90,6 +91,7 @@ class Learner:
         self.check = check
         self.checked_shapes: dict = {}  # the step's output shape per input shapes (check)
         self._graphs: dict = {}       # compile cache, by shapes (like jax.jit's)
+        self._fresh: dict = {}        # init's compiled state builder, by graph and batch
         self.reset = jax.jit(self._reset)
         """``reset(state) -> state``: hidden state back to its initial value,
         traces and the local rules' activity traces to zero; weights kept."""
@@ -150,14 +152,26 @@ class Learner:
         params, hidden0, x0 = per_sample_init(self, rng, example_x)
         params, hidden0 = jax.tree.map(_strong, (params, hidden0))
         B = _batch_size(example_x)
-        hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (B,) + jnp.shape(h)), hidden0)
         if not self.algorithm.online:     # jax.grad of a scan: no analysis needed
             trace_step(self.model.apply, params, hidden0, x0)     # checks the step's pytrees
-            return LearnerState(params, self.optimizer.init(params), hidden, {}, hidden0, ())
-        graph = self.compile(params, hidden0, x0)
-        local = local_terms.init_states(graph, self.rules, _leaves(params), B)
-        return LearnerState(params, self.optimizer.init(params), hidden,
-                            self._zero_traces(graph, B, hidden0), hidden0, local)
+            graph = None
+        else:
+            graph = self.compile(params, hidden0, x0)
+        key = (id(graph), B)
+        if key not in self._fresh:
+            self._fresh[key] = jax.jit(functools.partial(self._fresh_state, graph, B))
+        opt_state, hidden, traces, local = self._fresh[key](params, hidden0)
+        return LearnerState(params, opt_state, hidden, traces, hidden0, local)
+
+    def _fresh_state(self, graph, batch, params, hidden0):
+        """Optimizer state, hidden state broadcast to the batch, zero traces
+        and the local rules' states, as one compiled program (eagerly, each
+        array of a new shape would compile its own)."""
+        hidden = jax.tree.map(lambda h: jnp.broadcast_to(h, (batch,) + jnp.shape(h)), hidden0)
+        if graph is None:
+            return self.optimizer.init(params), hidden, {}, ()
+        return (self.optimizer.init(params), hidden, self._zero_traces(graph, batch, hidden0),
+                local_terms.init_states(graph, self.rules, _leaves(params), batch))
 
     def _zero_traces(self, graph, batch, hidden0):
         floats = [h for h in _leaves(hidden0) if jnp.issubdtype(jnp.result_type(h), jnp.inexact)]

@@ -17,6 +17,7 @@ import dataclasses
 import math
 
 import jax.numpy as jnp
+import numpy as np
 
 from transforms.errors import CompileError, NonElementwiseCouplingError, UnusedWeightError
 from transforms.ir.axis_rules import CHUNKED, NEURON, STATE
@@ -68,7 +69,7 @@ def _const_env(t: TracedStep, kind) -> dict:
     """Concrete values of the vars that depend on no runtime input and no
     parameter value (constants, indices); parameters stand in as zeros."""
     env = dict(zip(t.jaxpr.constvars, t.consts))
-    env.update({v: jnp.zeros(v.aval.shape, v.aval.dtype) for v in t.param_vars})
+    env.update({v: np.zeros(v.aval.shape, v.aval.dtype) for v in t.param_vars})
     for eqn in t.eqns:
         if all(not is_var(a) or a in env for a in eqn.invars) and all(
                 kind.get(o) != "rt" for o in eqn.outvars):
