@@ -33,6 +33,7 @@ from transforms.errors import ShapeMismatchError
 from transforms.ir.analysis import analyse
 from transforms.ir.trace import trace_step
 from transforms.learning import algorithms
+from transforms.learning.in_place import after
 from transforms.learning.readout_paths import readout_paths
 from transforms.learning.signals import (linearized_cut, param_grads, readout_signal,
                                          step_signals)
@@ -215,7 +216,7 @@ class Learner:
                 return fn(tr1, linearized_cut(graph, p, hh, xv, ys), graph.view.split(hh), ys, xs)
             return jax.vmap(one)(h, xx, sig.y, sig.x, tr)
 
-        traces = algo.advance(graph, traces, per_sample, sig.x)
+        traces = after(algo.advance(graph, traces, per_sample, sig.x), g_weff)  # in place
         return sig, g_weff, traces, dws, local
 
     def _step(self, state: LearnerState, x, y):
