@@ -351,7 +351,7 @@ def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
         state = learner.init(jax.random.PRNGKey(0), xs[0])       # xs: (T, B, n_in)
         state, metrics = learner.train_sequence(state, xs, ys)   # ys: (T, B)
 
-    ``algorithm``: a value, ``bs.es_d_rtrl(decay=0.9, window=8)`` (O(B N)
+    ``algorithm``: a value, ``bs.es_d_rtrl(decay=0.9, window=None)`` (O(B N)
     memory), ``bs.d_rtrl(trace_dtype=None)`` (O(B N^2)),
     ``bs.e_prop(feedback="random", feedback_seed=0)`` (D-RTRL's traces with
     the output error broadcast back; the default ``feedback="symmetric"``

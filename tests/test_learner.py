@@ -195,10 +195,11 @@ def test_skipping_silent_steps_and_bf16_traces(algorithm):
         assert rel_err(learner.sequence_grad(state, xs, ys)[0], grads[True]) < 2e-2
 
 
-@pytest.mark.parametrize("window", [3, 5])
+@pytest.mark.parametrize("window", [3, 5, None])
 def test_es_d_rtrl_window_gives_the_same_gradient(window):
-    """Stacking the weight-gradient factors of several steps into one
-    contraction (T = 10: windows of 2 and 5 steps)."""
+    """A window's signals from one VJP and its weight gradient from one
+    contraction, against step by step (T = 10: windows of 3 with a last one
+    of 1, of 5, and the automatic one, all 10 steps at B = 3)."""
     with float64():
         xs, ys = data(10, 3, 4, 3, p=0.6)
         grads = {}
@@ -208,6 +209,17 @@ def test_es_d_rtrl_window_gives_the_same_gradient(window):
             grads[k], losses = learner.sequence_grad(state, xs, ys)
             assert losses.shape == (10,)
         assert rel_err(grads[window], grads[1]) < 1e-12
+
+
+def test_es_d_rtrl_window_is_picked_by_rows():
+    """About 256 rows (window x B), a divisor of T within a factor 1.5 when
+    there is one; a fixed window is kept (capped at T)."""
+    auto = bs.es_d_rtrl()
+    assert auto.window_for(100, 32) == 10 and auto.window_for(1000, 32) == 8
+    assert auto.window_for(500, 16) == 20 and auto.window_for(97, 32) == 8
+    assert auto.window_for(5, 32) == 5 and auto.window_for(100, 1000) == 1
+    assert bs.es_d_rtrl(window=3).window_for(10, 3) == 3
+    assert bs.es_d_rtrl(window=30).window_for(10, 3) == 10
 
 
 def test_algorithms_are_values_with_their_own_options():
