@@ -129,3 +129,16 @@ def test_bench_progress(tmp_path, monkeypatch, capsys):
     assert_progress(out, 3, prefix="== ")
     assert "== [1/3] fidelity --quick ...\n" in out
     assert re.search(r"^== \[2/3\] vs_braintrace: skipped: braintrace", out, re.M), out
+
+
+def test_es_profile_tiny(capsys):
+    """The per-phase ablation runs every phase and the learner itself: one
+    table row each, finite and positive."""
+    prof = load("es_profile")
+    assert prof.main(["--T", "12", "--B", "2", "--size", "6", "8", "3", "--reps", "1",
+                      "--window", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "window 4" in out
+    for name in list(prof.PHASES) + ["train_sequence"]:
+        row = re.search(rf"^\| {re.escape(name)} \| ([\d.]+) \|", out, re.M)
+        assert row and float(row.group(1)) > 0, (name, out)
