@@ -144,12 +144,13 @@ def run_one(lib, algo, T, B, decay, reps, seed, size=None):
     import optax
     import lif_delta as ld
 
+    import brainscale as bs      # imports before the clock, as the peer's are (peer_model)
+
     xs, ys = ld.make_data(T, B, seed + 1, **_data_size(size))
     net = peer_model(seed, size)
     params = peer_params(net)
     t0 = time.time()
     if lib in ("brainscale", "brainscale_plain"):
-        import brainscale as bs
         learner = bs.online(ld.model(params), common.algorithm(algo, decay), optimizer=optax.sgd(1e-3),
                             readout_paths=lib == "brainscale")
         state = learner.init(jax.random.PRNGKey(0), xs[0])

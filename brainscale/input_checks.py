@@ -221,7 +221,9 @@ def check_call(learner, state, x, y=None, time_axis=True, where="") -> None:
     shape = tuple(getattr(out, "shape", ()))
     n_classes = int(shape[-1]) if shape else 1
     labels = yl if class_loss else []
-    firsts = _first_bad([a for _, a in fl + yf], [a for _, a in labels], n_classes)
+    floats, ints = [a for _, a in fl + yf], [a for _, a in labels]
+    bad = _first_bad_host if all(map(_on_host, floats + ints)) else _first_bad
+    firsts = bad(floats, ints, n_classes)
     if isinstance(firsts, jax.core.Tracer):
         return                      # constants under the caller's jit: values are not known
     firsts = np.asarray(firsts)
@@ -275,6 +277,25 @@ def _at(a, flat_index, n):
              else ["sample b=%d" % idx[0]])
     rest = tuple(int(i) for i in idx[n:])
     return ", ".join(parts) + (f", element {rest}" if rest else "")
+
+
+def _on_host(a) -> bool:
+    """A numpy array, or a concrete jax array on CPU devices only."""
+    if isinstance(a, np.ndarray):
+        return True
+    return isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer) and all(
+        d.platform == "cpu" for d in a.devices())
+
+
+def _first_bad_host(floats, labels, n_classes):
+    """``_first_bad`` in numpy, for arrays already in host memory: no program
+    to compile on a learner's first call."""
+    def first(bad):
+        bad = bad.reshape(-1)
+        return int(np.argmax(bad)) if bad.any() else -1
+    out = [first(~np.isfinite(np.asarray(a))) for a in floats]
+    out += [first((np.asarray(a) < -1) | (np.asarray(a) >= n_classes)) for a in labels]
+    return np.asarray(out, np.int64)
 
 
 @functools.partial(jax.jit, static_argnums=2)
