@@ -57,8 +57,7 @@ def online_sequence(learner, graph, state, xs, ys):
 
     def window(carry, inp):
         hidden, traces, acc_imm, acc_w, local, acc_local = carry
-        h_end, traces, (h_prev, tr_prev, held), sig, g = window_terms(
-            learner, graph, p, _leaves(hidden), traces, *inp)
+        h_end, traces, sig, g = window_terms(learner, graph, p, _leaves(hidden), traces, *inp)
         acc_w = {i: a + g[i].astype(a.dtype) for i, a in acc_w.items()}
         return (_unflatten_like(hidden, h_end), traces, add(acc_imm, sig.g_immediate), acc_w,
                 local, acc_local), jnp.mean(sig.losses, axis=-1)
@@ -81,8 +80,8 @@ def online_sequence(learner, graph, state, xs, ys):
 def window_terms(learner, graph, p, hidden, traces, xs, ys):
     """One window of k steps (``xs`` leaves (k, B, ...)): the forward scan with
     the traces advanced, one VJP for all k steps' signals, one contraction.
-    Returns the hidden leaves and traces at the window's end, the per-step
-    records, the batched signals and {op index: the window's dL/dW_eff}."""
+    Returns the hidden leaves and traces at the window's end, the batched
+    signals and {op index: the window's dL/dW_eff}."""
     algo = learner.algorithm
     mixing = [op.index for op in graph.trained_ops() if op.mixing]
 
@@ -106,4 +105,4 @@ def window_terms(learner, graph, p, hidden, traces, xs, ys):
     us = jax.vmap(lambda tr, s, r: algo.neuron_cotangents(graph, tr, s, r))(
         tr_prev, sig.signal, rsig)
     g = weight_grads(graph, *algo.window_factors(graph, ex0, sig.x, sig.dy, us))
-    return h_end, traces, (h_prev, tr_prev, held), sig, g
+    return h_end, traces, sig, g

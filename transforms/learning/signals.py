@@ -140,17 +140,16 @@ def held_output(graph: Graph, op, split):
     def whole(parts):
         return parts[0] if split is None else jnp.concatenate(parts, split[0].params["dimension"])
 
-    def by_parts(dparts, w):
+    def by_parts(parts, dparts, w):
         if split is None:
-            return [graph.core(op, dparts[0], w)] if not isinstance(dparts[0], SymbolicZero) else []
+            return [] if isinstance(dparts[0], SymbolicZero) else [graph.core(op, dparts[0], w)]
         _, dot, axis = split
         out, start = [], 0
-        for dp in dparts:
-            size = dp.aval.shape[split[0].params["dimension"]] if isinstance(dp, SymbolicZero) \
-                else dp.shape[split[0].params["dimension"]]
-            if not isinstance(dp, SymbolicZero):
+        for x, dx in zip(parts, dparts):
+            size = x.shape[split[0].params["dimension"]]
+            if not isinstance(dx, SymbolicZero):
                 wi = jax.lax.slice_in_dim(w, start, start + size, axis=axis)
-                out.append(bind_eqn(dot, [dp if v is op.x_var else wi for v in dot.invars])[0])
+                out.append(bind_eqn(dot, [dx if v is op.x_var else wi for v in dot.invars])[0])
             start += size
         return out
 
@@ -161,7 +160,7 @@ def held_output(graph: Graph, op, split):
     def jvp(primals, tangents):
         parts, w, y = primals
         dparts, dw, _ = tangents      # y's own tangent is core's, given by dx and dw
-        terms = by_parts(dparts, w)
+        terms = by_parts(parts, dparts, w)
         if not isinstance(dw, SymbolicZero):
             terms.append(graph.core(op, whole(parts), dw))
         return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
