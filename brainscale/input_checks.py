@@ -26,7 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from brainscale import donation
 from brainscale.losses import cross_entropy
+from transforms.const_args import jit_const_args
 from transforms.errors import CompileError, ShapeMismatchError
 
 __all__ = ["CheckedCall", "checked", "check_batch_axis", "check_call", "per_sample_init",
@@ -42,20 +44,31 @@ PER_SAMPLE = ("the model is written with per-sample shapes (one sample, no batch
 class CheckedCall:
     """A learner's public call: inputs and labels checked (``check``), then
     the jitted method ``_<name>`` (whose ``lower``, ``eval_shape``... it
-    exposes, and whose docstring it carries)."""
+    exposes, and whose docstring it carries). Jitted with the model's large
+    closed-over arrays as arguments (``transforms.const_args``); a call that
+    returns the state consumes the one it is given when the learner donates
+    (``brainscale.donation``)."""
 
-    def __init__(self, learner, name, time_axis=True):
+    def __init__(self, learner, name, time_axis=True, returns_state=False):
         self._learner, self._name, self._time_axis = learner, name, time_axis
         method = getattr(learner, "_" + name)
         self.__doc__ = method.__doc__
         self._signature = inspect.signature(method)
-        self._jitted = jax.jit(method)
+        self._donate = returns_state and learner.donate
+        self._jitted = jit_const_args(method, donate_argnums=0 if self._donate else ())
 
     def __call__(self, *args, **kwargs):
-        if self._learner.check:
-            state, x, *y = self._signature.bind(*args, **kwargs).arguments.values()
-            check_call(self._learner, state, x, y[0] if y else None,
-                       time_axis=self._time_axis, where=f"{self._name}: ")
+        if self._learner.check or self._learner.donate:
+            bound = self._signature.bind(*args, **kwargs).arguments
+            state, x, *y = bound.values()
+            if self._learner.donate:
+                donation.check_live(state, f"{self._name}: ")
+            if self._learner.check:
+                check_call(self._learner, state, x, y[0] if y else None,
+                           time_axis=self._time_axis, where=f"{self._name}: ")
+            if self._donate:
+                bound["state"] = donation.unshared(state)
+                return self._jitted(*bound.values())
         return self._jitted(*args, **kwargs)
 
     def __getattr__(self, attr):
@@ -65,10 +78,12 @@ class CheckedCall:
 class checked:
     """Class attribute ``step = checked(_step, time_axis=False)``: on an
     instance, the ``CheckedCall`` of ``_step`` (made once per learner); on
-    the class, this descriptor, documented with ``_step``'s docstring."""
+    the class, this descriptor, documented with ``_step``'s docstring.
+    ``returns_state``: the call returns a new state (donation applies)."""
 
-    def __init__(self, method, time_axis=True):
+    def __init__(self, method, time_axis=True, returns_state=False):
         self.__doc__, self._time_axis = method.__doc__, time_axis
+        self._returns_state = returns_state
 
     def __set_name__(self, owner, name):
         self._name = name
@@ -78,7 +93,8 @@ class checked:
             return self
         calls = learner.__dict__.setdefault("_checked_calls", {})
         if self._name not in calls:
-            calls[self._name] = CheckedCall(learner, self._name, self._time_axis)
+            calls[self._name] = CheckedCall(learner, self._name, self._time_axis,
+                                            self._returns_state)
         return calls[self._name]
 
     def __set__(self, learner, value):

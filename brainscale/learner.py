@@ -24,11 +24,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from brainscale import donation
 from brainscale.bptt_sequence import bptt_sequence
 from brainscale.online_sequence import online_sequence
 from brainscale.input_checks import check_batch_axis, checked, per_sample_init
 from brainscale.losses import cross_entropy
 from brainscale.model import as_step_model
+from transforms.const_args import jit_const_args
 from transforms.errors import ShapeMismatchError
 from transforms.ir.analysis import analyse
 from transforms.ir.trace import trace_step
@@ -73,7 +75,7 @@ class Learner:
                  optimizer: optax.GradientTransformation | None = None,
                  loss: Callable = cross_entropy, readout_paths: bool = True,
                  skip_silent: bool = True, rules: dict | None = None, check: bool = True,
-                 **options):
+                 donate: bool = False, **options):
         if isinstance(algorithm, str):
             algorithm = algorithms.from_name(algorithm, **options)
         elif options:
@@ -90,12 +92,11 @@ class Learner:
             raise ValueError("local rules run online, beside an online algorithm: use "
                              "'es_d_rtrl' or 'd_rtrl' with rules=")
         self.check = check
+        self.donate = donate
         self.checked_shapes: dict = {}  # the step's output shape per input shapes (check)
         self._graphs: dict = {}       # compile cache, by shapes (like jax.jit's)
         self._fresh: dict = {}        # init's compiled state builder, by graph and batch
-        self.reset = jax.jit(self._reset)
-        """``reset(state) -> state``: hidden state back to its initial value,
-        traces and the local rules' activity traces to zero; weights kept."""
+        self._reset_jitted = jit_const_args(self._reset, donate_argnums=0 if donate else ())
 
     # -- compilation -------------------------------------------------------------
     @property
@@ -160,7 +161,7 @@ class Learner:
             graph = self.compile(params, hidden0, x0)
         key = (id(graph), B)
         if key not in self._fresh:
-            self._fresh[key] = jax.jit(functools.partial(self._fresh_state, graph, B))
+            self._fresh[key] = jit_const_args(functools.partial(self._fresh_state, graph, B))
         opt_state, hidden, traces, local = self._fresh[key](params, hidden0)
         return LearnerState(params, opt_state, hidden, traces, hidden0, local)
 
@@ -179,6 +180,15 @@ class Learner:
         dtype = jnp.result_type(*floats) if floats else jnp.float32
         dtype = jnp.real(jnp.zeros((), dtype)).dtype     # a complex state has real slots
         return self.algorithm.init(graph, batch, dtype)
+
+    def reset(self, state: LearnerState) -> LearnerState:
+        """``reset(state) -> state``: hidden state back to its initial value,
+        traces and the local rules' activity traces to zero; weights kept
+        (consumes ``state`` when the learner donates)."""
+        if self.donate:
+            donation.check_live(state, "reset: ")
+            state = donation.unshared(state)
+        return self._reset_jitted(state)
 
     def _reset(self, state: LearnerState) -> LearnerState:
         """Hidden state back to its initial value, traces (and the local rules'
@@ -244,7 +254,7 @@ class Learner:
         return state._replace(params=params, opt_state=opt_state, hidden=hidden,
                               traces=traces, local=local), sig.out, metrics
 
-    step = checked(_step, time_axis=False)
+    step = checked(_step, time_axis=False, returns_state=True)
 
     def _apply(self, state, grads, dws):
         """The optimizer's update of the gradient-trained weights; the weights
@@ -298,7 +308,7 @@ class Learner:
         return state._replace(params=params, opt_state=opt_state, hidden=hidden,
                               traces=traces, local=local), metrics
 
-    train_sequence = checked(_train_sequence)
+    train_sequence = checked(_train_sequence, returns_state=True)
 
     def _predict(self, state: LearnerState, xs):
         """``predict(state, xs) -> outs``: the model's outputs (T, B, ...) over
@@ -321,6 +331,11 @@ def _strong(a):
 
 
 def _norm(tree):
+    """The global 2-norm. Behind an optimisation barrier: XLA would
+    otherwise share the squares with the optimizer's (Adam's second moment)
+    and write them out, a copy of every gradient, instead of summing them
+    as they are formed."""
+    tree = jax.lax.optimization_barrier(tree)
     return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in _leaves(tree)))
 
 
@@ -338,7 +353,7 @@ def _unflatten_like(tree, leaves):
 
 def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
            readout_paths: bool = True, skip_silent: bool = True, rules: dict | None = None,
-           check: bool = True, **options) -> Learner:
+           check: bool = True, donate: bool = False, **options) -> Learner:
     """Compile ``model`` (an nnx module, a brainstate module or a
     ``StepModel``) into an online ``Learner``.
 
@@ -370,7 +385,11 @@ def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
     their rule's update instead (every step in ``step``; summed over the
     sequence in ``train_sequence``). ``check`` validates each call's inputs and labels first
     (``brainscale.input_checks``: shapes always, NaN / inf and labels outside
-    [-1, n_classes) on concrete arrays); False skips it.
+    [-1, n_classes) on concrete arrays); False skips it. ``donate``: ``step``,
+    ``train_sequence`` and ``reset`` write the new state into the buffers of
+    the one they are given, which is consumed (``brainscale.donation``): for
+    large models the old and new state never coexist. Off by default: every
+    state stays usable, as with optax.
     """
     return Learner(model, algorithm, optimizer, loss, readout_paths, skip_silent, rules,
-                   check, **options)
+                   check, donate, **options)

@@ -27,6 +27,7 @@ from transforms.ir.analysis import analyse
 from transforms.plasticity.engine import Rule
 from transforms.learning.signals import run_step
 from transforms.ir.trace import trace_step
+from transforms.const_args import jit_const_args
 
 
 class PlasticityState(NamedTuple):
@@ -47,9 +48,9 @@ class Plasticity:
         self.model = as_step_model(model)
         self.rules = dict(rules)
         self.graph = None
-        self.step = jax.jit(self._step)
-        self.run = jax.jit(self._run)
-        self.reset = jax.jit(self._reset)
+        self.step = jit_const_args(self._step)      # large closed-over arrays as arguments
+        self.run = jit_const_args(self._run)
+        self.reset = jit_const_args(self._reset)
 
     def _compile(self, params, hidden, x):
         spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))

@@ -4,6 +4,7 @@ growing with T while ES-D-RTRL's stays flat), and they print a progress line
 as each configuration starts and ends."""
 import csv
 import importlib.util
+import json
 import math
 import re
 import types
@@ -83,6 +84,26 @@ def test_memory_time_tiny(tmp_path, capsys):
     temp = {(r["algorithm"], int(r["T"])): int(r["temp_bytes"]) for r in rows}
     assert temp["bptt", 128] > temp["bptt", 64]
     assert temp["es_d_rtrl", 128] <= 1.1 * temp["es_d_rtrl", 64]
+
+
+def test_scale_tiny(tmp_path, capsys):
+    sc = load("scale")
+    argv = ["--neurons", "500", "--fan-in", "8", "--steps", "4", "--bptt-T", "5", "20",
+            "--out", str(tmp_path)]
+    assert sc.main(argv) == 0
+    assert_progress(capsys.readouterr().out, 1 + 2)
+    r = json.loads((tmp_path / "scale.json").read_text())
+    o = r["online"]
+    assert r["synapses"] == 500 * (8 + 10) and o["donate"] and "sparse" in o["op_kinds"]
+    assert o["steps_with_gradient"] == 3                 # a new label each step: never silent
+    assert o["compile_s"] > 0 and o["step_median_s"] > 0 and o["step_cpu_median_s"] > 0
+    total = o["params_opt_GiB"] + o["indices_GiB"]
+    assert o["indices_GiB"] * 2 ** 30 == 4 * 2 * r["synapses"]        # int32 pre and post
+    assert math.isclose(o["rss_ratio"], o["peak_rss_GiB"] / total, rel_tol=1e-9)
+    t5, t20 = r["bptt"]
+    assert t5["T"] == 5 and t20["T"] == 20 and t20["xla_temp_GiB"] > 2 * t5["xla_temp_GiB"] > 0
+    md = (tmp_path / "scale.md").read_text()
+    assert "peak RSS / (parameters + optimizer state + indices)" in md and "| 20 |" in md
 
 
 def test_local_rules_tiny(tmp_path, capsys):

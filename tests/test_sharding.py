@@ -1,5 +1,7 @@
 """The batch sharded over 4 (forced host) devices gives the single-device
-result: run in a subprocess because the device count is fixed at start-up."""
+result (also for a model closing over large index arrays, which are placed
+on the devices once): run in a subprocess because the device count is fixed
+at start-up."""
 import json
 import os
 import subprocess
@@ -44,6 +46,22 @@ for algo in ["es_d_rtrl", "d_rtrl", "bptt"]:
                             state_batch_axes(learner, sh).traces, is_leaf=lambda v: v is None)],
                         trace_shapes=[list(np.shape(t)) for t in jax.tree.leaves(sh.traces)])
 
+from test_const_args import batch as sparse_batch, sparse_net
+sxs, sys_ = sparse_batch(T=3, B=8)
+learner = bs.online(sparse_net()[0], "es_d_rtrl", optax.adam(5e-2))
+s0 = learner.init(jax.random.PRNGKey(0), sxs[0])
+ref, _ = learner.train_sequence(s0, sxs, sys_)
+sh = shard_state(learner, s0, mesh)
+sxb, syb = shard_batch((sxs, sys_), mesh)
+for _ in range(2):                  # the index arrays are placed on the mesh once
+    out, _ = learner.train_sequence(sh, sxb, syb)
+placed = learner.train_sequence._jitted._placed
+report["sparse"] = dict(
+    diff=max(float(jnp.max(jnp.abs(a - b))) for a, b in
+             zip(jax.tree.leaves(ref.params), jax.tree.leaves(out.params))),
+    placements=len(placed),
+    replicated=[len(c.sharding.device_set) for v in placed.values() for c in v])
+
 from toy_task import toy_task
 from brainscale.train import TrainConfig, fit
 res = fit(TrainConfig(task="toy", steps=3, eval_every=3, checkpoint_every=3, batch_size=8,
@@ -74,3 +92,6 @@ def test_batch_sharded_over_four_devices_matches_one(tmp_path):
         for ax, shape in zip(r["trace_axes"], r["trace_shapes"]):
             assert (ax >= 0 and shape[ax] == 8) or shape == []   # a step counter
     assert rep["fit"]["status"] == "completed" and rep["fit"]["shards"] == 4
+    sparse = rep["sparse"]            # closed-over index arrays: hoisted, replicated once
+    assert sparse["diff"] < 1e-12 and sparse["placements"] == 1, sparse
+    assert sparse["replicated"] == [4, 4], sparse

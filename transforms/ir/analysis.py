@@ -17,14 +17,14 @@ import dataclasses
 import math
 
 import jax.numpy as jnp
-import numpy as np
 
 from transforms.errors import CompileError, NonElementwiseCouplingError, UnusedWeightError
 from transforms.ir.axis_rules import CHUNKED, NEURON, STATE
+from transforms.ir.const_env import ConstEnv
 from transforms.ir.dependence import ELEM, AxisLabels, propagate
 from transforms.ir.graph import Approximation, Graph, HiddenGroup
 from transforms.ir.hidden_view import HiddenView, LeafLayout
-from transforms.ir.trace import TracedStep, bind_eqn, source_of
+from transforms.ir.trace import TracedStep, source_of
 from transforms.ir.weight_ops import find_ops, is_int, is_var
 
 
@@ -63,19 +63,6 @@ def _reaches_output(t: TracedStep, v) -> bool:
         if any(is_var(a) and a in live for a in eqn.invars):
             live.update(eqn.outvars)
     return any(is_var(o) and o in live for o in t.jaxpr.outvars)
-
-
-def _const_env(t: TracedStep, kind) -> dict:
-    """Concrete values of the vars that depend on no runtime input and no
-    parameter value (constants, indices); parameters stand in as zeros."""
-    env = dict(zip(t.jaxpr.constvars, t.consts))
-    env.update({v: np.zeros(v.aval.shape, v.aval.dtype) for v in t.param_vars})
-    for eqn in t.eqns:
-        if all(not is_var(a) or a in env for a in eqn.invars) and all(
-                kind.get(o) != "rt" for o in eqn.outvars):
-            outs = bind_eqn(eqn, [a.val if not is_var(a) else env[a] for a in eqn.invars])
-            env.update(zip(eqn.outvars, outs))
-    return {v: c for v, c in env.items() if kind.get(v, None) is None}
 
 
 def _label(t: TracedStep, ops, uses, elementwise) -> AxisLabels:
@@ -232,7 +219,7 @@ def analyse(t: TracedStep, elementwise=frozenset()) -> Graph:
         final.append(dataclasses.replace(op, groups=op_groups, pre=sorted(pre)))
     loops = _loops(t, lab)
     return Graph(traced=t, ops=final, groups=groups, group_of_leaf=group_of,
-                 const_env=_const_env(t, uses.kind), deps=deps, view=view,
+                 const_env=ConstEnv(t, uses.kind), deps=deps, view=view,
                  group_of_slot=group_of_slot, cuts={i: held for i, (_, held) in cut.items()},
                  approximations=tuple(dict.fromkeys(approx)), clocks=frozenset(clocks),
                  loops=loops)

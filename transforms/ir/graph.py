@@ -116,7 +116,7 @@ class Graph:
     ops: list[WeightOp]
     groups: list[HiddenGroup]
     group_of_leaf: dict[int, int]
-    const_env: dict                  # concrete values of parameter-free, input-free vars
+    const_env: Any                   # ConstEnv: values of parameter-free, input-free vars
     deps: dict = dataclasses.field(default_factory=dict)   # var -> {source: elementwise?}
     readout_paths: list = dataclasses.field(default_factory=list)  # traced leaky-readout paths
     linear_groups: dict = dataclasses.field(default_factory=dict)  # group -> LinearGroup

@@ -21,6 +21,7 @@ from jax.extend import core as jcore
 from jax.extend import source_info_util
 
 from transforms.ir.canonical import squeeze_rules
+from transforms.ir.const_fold import identity_rules
 from transforms.errors import CompileError, HiddenStructureError
 
 _INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat"}
@@ -262,10 +263,11 @@ def trace_step(apply: Callable, params, hidden, x) -> TracedStep:
     out_tree, out_paths = flat_fn.out_info
     flat = jax.make_jaxpr(
         lambda *a: evaluate(closed.jaxpr, closed.consts, a, inline=True))(*avals)
-    rules = squeeze_rules(flat.jaxpr)
-    if rules:
-        flat = jax.make_jaxpr(
-            lambda *a: evaluate(flat.jaxpr, flat.consts, a, replace=rules))(*avals)
+    for make_rules in (squeeze_rules, lambda j: identity_rules(j, flat.consts)):
+        rules = make_rules(flat.jaxpr)
+        if rules:
+            flat = jax.make_jaxpr(
+                lambda *a: evaluate(flat.jaxpr, flat.consts, a, replace=rules))(*avals)
     return TracedStep(
         jaxpr=flat.jaxpr, consts=tuple(flat.consts),
         param_paths=tuple("params" + keystr(p) for p, _ in p_flat),

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from transforms.errors import CompileError
-from transforms.ir.graph import ELEMWISE, Graph
+from transforms.ir.graph import ELEMWISE, SPARSE, Graph
 from transforms.ir.trace import bind_eqn, evaluate
 from transforms.learning.loop_vjp import forward_mode_vjp
 
@@ -221,17 +221,52 @@ def step_signals(graph: Graph, loss_fn: Callable, params, hidden, x, target,
     return StepSignals(loss, ls, h_new, out, g_params, signal, xs, ys, dy, ex)
 
 
+ROW_UNROLL = 8
+"""A sparse op's gradient sums this many rows in one fused pass over its
+synapses; more rows take one such pass per group of this many."""
+
+
 def weight_grads(graph: Graph, xs, cots):
     """Per op index k of ``xs``: sum_b d<cot_b, core(x_b, W)>/dW for stacked
     factors xs[k] (N, *x) and cots[k] (N, *y), one contraction (a matmul for
-    dense ops)."""
+    dense ops). A sparse op's gradient is a sum of per-row products
+    x_b[pre] * cot_b[post], formed a group of rows at a time into one array
+    of the weight's size: stacked, it would first write out every row's
+    gathers (N times the synapse count, twice)."""
     out = {}
     for k, x in xs.items():
         op, cot = graph.ops[k], cots[k]
+        if op.kind == SPARSE:
+            out[k] = _sparse_grad(graph, op, x, cot)
+            continue
         _, pull = jax.vjp(lambda w, op=op, x=x: jax.vmap(lambda xi: graph.core(op, xi, w))(x),
                           jnp.zeros(op.weff_shape, cot.dtype))
         out[k] = pull(cot)[0]
     return out
+
+
+def _sparse_grad(graph: Graph, op, x, cot):
+    """sum_b d<cot_b, core(x_b, W)>/dW, ``ROW_UNROLL`` rows per pass. The
+    rows are formed before the pass (an optimisation barrier): XLA would
+    otherwise fuse the computation of each neuron's cotangent into the pass
+    and redo it once per synapse."""
+    zero = jnp.zeros(op.weff_shape, cot.dtype)
+
+    def rows(xk, ck):
+        def row(xi, ci):
+            _, pull = jax.vjp(lambda w: graph.core(op, xi, w), zero)
+            return pull(ci)[0]
+        return sum((row(xk[b], ck[b]) for b in range(1, xk.shape[0])), row(xk[0], ck[0]))
+
+    x, cot = jax.lax.optimization_barrier((x, cot))
+    n = x.shape[0]
+    if n <= ROW_UNROLL:
+        return rows(x, cot)
+    pad = -n % ROW_UNROLL          # zero rows add nothing
+    group = lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(
+        (-1, ROW_UNROLL) + a.shape[1:])
+    return jax.lax.scan(lambda acc, xc: (acc + rows(*xc), None), zero,
+                        (group(x), group(cot)))[0]
 
 
 def linearized_cut(graph: Graph, params, hidden, x, ys):
