@@ -136,21 +136,28 @@ def held_output(graph: Graph, op, split):
     earlier, with core's derivative: core is bilinear for mixing ops, so the
     tangent is core(dx, W_eff) + core(x, dW_eff) and the product itself is
     never redone. With ``split`` (``_concat_split``), dx @ W is summed over
-    the parts that have a tangent."""
+    the runs of consecutive parts that have a tangent, one product each."""
     def whole(parts):
         return parts[0] if split is None else jnp.concatenate(parts, split[0].params["dimension"])
 
     def by_parts(parts, dparts, w):
         if split is None:
             return [] if isinstance(dparts[0], SymbolicZero) else [graph.core(op, dparts[0], w)]
-        _, dot, axis = split
-        out, start = [], 0
-        for x, dx in zip(parts, dparts):
-            size = x.shape[split[0].params["dimension"]]
-            if not isinstance(dx, SymbolicZero):
-                wi = jax.lax.slice_in_dim(w, start, start + size, axis=axis)
-                out.append(bind_eqn(dot, [dx if v is op.x_var else wi for v in dot.invars])[0])
-            start += size
+        cat, dot, axis = split
+        d = cat.params["dimension"]
+        out, start, run = [], 0, []       # run: consecutive parts with a tangent, one product
+        for x, dx in list(zip(parts, dparts)) + [(None, None)]:
+            if x is not None and not isinstance(dx, SymbolicZero):
+                run.append((start, dx))
+            elif run:
+                lo, hi = run[0][0], start
+                dxs = [t for _, t in run]
+                dx_run = dxs[0] if len(dxs) == 1 else jnp.concatenate(dxs, d)
+                w_run = jax.lax.slice_in_dim(w, lo, hi, axis=axis)
+                out.append(bind_eqn(dot, [dx_run if v is op.x_var else w_run
+                                          for v in dot.invars])[0])
+                run = []
+            start += 0 if x is None else x.shape[d]
         return out
 
     @jax.custom_jvp
