@@ -106,21 +106,27 @@ def online(args, model, index_bytes, progress):
     learner = bs.online(model, algorithm="es_d_rtrl", optimizer=optax.adam(1e-3), decay=0.9,
                         **kw)
     state = learner.init(jax.random.PRNGKey(0), xs[0])
+    place = lambda x, y: (x, y)
+    if args.mesh:               # weights, traces and hidden state split by neurons
+        from brainscale.model_parallel import model_mesh, shard_batch, shard_model
+        mesh = model_mesh(*map(int, args.mesh.split("x")))
+        state = shard_model(learner, state, mesh)
+        place = lambda x, y: shard_batch((x, y), mesh, time_axis=False)
     jax.block_until_ready(state)
     init_s = time.perf_counter() - t0
     kinds = sorted({op.kind for op in learner.graph.ops})
     state_bytes = _nbytes((state.params, state.opt_state))
     t0 = time.perf_counter()
-    step_temp = learner.step.lower(state, xs[0], ys[0]).compile().memory_analysis()
+    step_temp = learner.step.lower(state, *place(xs[0], ys[0])).compile().memory_analysis()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    state, _, m = learner.step(state, xs[0], ys[0])
+    state, _, m = learner.step(state, *place(xs[0], ys[0]))
     jax.block_until_ready(m["loss"])
     first_s = time.perf_counter() - t0
     times, cpu, losses, live = [], [], [], 0
     for t in range(1, args.steps):
         t1, c1 = time.perf_counter(), _cpu_s()
-        state, _, m = learner.step(state, xs[t], ys[t])
+        state, _, m = learner.step(state, *place(xs[t], ys[t]))
         jax.block_until_ready(m["loss"])
         times.append(time.perf_counter() - t1)
         cpu.append(_cpu_s() - c1)
@@ -136,7 +142,8 @@ def online(args, model, index_bytes, progress):
              indices_GiB=index_bytes / GiB,
              rss_ratio=rss / (state_bytes + index_bytes),
              step_xla_temp_GiB=step_temp.temp_size_in_bytes / GiB,
-             op_kinds=kinds, donate=args.donate,
+             op_kinds=kinds, donate=args.donate, mesh=args.mesh,
+             devices=len(jax.devices()),
              last_step_spike_rate=float(jnp.mean(state.hidden["s"])),
              loss_first=losses[0], loss_last=losses[-1])
     progress.done(i, f"{median:.3f} s/step, compile {r['compile_s']:.1f} s, "
@@ -173,7 +180,8 @@ def report(args, result) -> list[str]:
              f"command: `{result['command']}`", "",
              f"{args.neurons:,} LIF neurons, {result['synapses']:,} synapses (weight ops: "
              f"{', '.join(o['op_kinds'])}), batch {args.B}, state donation "
-             f"{'on' if o['donate'] else 'off'}, device {result['device']}", "",
+             f"{'on' if o['donate'] else 'off'}, device {result['device']}"
+             + (f", mesh {o['mesh']} of {o['devices']} devices" if o.get("mesh") else ""), "",
              "| quantity | value |", "|---|---|",
              f"| compile (trace + XLA compile of the step) | {o['compile_s']:.1f} s |",
              f"| first step (after the compile) | {o['first_step_s']:.2f} s |",
@@ -211,6 +219,10 @@ def main(argv=None):
     ap.add_argument("--outputs", type=int, default=10)
     ap.add_argument("--B", type=int, default=1)
     ap.add_argument("--steps", type=int, default=20, help="online steps run (the first compiles)")
+    ap.add_argument("--mesh", default=None, metavar="BxN",
+                    help="run on a batch x neurons device mesh (brainscale.model_parallel); "
+                         "on CPU force devices with "
+                         "XLA_FLAGS=--xla_force_host_platform_device_count=N")
     ap.add_argument("--bptt-T", type=int, nargs="*", default=[10, 100, 1000])
     ap.add_argument("--no-donate", dest="donate", action="store_false",
                     help="keep every state usable (no buffer donation)")
