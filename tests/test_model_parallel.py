@@ -84,6 +84,20 @@ for net_name, algo in {runs!r}:
             rel=rel, moved=moved, placed=placed,
             trained=layout(sh._replace(traces=(), opt_state=sh.opt_state[0].mu)))
 
+# a closed-over array passed to the compiled program as an argument (transforms/const_args.py)
+# is split like the input of its shape (the synapse weights), the others replicated
+from jax.sharding import NamedSharding, PartitionSpec as P
+from transforms.const_args import jit_const_args
+b, n = {meshes!r}[-1]
+mesh = model_mesh(b, n)
+w = jax.device_put(jnp.arange(N * FAN, dtype=jnp.float64), NamedSharding(mesh, P("neurons")))
+f = jit_const_args(lambda w: jnp.sum(w * PRE) + jnp.sum(IN_IDX), min_bytes=0)
+report["hoisted_value"] = [float(f(w)), float(jnp.sum(np.arange(N * FAN) * np.asarray(PRE))
+                                               + np.sum(np.asarray(IN_IDX)))]
+report["hoisted"] = {{str(tuple(c.shape)): [list(c.sharding.shard_shape(c.shape)),
+                                             len(c.sharding.device_set)]
+                      for c in next(iter(f._placed.values()))}}
+
 if {cli!r}:
     from brainscale.cli.main import main
     a, b = os.path.join({out!r}, "a"), os.path.join({out!r}, "b")
@@ -140,6 +154,12 @@ def _split(lay, path, axis, b, n):
 
 
 def _check(rep, runs, meshes):
+    b, n = meshes[-1]
+    value, want = rep["hoisted_value"]
+    assert value == want
+    # the index array shaped like the synapse weights is split with them; the other replicated
+    assert rep["hoisted"][str((64,))] == [[64 // n], b * n], rep["hoisted"]
+    assert rep["hoisted"][str((32, 2))] == [[32, 2], b * n], rep["hoisted"]
     for net, algo in runs:
         for b, n in meshes:
             r = rep[f"{net}/{algo}/{b}x{n}"]

@@ -131,21 +131,27 @@ class ConstArgsJit:
 
     # -- placement ----------------------------------------------------------------
     def _place(self, entry: _Entry, flat, key) -> list:
-        """The hoisted constants, replicated once on the devices of inputs
-        that span several devices (else jit would copy them every call)."""
-        sharding = next((a.sharding for a in flat if isinstance(a, jax.Array)
-                         and not isinstance(a, jax.core.Tracer)
-                         and isinstance(a.sharding, NamedSharding)
-                         and len(a.sharding.device_set) > 1), None)
-        if sharding is None or not entry.hoisted:
+        """The hoisted constants placed once on the devices of inputs that
+        span several devices (else jit would copy them every call): a
+        constant shaped like a split input is split the same way (a sparse
+        layer's index arrays with its synapse weights, on a model mesh),
+        the others are replicated."""
+        placed = [a for a in flat if isinstance(a, jax.Array)
+                  and not isinstance(a, jax.core.Tracer)
+                  and isinstance(a.sharding, NamedSharding) and len(a.sharding.device_set) > 1]
+        if not placed or not entry.hoisted:
             return entry.hoisted
-        key = (key, sharding.mesh)
+        mesh = placed[0].sharding.mesh
+        split = {}
+        for a in placed:
+            if a.sharding.mesh == mesh and any(s is not None for s in a.sharding.spec):
+                split.setdefault(a.shape, a.sharding.spec)
+        key = (key, mesh)
         if key not in self._placed:
-            rep = NamedSharding(sharding.mesh, PartitionSpec())
             self._placed[key] = [
-                jax.device_put(c, rep) if isinstance(c, jax.Array)
-                and not isinstance(c, jax.core.Tracer) and len(c.sharding.device_set) == 1
-                else c for c in entry.hoisted]
+                jax.device_put(c, NamedSharding(mesh, split.get(c.shape, PartitionSpec())))
+                if isinstance(c, jax.Array) and not isinstance(c, jax.core.Tracer)
+                and len(c.sharding.device_set) == 1 else c for c in entry.hoisted]
         return self._placed[key]
 
 
