@@ -107,3 +107,17 @@ def test_a_learner_step_is_bit_for_bit_that_of_a_plain_jit():
         b, mb = jax.jit(learner._train_sequence)(state, xs, ys)
         for u, v in zip(jax.tree.leaves((a, ma)), jax.tree.leaves((b, mb))):
             np.testing.assert_array_equal(u, v)
+
+
+def test_lowered_and_compiled_are_called_like_the_function():
+    """The jax idiom ``f.lower(*args).compile()(*args)`` works on a learner's
+    method (its program takes the hoisted arrays as extra arguments), and
+    gives the method's result."""
+    model, _ = sparse_net()
+    xs, ys = batch()
+    learner = bs.online(model, "es_d_rtrl", optimizer=optax.adam(1e-2))
+    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    compiled = learner.train_sequence.lower(state, xs, ys).compile()
+    assert compiled.memory_analysis().temp_size_in_bytes > 0
+    got, want = compiled(state, xs, ys), learner.train_sequence(state, xs, ys)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), got, want))

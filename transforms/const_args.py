@@ -41,6 +41,34 @@ class _Entry(NamedTuple):
     out_tree: Any
 
 
+class _Lowered:
+    """A lowered program that takes the hoisted constants as arguments."""
+
+    def __init__(self, lowered, entry: _Entry, hoisted):
+        self._lowered, self._entry, self._hoisted = lowered, entry, hoisted
+
+    def compile(self, *args, **kwargs):
+        return _Compiled(self._lowered.compile(*args, **kwargs), self._entry, self._hoisted)
+
+    def __getattr__(self, attr):
+        return getattr(self._lowered, attr)
+
+
+class _Compiled:
+    """A compiled executable called like the original function."""
+
+    def __init__(self, compiled, entry: _Entry, hoisted):
+        self._compiled, self._entry, self._hoisted = compiled, entry, hoisted
+
+    def __call__(self, *args, **kwargs):
+        flat = jax.tree_util.tree_leaves((args, kwargs))
+        out = self._compiled(self._hoisted, *flat)
+        return jax.tree_util.tree_unflatten(self._entry.out_tree, out)
+
+    def __getattr__(self, attr):
+        return getattr(self._compiled, attr)
+
+
 class ConstArgsJit:
     """A jitted function whose large closed-over constants are arguments
     (see the module docstring); make one with ``jit_const_args``."""
@@ -61,12 +89,13 @@ class ConstArgsJit:
         return jax.tree_util.tree_unflatten(entry.out_tree, out)
 
     def lower(self, *args, **kwargs):
-        """``jax.jit(...).lower`` of the program that takes the constants as
-        arguments: ``.compile().memory_analysis()`` and ``.as_text()`` work
-        as for any jitted function (the lowered call takes the hoisted
-        constants first, then the flattened inputs)."""
+        """``jax.jit(...).lower`` for these inputs: ``.compile()`` gives an
+        executable called with the same arguments as this function (the
+        hoisted constants are added), and ``.memory_analysis()``,
+        ``.as_text()``... are the underlying program's."""
         entry, flat, key = self._entry(args, kwargs)
-        return entry.jitted.lower(self._place(entry, flat, key), *flat)
+        hoisted = self._place(entry, flat, key)
+        return _Lowered(entry.jitted.lower(hoisted, *flat), entry, hoisted)
 
     def eval_shape(self, *args, **kwargs):
         return jax.eval_shape(self, *args, **kwargs)
