@@ -43,6 +43,23 @@ def run(model, xs, fn):
     return jax.tree.map(np.asarray, outs)
 
 
+NEURON_FIELDS = ("weight", "bias", "tau", "tau_syn", "tau_mem", "r", "v_leak", "v_threshold",
+                 "v_reset", "w_in")
+
+
+def assert_exports_the_same_graph(back, g, fields=NEURON_FIELDS, rtol=1e-12):
+    """``to_nir(back)`` has g's nodes, edges and, per node, the listed fields
+    (exactly where ``rtol`` is 0); returns that graph."""
+    g2 = to_nir(back)
+    assert list(g2.nodes) == list(g.nodes) and g2.edges == g.edges
+    for k, n in g.nodes.items():
+        for f in fields:
+            if hasattr(n, f):
+                np.testing.assert_allclose(getattr(g2.nodes[k], f), getattr(n, f), rtol=rtol,
+                                           atol=0)
+    return g2
+
+
 def run_both(net, back, xs, picks: dict):
     """``net`` (a module with ``layers``) and ``back`` (its NIR rebuild) on
     ``xs``: each one's output and the outputs of the layers ``picks``
@@ -214,14 +231,7 @@ def test_feedforward_round_trip_with_synapses_and_euler(tmp_path):
         assert a.mean() > 0.01
         assert np.array_equal(a, b)
     np.testing.assert_allclose(y1, y0, rtol=1e-6, atol=1e-6)
-    # and back out again: the same graph
-    g2 = to_nir(back)
-    assert list(g2.nodes) == list(g.nodes) and g2.edges == g.edges
-    for k, n in g.nodes.items():
-        for f in ("weight", "bias", "tau", "tau_syn", "tau_mem", "r", "v_leak", "v_threshold",
-                  "v_reset", "w_in"):
-            if hasattr(n, f):
-                np.testing.assert_allclose(getattr(g2.nodes[k], f), getattr(n, f), rtol=1e-12)
+    assert_exports_the_same_graph(back, g)      # and back out again: the same graph
 
 
 def test_dale_sparse_and_a_recurrent_layer_with_a_synapse():
