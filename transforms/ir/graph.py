@@ -49,6 +49,7 @@ class WeightOp:
     one_post: bool = True            # each W_eff element feeds exactly one neuron
     bcast_shape: tuple | None = None # elementwise kinds: W_eff broadcast to this shape
     inputs: tuple = ()               # ELEMWISE: all runtime operands of f (x is the first)
+    x_parts: tuple | None = None     # DENSE: (concatenate eqn, W_eff axis) when x = [x_1, x_2, ...]
 
     @property
     def mixing(self) -> bool:

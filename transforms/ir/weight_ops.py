@@ -100,7 +100,23 @@ def _dense(u, eqn, w_pos, rt_pos, err):
     (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
     xc, xb = (lc, lb) if rt_pos == 0 else (rc, rb)
     free = [d for d in range(len(x.aval.shape)) if d not in tuple(xc) + tuple(xb)]
-    return dict(kind=DENSE, one_post=math.prod(x.aval.shape[d] for d in free) == 1)
+    return dict(kind=DENSE, one_post=math.prod(x.aval.shape[d] for d in free) == 1,
+                x_parts=_concat_parts(u, eqn, w_pos, rt_pos))
+
+
+def _concat_parts(u, eqn, w_pos, rt_pos):
+    """(concatenate's equation index, W_eff's axis) when x = concat(parts)
+    along an axis the product contracts: then x @ W = sum_i x_i @ W_i, and a
+    derivative can skip the parts that carry no tangent."""
+    x = eqn.invars[rt_pos]
+    p = u.producer.get(x)
+    cat = u.t.eqns[p] if p is not None else None
+    if cat is None or cat.primitive.name != "concatenate" or list(eqn.invars).count(x) != 1:
+        return None
+    contract = eqn.params["dimension_numbers"][0]
+    xc, wc = (contract[0], contract[1]) if rt_pos == 0 else (contract[1], contract[0])
+    d = cat.params["dimension"]
+    return (p, wc[list(xc).index(d)]) if d in xc else None
 
 
 def _conv(u, eqn, w_pos, rt_pos, err):
@@ -205,7 +221,8 @@ def make_op(u: Uses, p: int, i: int, index: int, rules=OP_RULES,
     op = WeightOp(index=index, param=p, path=path, kind=info["kind"], chain=chain_of(u, weff),
                   core=core, param_var=t.param_vars[p], weff_var=weff, x_var=x, y_var=y,
                   source=source_of(eqn), one_post=info.get("one_post", True),
-                  bcast_shape=info.get("weff_shape"), inputs=info.get("inputs", ()))
+                  bcast_shape=info.get("weff_shape"), inputs=info.get("inputs", ()),
+                  x_parts=info.get("x_parts") if len(core) == 1 else None)
     return op, info.get("passthrough", ())
 
 

@@ -113,22 +113,11 @@ def held_replacement(graph: Graph, op, y):
 
 
 def _concat_split(graph: Graph, op):
-    """(concatenate eqn, dot eqn, W axis) when y = dot(concat(parts), W_eff)
-    contracts the concatenated axis, else None."""
-    eqn = graph.traced.eqns[op.core[-1]]
-    if len(op.core) != 1 or eqn.primitive.name != "dot_general" or op.x_var is None:
+    """(concatenate eqn, dot eqn, W axis) from the dense rule's ``x_parts``."""
+    if op.x_parts is None:
         return None
-    cat = next((e for e in graph.traced.eqns if op.x_var in e.outvars), None)
-    if cat is None or cat.primitive.name != "concatenate" or list(eqn.invars).count(op.x_var) != 1:
-        return None
-    side = list(eqn.invars).index(op.x_var)
-    if eqn.invars[1 - side] is not op.weff_var:
-        return None
-    contract = eqn.params["dimension_numbers"][0]
-    d = cat.params["dimension"]
-    if d not in contract[side]:
-        return None
-    return cat, eqn, contract[1 - side][list(contract[side]).index(d)]
+    eqns = graph.traced.eqns
+    return eqns[op.x_parts[0]], eqns[op.core[0]], op.x_parts[1]
 
 
 def held_output(graph: Graph, op, split):
