@@ -10,6 +10,8 @@ import re
 import types
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -163,3 +165,37 @@ def test_es_profile_tiny(capsys):
     for name in list(prof.PHASES) + ["train_sequence"]:
         row = re.search(rf"^\| {re.escape(name)} \| ([\d.]+) \|", out, re.M)
         assert row and float(row.group(1)) > 0, (name, out)
+
+
+def test_window_tradeoff_tiny(capsys):
+    """One row per window plus the default, each with a positive time, temp
+    memory that grows with the window, and the default marked."""
+    wt = load("window_tradeoff")
+    assert wt.main(["--T", "8", "--B", "2", "--size", "5", "16", "3", "--windows", "1", "4",
+                    "--reps", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\| (\d+)( \(default\))? \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|",
+                      out, re.M)
+    windows = [int(r[0]) for r in rows]
+    assert windows == sorted(set(windows)) and {1, 4} <= set(windows), out
+    assert sum(bool(r[1]) for r in rows) == 1, out
+    assert all(float(r[3]) > 0 and float(r[5]) > 0 for r in rows), out
+    temp = {int(r[0]): float(r[4]) for r in rows}
+    assert temp[4] > temp[1], out
+    with pytest.raises(SystemExit):
+        wt.main(["--windows", "0"])
+
+
+def test_compile_profile_tiny(capsys):
+    """Every phase is timed for BrainScale in its own process; the total is
+    the phases' sum."""
+    cp = load("compile_profile")
+    assert cp.main(["--T", "5", "--B", "2", "--size", "4", "6", "3", "--algos", "es_d_rtrl",
+                    "--libs", "brainscale"]) == 0
+    out = capsys.readouterr().out
+    row = re.search(r"^\| brainscale \| es_d_rtrl \| (.*) \|$", out, re.M)
+    assert row, out
+    cells = [float(c) for c in row.group(1).split(" | ")]
+    phases, total, lines = cells[:len(cp.PHASES)], cells[-2], cells[-1]
+    assert all(v >= 0 for v in phases) and phases[3] > 0 and lines > 100, out
+    assert total == pytest.approx(sum(phases), abs=0.02), out
