@@ -241,8 +241,9 @@ class Learner:
                 state, out, metrics = learner.step(state, xs[t], ys[t])
         """
         if not self.algorithm.online:
-            raise ValueError("BPTT needs the whole sequence: use sequence_grad or "
-                             "train_sequence, or an online algorithm for step()")
+            raise ValueError(f"{self.algorithm.name} needs the whole sequence: use "
+                             "sequence_grad or train_sequence, or an online algorithm for "
+                             "step()")
         graph = self._graph_of(state, x)
         sig, g_weff, traces, dws, local = self._online_terms(
             graph, state.params, state.hidden, state.traces, x, y, state.local)
@@ -371,7 +372,8 @@ def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
     ``bs.e_prop(feedback="random", feedback_seed=0)`` (D-RTRL's traces with
     the output error broadcast back; the default ``feedback="symmetric"``
     equals D-RTRL), ``bs.ostl()`` (D-RTRL on feed-forward layers; recurrent
-    weights refused) or ``bs.bptt()`` (exact reference, memory grows with T);
+    weights refused), ``bs.bptt()`` (exact reference, memory grows with T) or
+    ``bs.tbptt(k=50)`` (gradients through chunks of k steps; memory grows with k);
     or its name with the algorithm's options as keywords
     (``"es_d_rtrl", decay=0.8``). An option the algorithm does not have is an
     error. ``optimizer``: any optax transformation (default

@@ -27,6 +27,7 @@ ALGORITHM_HELP = {
     "e_prop": "e-prop: symmetric feedback (D-RTRL's signal) unless --feedback random",
     "ostl": "online spatio-temporal learning",
     "bptt": "backpropagation through time over the whole sequence (the exact reference)",
+    "tbptt": "truncated BPTT: gradients through the last chunk of --k steps only (memory O(k))",
 }
 
 
@@ -50,6 +51,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                                   "(default: 'task' of the config file)")
     p.add_argument("--algorithm", choices=sorted(ALGORITHM_HELP),
                    help=f"learning algorithm (default: {d.algorithm})")
+    p.add_argument("--k", type=int, metavar="STEPS",
+                   help="tbptt only: steps per truncation chunk (default 50)")
     p.add_argument("--feedback", choices=["symmetric", "random"],
                    help="e-prop only: the learning signal's feedback weights, the readout's "
                         "own (symmetric, default) or fixed random ones (random feedback "
@@ -141,6 +144,8 @@ def config_from_args(args):
             d[key] = v
     if getattr(args, "feedback", None) is not None:
         d["learner"] = {**d.get("learner", {}), "feedback": args.feedback}
+    if getattr(args, "k", None) is not None:
+        d["learner"] = {**d.get("learner", {}), "k": args.k}
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq or not key:

@@ -11,7 +11,7 @@ __all__ = ["ALGORITHM_LABELS", "algorithm_label", "run_title", "path_keys", "pat
            "population_name", "neuron_kind", "step_ms", "trial_summary", "time_label"]
 
 ALGORITHM_LABELS = {"es_d_rtrl": "ES-D-RTRL", "d_rtrl": "D-RTRL", "e_prop": "e-prop",
-                    "ostl": "OSTL", "bptt": "BPTT"}
+                    "ostl": "OSTL", "bptt": "BPTT", "tbptt": "TBPTT"}
 
 
 def algorithm_label(name: str) -> str:

@@ -182,6 +182,34 @@ class BPTT:
     def window_for(self, T: int, batch: int) -> int:
         return 1
 
+    def chunk_for(self, T: int) -> int:
+        """Steps a gradient flows back through: all of them."""
+        return T
+
+
+@dataclasses.dataclass(frozen=True)
+class TBPTT:
+    """Truncated BPTT, the baseline users run when BPTT's memory does not
+    fit: the sequence is cut into chunks of ``k`` steps; the hidden state
+    passes from one chunk to the next but its gradient is stopped there, so
+    the loss at step t reaches back to its chunk's start (at most k steps).
+    ``jax.grad`` runs per chunk: memory O(k), not O(T). Gradients summed over
+    the chunks, one optimizer update per sequence."""
+    k: int = 50
+    name: ClassVar[str] = "tbptt"
+    online: ClassVar[bool] = False
+
+    def __post_init__(self):
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"tbptt's k (steps per truncation chunk) must be an integer "
+                             f">= 1, got {self.k!r}")
+
+    def window_for(self, T: int, batch: int) -> int:
+        return 1
+
+    def chunk_for(self, T: int) -> int:
+        return min(self.k, T)
+
 
 def d_rtrl(trace_dtype=None) -> DRTRL:
     return DRTRL(trace_dtype)
@@ -203,8 +231,13 @@ def bptt() -> BPTT:
     return BPTT()
 
 
+def tbptt(k: int = 50) -> TBPTT:
+    return TBPTT(k if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k)
+                 else int(k))
+
+
 BY_NAME = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "e_prop": e_prop, "ostl": ostl,
-           "bptt": bptt}
+           "bptt": bptt, "tbptt": tbptt}
 
 
 def from_name(name: str, **options):
