@@ -27,7 +27,7 @@ from brainscale.tasks.digits import (latency_encode, load_digits_split, rank_ord
 from brainscale.models.recurrent_snn import RecurrentSNNOptions as MODEL_OPTIONS
 from brainscale.train.task import Task
 
-__all__ = ["make_task", "label_sequence", "train_indices", "model_options_with_defaults",
+__all__ = ["make_task", "label_sequence", "train_indices", "padded_batches", "model_options_with_defaults",
            "ENCODINGS", "MODEL_DEFAULTS", "MODEL_OPTIONS", "EVAL_KEY_SEED"]
 
 ENCODINGS = ("rate", "latency", "rank_order")
@@ -47,16 +47,16 @@ MODEL_DEFAULTS = {
 }
 
 
-def model_options_with_defaults(model_options) -> dict:
-    """``MODEL_DEFAULTS`` overridden by ``model_options``. ``neuron_options``
-    given for the default neuron are merged over its defaults, so
-    ``model.neuron_options.tau=20`` keeps ``reset='hard'``; for another
-    neuron they replace them."""
+def model_options_with_defaults(model_options, defaults=None) -> dict:
+    """``defaults`` (``MODEL_DEFAULTS``) overridden by ``model_options``.
+    ``neuron_options`` given for the default neuron are merged over its
+    defaults, so ``model.neuron_options.tau=20`` keeps ``reset='hard'``; for
+    another neuron they replace them."""
+    defaults = MODEL_DEFAULTS if defaults is None else defaults
     given = dict(model_options)
-    opts = {**copy.deepcopy(MODEL_DEFAULTS), **given}
-    if opts["neuron"] == MODEL_DEFAULTS["neuron"] and isinstance(given.get("neuron_options"),
-                                                                  dict):
-        opts["neuron_options"] = {**MODEL_DEFAULTS["neuron_options"], **given["neuron_options"]}
+    opts = {**copy.deepcopy(defaults), **given}
+    if opts["neuron"] == defaults["neuron"] and isinstance(given.get("neuron_options"), dict):
+        opts["neuron_options"] = {**defaults["neuron_options"], **given["neuron_options"]}
     return opts
 
 
@@ -77,6 +77,22 @@ def train_indices(seed: int, step: int, batch_size: int, n_train: int) -> np.nda
     epoch, i = divmod(int(step), n)
     perm = np.random.default_rng([int(seed), epoch]).permutation(n_train)
     return perm[i * batch_size:(i + 1) * batch_size]
+
+
+def padded_batches(xs, labels, batch_size: int, label_fn) -> list:
+    """An encoded evaluation set ``xs`` (T, N, D) in batches of
+    ``batch_size``, labels ``label_fn(y) -> (T, b)``; the last batch padded
+    with zero rows labelled -1 (no loss, not scored)."""
+    T, out = xs.shape[0], []
+    for start in range(0, xs.shape[1], batch_size):
+        x = xs[:, start:start + batch_size]
+        y = label_fn(labels[start:start + batch_size])
+        pad = batch_size - x.shape[1]
+        if pad:
+            x = np.concatenate([x, np.zeros((T, pad) + x.shape[2:], x.dtype)], axis=1)
+            y = np.concatenate([y, np.full((T, pad), -1, np.int32)], axis=1)
+        out.append((x, y))
+    return out
 
 
 @functools.lru_cache(maxsize=4)
@@ -145,16 +161,8 @@ def make_task(encoding: str = "rate", T: int = 24, max_rate: float = 1.0,
             xs = np.array(encode(x_te, jax.random.PRNGKey(EVAL_KEY_SEED)))
             xs.setflags(write=False)       # batches are views of it
             eval_xs.append(xs)
-        out = []
-        for start in range(0, len(x_te), batch_size):
-            xs = eval_xs[0][:, start:start + batch_size]
-            ys = label_sequence(y_te[start:start + batch_size], T, label_fraction)
-            pad = batch_size - xs.shape[1]
-            if pad:
-                xs = np.concatenate([xs, np.zeros((T, pad, xs.shape[2]), np.float32)], axis=1)
-                ys = np.concatenate([ys, np.full((T, pad), -1, np.int32)], axis=1)
-            out.append((xs, ys))
-        return out
+        return padded_batches(eval_xs[0], y_te, batch_size,
+                              lambda y: label_sequence(y, T, label_fraction))
 
     def make_model(model_options, seed):
         from brainscale.models.recurrent_snn import recurrent_snn

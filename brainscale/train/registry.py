@@ -38,6 +38,9 @@ TASKS: dict[str, str | Callable[..., Task]] = {
     "shd": "brainscale.datasets.shd:make_task",
     "ssc": "brainscale.datasets.shd:make_ssc_task",
     "dvs_gesture": "brainscale.datasets.dvs_gesture:make_task",
+    "mnist": "brainscale.tasks.mnist_task:make_mnist_task",
+    "smnist": "brainscale.tasks.mnist_task:make_smnist_task",
+    "psmnist": "brainscale.tasks.mnist_task:make_psmnist_task",
 }
 
 
@@ -187,9 +190,13 @@ def describe_task(name: str, options: dict | None = None, tasks: dict | None = N
 def _model_schema(name, factory, options, tasks):
     """The model schema and task defaults: the factory's module's
     ``MODEL_OPTIONS`` / ``MODEL_DEFAULTS`` when it has them (no data loaded),
-    else those of the task built with ``options``."""
+    or the factory's ``model_defaults(**options)``), else those of the task
+    built with ``options``."""
     module = importlib.import_module(factory.__module__)
     if getattr(module, "MODEL_OPTIONS", None) is not None:
+        defaults_of = getattr(factory, "model_defaults", None)    # defaults by task option
+        if callable(defaults_of):
+            return module.MODEL_OPTIONS, dict(defaults_of(**options))
         return module.MODEL_OPTIONS, dict(getattr(module, "MODEL_DEFAULTS", {}) or {})
     task = make_task(name, options, tasks)
     return task.model_options, dict(task.model_defaults)
