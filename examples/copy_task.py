@@ -19,53 +19,37 @@ import argparse
 import json
 import math
 import os
-import shutil
-import time
 
 import numpy as np
 
 from brainscale.tasks.copy_task import CHANCE_LOSS, make_task
-from brainscale.train.config import TrainConfig
-from brainscale.train.runner import METRICS_LOG, fit
+from brainscale.train.compare import run_algorithm
 
 FULL = dict(steps=1000, lags="10,50,100", hidden=128, batch_size=32, n_eval=256, lr=3e-3)
 QUICK = dict(steps=30, lags="5", hidden=16, batch_size=8, n_eval=16, lr=3e-3, eval_every=10)
-
-
-def _read_log(run_dir):
-    with open(os.path.join(run_dir, METRICS_LOG)) as f:
-        recs = [json.loads(line) for line in f if line.strip()]
-    return [r for r in recs if r["kind"] == "train"], [r for r in recs if r["kind"] == "eval"]
 
 
 def run_one(lag, algorithm, args, log=print):
     """One ``fit`` run; returns its numbers and curves (training loss per
     copied token: the log's ``loss_per_label``)."""
     task = make_task(lag=lag, n_eval=args.n_eval)
-    n_tokens = task.options["n_tokens"]
-    T = 2 * n_tokens + lag
-    run_dir = os.path.join(args.out, f"lag{lag}", algorithm)
-    if os.path.isdir(run_dir):
-        shutil.rmtree(run_dir)           # a fresh run: fit refuses to overwrite one
-    cfg = TrainConfig(task="copy", task_options=dict(task.options), model={"n_hidden": args.hidden},
-                      algorithm=algorithm, lr=args.lr, batch_size=args.batch_size,
-                      steps=args.steps, eval_every=args.eval_every, checkpoint_every=args.steps,
-                      seed=args.seed, out_dir=run_dir)
-    t0 = time.perf_counter()
-    res = fit(cfg, task=task, progress=not args.quick, plots=False, log=lambda s: None)
-    wall = time.perf_counter() - t0
-    train, evals = _read_log(run_dir)
-    secs = [r["seconds"] for r in train[1:]] or [train[0]["seconds"]]   # step 1 compiles
+    T = 2 * task.options["n_tokens"] + lag
+    run = run_algorithm(task, "copy", algorithm, os.path.join(args.out, f"lag{lag}", algorithm),
+                        steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                        eval_every=args.eval_every, model={"n_hidden": args.hidden},
+                        seed=args.seed, progress=not args.quick)
+    final = run.result["final"]
     row = {"lag": lag, "T": T, "algorithm": algorithm, "steps": args.steps,
-           "final_loss": res["final"]["loss"], "final_accuracy": res["final"]["accuracy"],
-           "ms_per_step": 1e3 * float(np.median(secs)), "wall_s": wall,
-           "train_step": [r["step"] for r in train],
-           "train_token_loss": [r["loss_per_label"] for r in train],
-           "eval_step": [r["step"] for r in evals], "eval_loss": [r["loss"] for r in evals],
-           "eval_accuracy": [r["accuracy"] for r in evals]}
+           "final_loss": final["loss"], "final_accuracy": final["accuracy"],
+           "ms_per_step": run.ms_per_step, "wall_s": run.wall_s,
+           "train_step": [r["step"] for r in run.train],
+           "train_token_loss": [r["loss_per_label"] for r in run.train],
+           "eval_step": [r["step"] for r in run.evals],
+           "eval_loss": [r["loss"] for r in run.evals],
+           "eval_accuracy": [r["accuracy"] for r in run.evals]}
     log(f"lag {lag:4d} (T {T:4d})  {algorithm:9s}  loss {row['final_loss']:.3f}  "
         f"accuracy {row['final_accuracy']:.3f}  {row['ms_per_step']:.0f} ms/step  "
-        f"({wall:.0f} s)")
+        f"({run.wall_s:.0f} s)")
     return row
 
 

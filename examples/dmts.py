@@ -20,14 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import time
-
-import numpy as np
 
 from brainscale.tasks.dmts_task import make_task
-from brainscale.train.config import TrainConfig
-from brainscale.train.runner import METRICS_LOG, fit
+from brainscale.train.compare import run_algorithm
 
 FULL = dict(delay=1000.0, fixation=10.0, sample=500.0, test=500.0, steps=800, batch_size=32,
             lr=5e-3, n_eval=512, eval_every=50, model={}, learner={"decay": 0.9})
@@ -40,32 +35,20 @@ def run_one(algorithm, args, log=print):
     """One ``fit`` run; returns its numbers and accuracy curve."""
     task = make_task(delay=args.delay, fixation=args.fixation, sample=args.sample,
                      test=args.test, n_eval=args.n_eval)
-    run_dir = os.path.join(args.out, algorithm)
-    if os.path.isdir(run_dir):
-        shutil.rmtree(run_dir)           # a fresh run: fit refuses to overwrite one
     learner = dict(args.learner) if algorithm == "es_d_rtrl" else {}
-    cfg = TrainConfig(task="dmts", task_options=dict(task.options), model=dict(args.model),
-                      algorithm=algorithm, learner=learner, lr=args.lr,
-                      batch_size=args.batch_size, steps=args.steps,
-                      eval_every=args.eval_every, checkpoint_every=args.steps,
-                      seed=args.seed, out_dir=run_dir)
-    t0 = time.perf_counter()
-    res = fit(cfg, task=task, progress=not args.quick, plots=False, log=lambda s: None)
-    wall = time.perf_counter() - t0
-    with open(os.path.join(run_dir, METRICS_LOG)) as f:
-        recs = [json.loads(line) for line in f if line.strip()]
-    secs = [r["seconds"] for r in recs if r["kind"] == "train"]
-    secs = secs[1:] or secs                    # the first step compiles
-    hist = res["history"]
+    run = run_algorithm(task, "dmts", algorithm, os.path.join(args.out, algorithm),
+                        steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                        eval_every=args.eval_every, model=args.model, learner=learner,
+                        seed=args.seed, progress=not args.quick)
     row = {"algorithm": algorithm, "delay": args.delay, "steps": args.steps,
-           "final_accuracy": res["final"]["accuracy"],
-           "best_accuracy": max(r["accuracy"] for r in hist),
-           "ms_per_step": 1e3 * float(np.median(secs)), "wall_s": wall,
-           "eval_step": [r["step"] for r in hist],
-           "eval_accuracy": [r["accuracy"] for r in hist],
-           "config": cfg.to_dict()}
+           "final_accuracy": run.final_accuracy, "best_accuracy": run.best_accuracy,
+           "ms_per_step": run.ms_per_step, "wall_s": run.wall_s,
+           "eval_step": [r["step"] for r in run.evals],
+           "eval_accuracy": [r["accuracy"] for r in run.evals],
+           "config": run.config.to_dict()}
     log(f"{algorithm:9s}  delay {args.delay:g} ms  accuracy {row['final_accuracy']:.3f} "
-        f"(best {row['best_accuracy']:.3f})  {row['ms_per_step']:.0f} ms/step  ({wall:.0f} s)")
+        f"(best {row['best_accuracy']:.3f})  {row['ms_per_step']:.0f} ms/step  "
+        f"({run.wall_s:.0f} s)")
     log("  test accuracy by step: " + " ".join(
         f"{s}:{a:.3f}" for s, a in zip(row["eval_step"], row["eval_accuracy"])))
     return row

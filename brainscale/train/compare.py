@@ -1,0 +1,84 @@
+"""One fresh training run per algorithm on the same task, seed and batches,
+for the side-by-side examples and benchmarks (DMTS, copy, MNIST, TBPTT).
+
+``run_algorithm`` wraps ``fit``: it starts from an empty run folder, keeps
+the log quiet, and returns the run's records with the median time per
+training step (the first step, which compiles, left out) and the compiled
+program's memory (``program_memory``: XLA's own figures for one
+``train_sequence``, read without running it, so they do not depend on the
+machine's load).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from brainscale.train.config import TrainConfig
+from brainscale.train.runner import METRICS_LOG, fit
+
+__all__ = ["Run", "run_algorithm", "program_memory", "read_log"]
+
+
+@dataclasses.dataclass
+class Run:
+    """What one ``run_algorithm`` call measured."""
+    algorithm: str
+    config: TrainConfig
+    result: dict                 # fit's summary (status, final, history, learner, state)
+    train: list                  # the metrics log's "train" records
+    evals: list                  # its "eval" records
+    ms_per_step: float
+    wall_s: float
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.result["final"]["accuracy"]
+
+    @property
+    def best_accuracy(self) -> float:
+        return max(r["accuracy"] for r in self.evals)
+
+
+def read_log(run_dir):
+    """(train records, eval records) of a run's metrics log."""
+    with open(os.path.join(run_dir, METRICS_LOG)) as f:
+        recs = [json.loads(line) for line in f if line.strip()]
+    return ([r for r in recs if r["kind"] == "train"], [r for r in recs if r["kind"] == "eval"])
+
+
+def run_algorithm(task, task_name: str, algorithm: str, out_dir, *, steps: int,
+                  batch_size: int, lr: float, eval_every: int | None = None,
+                  model: dict | None = None, learner: dict | None = None, seed: int = 0,
+                  optimizer: str = "adam", progress: bool = False) -> Run:
+    """Train ``algorithm`` on ``task`` into a fresh ``out_dir`` (an older run
+    there is removed: ``fit`` refuses to overwrite one)."""
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)
+    cfg = TrainConfig(task=task_name, task_options=dict(task.options), model=dict(model or {}),
+                      algorithm=algorithm, learner=dict(learner or {}), optimizer=optimizer,
+                      lr=lr, batch_size=batch_size, steps=steps, eval_every=eval_every,
+                      checkpoint_every=steps, seed=seed, out_dir=str(out_dir))
+    t0 = time.perf_counter()
+    res = fit(cfg, task=task, progress=progress, plots=False, log=lambda s: None)
+    wall = time.perf_counter() - t0
+    train, evals = read_log(out_dir)
+    secs = [r["seconds"] for r in train[1:]] or [r["seconds"] for r in train]
+    return Run(algorithm, cfg, res, train, evals, 1e3 * float(np.median(secs)), wall)
+
+
+def program_memory(run: Run, xs, ys) -> dict:
+    """XLA's memory figures (MiB) for one ``train_sequence`` of ``run``'s
+    learner on a batch shaped like ``xs`` (T, B, ...): ``temp`` (scratch,
+    what grows with T for BPTT) and ``total`` (arguments + outputs + temp,
+    aliased outputs counted once)."""
+    learner, state = run.result["learner"], run.result["state"]
+    mem = learner.train_sequence.lower(state, xs, ys).compile().memory_analysis()
+    mib = 2.0 ** 20
+    total = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+             - mem.alias_size_in_bytes + mem.temp_size_in_bytes)
+    return {"temp": mem.temp_size_in_bytes / mib, "total": total / mib}
