@@ -22,8 +22,8 @@ import os
 from brainscale.train.compare import run_algorithm
 from brainscale.train.registry import make_task
 
-FULL = {"mnist": dict(steps=1500, batch_size=32, lr=2e-3, eval_every=125, model={},
-                      task_options={"T": 25}),
+FULL = {"mnist": dict(steps=4000, batch_size=32, lr=2e-3, eval_every=500,
+                      model={"hidden": [512]}, task_options={"T": 25, "max_shift": 2}),
         "smnist": dict(steps=3000, batch_size=32, lr=2e-3, eval_every=250, model={},
                        task_options={})}
 FULL["psmnist"] = FULL["smnist"]
@@ -41,7 +41,8 @@ def run_one(algorithm, args, log=print):
     run = run_algorithm(task, args.task, algorithm, os.path.join(args.out, algorithm),
                         steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         eval_every=args.eval_every, model=args.model, learner=learner,
-                        seed=args.seed, progress=not args.quick)
+                        seed=args.seed, lr_schedule=args.lr_schedule,
+                        progress=not args.quick)
     row = {"task": args.task, "task_options": dict(task.options), "algorithm": algorithm,
            "steps": args.steps, "final_accuracy": run.final_accuracy,
            "best_accuracy": run.best_accuracy, "ms_per_step": run.ms_per_step,
@@ -86,18 +87,38 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--eval-every", type=int)
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine")
     p.add_argument("--decay", type=float, default=0.9, help="ES-D-RTRL's presynaptic decay")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=JSON",
+                   help="a task option, e.g. max_shift=2 (repeatable)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=JSON",
+                   help="a model option, e.g. hidden=[512] (repeatable)")
     p.add_argument("--out", default="mnist_out")
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else FULL[args.task]
     for k, v in defaults.items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
+    args.task_options = {**args.task_options, **_pairs(p, "--task-option", args.task_option)}
+    args.model = {**args.model, **_pairs(p, "--model-option", args.model_option)}
     if args.quick and args.task != "mnist":
         args.pixels_per_step = 28
     args.algorithms = [s.strip() for s in args.algorithms.split(",") if s.strip()]
     return args
+
+
+def _pairs(parser, flag, items):
+    out = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError as e:
+            parser.error(f"{flag} {item}: the value is not JSON ({e.msg})")
+        if not eq or not key:
+            parser.error(f"{flag} expects KEY=JSON, got {item!r}")
+    return out
 
 
 def main(argv=None, log=print):

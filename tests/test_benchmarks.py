@@ -199,3 +199,32 @@ def test_compile_profile_tiny(capsys):
     phases, total, lines = cells[:len(cp.PHASES)], cells[-2], cells[-1]
     assert all(v >= 0 for v in phases) and phases[3] > 0 and lines > 100, out
     assert total == pytest.approx(sum(phases), abs=0.02), out
+
+
+def test_vs_truncated_quick_and_its_crossover_rule(tmp_path):
+    """Every algorithm at every delay with accuracy and XLA memory; BPTT's
+    memory grows with T faster than TBPTT-k's; the crossover is the first
+    delay from which ES-D-RTRL stays ahead at no more memory."""
+    vt = load("vs_truncated")
+    rows, cross = vt.main(["--quick", "--out", str(tmp_path)], log=lambda *a: None)
+    assert [(r["delay"], r["algorithm"]) for r in rows] == [
+        (d, a) for d in (4.0, 24.0) for a in ("es_d_rtrl", "tbptt:4", "bptt")]
+    assert all(0 <= r["final_accuracy"] <= 1 and r["temp_MiB"] > 0 for r in rows)
+    mem = {(r["delay"], r["algorithm"]): r["temp_MiB"] for r in rows}
+    assert mem[24.0, "bptt"] / mem[4.0, "bptt"] > mem[24.0, "tbptt:4"] / mem[4.0, "tbptt:4"]
+    assert set(cross) == {"tbptt:4"}
+    for name in ("vs_truncated.csv", "vs_truncated.json", "accuracy_vs_memory.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+    def row(d, a, acc, mib):
+        return {"delay": d, "algorithm": a, "final_accuracy": acc, "total_MiB": mib}
+    synthetic = [row(10, "es_d_rtrl", 0.6, 1), row(10, "tbptt:50", 0.9, 2),
+                 row(100, "es_d_rtrl", 0.9, 1), row(100, "tbptt:50", 0.5, 2),
+                 row(100, "tbptt:10", 0.5, 0.5),          # less memory: not a win
+                 row(400, "es_d_rtrl", 0.9, 1), row(400, "tbptt:50", 0.5, 2),
+                 row(400, "tbptt:10", 0.5, 2), row(10, "tbptt:10", 0.9, 2)]
+    assert vt.crossovers(synthetic, 0.02) == {"tbptt:10": 400, "tbptt:50": 100}
+    with pytest.raises(SystemExit):
+        vt.main(["--quick", "--algorithms", "tbptt:0"])
+    with pytest.raises(SystemExit):
+        vt.main(["--quick", "--algorithms", "bptt:5"])

@@ -64,6 +64,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, dest="batch_size",
                    help=f"sequences per step (default: {d.batch_size})")
     p.add_argument("--lr", type=float, help=f"learning rate (default: {d.lr})")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                   help="constant (default) or cosine decay to 0 over --steps")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optax optimizer (default: "
                                                            f"{d.optimizer})")
     p.add_argument("--seed", type=int, help=f"seed of the weights and batches (default: "
@@ -137,8 +139,8 @@ def config_from_args(args):
             raise ValueError(f"{args.config}: a config is a JSON object")
     elif args.resume and args.out_dir and not args.task:
         d = _saved_config(args.out_dir)
-    for key in ("task", "algorithm", "steps", "batch_size", "lr", "optimizer", "seed", "devices",
-                "mesh", "eval_every", "checkpoint_every", "out_dir"):
+    for key in ("task", "algorithm", "steps", "batch_size", "lr", "lr_schedule", "optimizer",
+                "seed", "devices", "mesh", "eval_every", "checkpoint_every", "out_dir"):
         v = getattr(args, key, None)
         if v is not None:
             d[key] = v

@@ -28,7 +28,7 @@ import numpy as np
 
 from brainscale.datasets.errors import DatasetError
 
-__all__ = ["load_mnist", "load_mnist_split", "mnist_source", "sequential_pixels",
+__all__ = ["load_mnist", "load_mnist_split", "mnist_source", "sequential_pixels", "shift_images",
            "threshold_crossings", "pixel_order", "N_PIXELS"]
 
 N_PIXELS = 784
@@ -138,6 +138,19 @@ def load_mnist_split(test_per_class: int = 100, seed: int = 0, cache_dir=None):
     test = np.concatenate(test)[rng.permutation(10 * test_per_class)]
     x = images.astype(np.float32) / 255.0
     return x[train], labels[train], x[test], labels[test]
+
+
+def shift_images(images, max_shift: int, rng) -> np.ndarray:
+    """Each 28x28 image moved by its own (dy, dx), each uniform in
+    [-max_shift, max_shift], the border filled with 0: (N, 784) -> (N, 784)."""
+    x = np.asarray(images, np.float32).reshape(-1, 28, 28)
+    if max_shift <= 0:
+        return x.reshape(len(x), -1)
+    m = int(max_shift)
+    padded = np.pad(x, ((0, 0), (m, m), (m, m)))
+    d = rng.integers(-m, m + 1, size=(len(x), 2))
+    out = np.stack([p[m - dy:m - dy + 28, m - dx:m - dx + 28] for p, (dy, dx) in zip(padded, d)])
+    return out.reshape(len(x), -1)
 
 
 def pixel_order(permuted: bool, seed: int = 0) -> np.ndarray:

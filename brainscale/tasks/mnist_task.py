@@ -27,7 +27,7 @@ from brainscale.tasks.digits_task import (EVAL_KEY_SEED, label_sequence,
                                           model_options_with_defaults, padded_batches,
                                           train_indices)
 from brainscale.tasks.mnist import (load_mnist_split, pixel_order, sequential_pixels,
-                                    threshold_crossings)
+                                    shift_images, threshold_crossings)
 from brainscale.train.task import Task
 
 __all__ = ["make_mnist_task", "make_smnist_task", "make_psmnist_task", "MNIST_DEFAULTS",
@@ -58,7 +58,8 @@ def _check_common(max_eval):
         raise ValueError(f"max_eval must be positive or None, got {max_eval}")
 
 
-def _task(name, encode, T, n_in, label_fn, model_defaults, options, max_eval, cache_dir):
+def _task(name, encode, T, n_in, label_fn, model_defaults, options, max_eval, cache_dir,
+          max_shift=0):
     import jax
 
     x_tr, y_tr, x_te, y_te = _split(cache_dir)
@@ -68,7 +69,11 @@ def _task(name, encode, T, n_in, label_fn, model_defaults, options, max_eval, ca
     def train_batch(seed, step, batch_size):
         idx = train_indices(seed, step, batch_size, len(x_tr))
         key = jax.random.fold_in(jax.random.PRNGKey(int(seed)), int(step))
-        return encode(x_tr[idx], key), label_fn(y_tr[idx])
+        images = x_tr[idx]
+        if max_shift:
+            rng = np.random.default_rng([int(seed), int(step), 28])
+            images = shift_images(images, max_shift, rng)
+        return encode(images, key), label_fn(y_tr[idx])
 
     encoded = []
 
@@ -94,10 +99,12 @@ def _task(name, encode, T, n_in, label_fn, model_defaults, options, max_eval, ca
 
 
 def make_mnist_task(encoding: str = "rate", T: int = 25, max_rate: float = 0.5,
-                    label_fraction: float = 1 / 3, max_eval: int | None = None,
-                    cache_dir: str | None = None) -> Task:
+                    label_fraction: float = 1 / 3, max_shift: int = 0,
+                    max_eval: int | None = None, cache_dir: str | None = None) -> Task:
     """Rate- or latency-coded MNIST: 784 inputs over ``T`` steps; the rate
-    code spikes with probability ``intensity * max_rate`` per step."""
+    code spikes with probability ``intensity * max_rate`` per step.
+    ``max_shift``: training images moved by up to that many pixels in each
+    direction (seeded by seed and step; the held-out digits never)."""
     if encoding not in ("rate", "latency"):
         raise ValueError(f"encoding must be 'rate' or 'latency', got {encoding!r}")
     T = int(T)
@@ -108,6 +115,8 @@ def make_mnist_task(encoding: str = "rate", T: int = 25, max_rate: float = 0.5,
     if not 0.0 <= max_rate <= 1.0:
         raise ValueError(f"max_rate is a probability per step, got {max_rate}")
     _check_common(max_eval)
+    if not 0 <= int(max_shift) <= 8:
+        raise ValueError(f"max_shift must be in 0..8 pixels, got {max_shift}")
     import jax
 
     rate = jax.jit(lambda images, key: rate_encode(images, T, key, max_rate=max_rate))
@@ -116,9 +125,9 @@ def make_mnist_task(encoding: str = "rate", T: int = 25, max_rate: float = 0.5,
         return np.asarray(rate(images, key)) if encoding == "rate" else latency_encode(images, T)
 
     options = {"encoding": encoding, "T": T, "max_rate": float(max_rate),
-               "label_fraction": float(label_fraction)}
+               "label_fraction": float(label_fraction), "max_shift": int(max_shift)}
     return _task("mnist", encode, T, 784, lambda y: label_sequence(y, T, label_fraction),
-                 MNIST_DEFAULTS, options, max_eval, cache_dir)
+                 MNIST_DEFAULTS, options, max_eval, cache_dir, int(max_shift))
 
 
 def make_smnist_task(encoding: str = "threshold", pixels_per_step: int = 1,

@@ -54,14 +54,15 @@ def read_log(run_dir):
 def run_algorithm(task, task_name: str, algorithm: str, out_dir, *, steps: int,
                   batch_size: int, lr: float, eval_every: int | None = None,
                   model: dict | None = None, learner: dict | None = None, seed: int = 0,
-                  optimizer: str = "adam", progress: bool = False) -> Run:
+                  optimizer: str = "adam", lr_schedule: str = "constant",
+                  progress: bool = False) -> Run:
     """Train ``algorithm`` on ``task`` into a fresh ``out_dir`` (an older run
     there is removed: ``fit`` refuses to overwrite one)."""
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
     cfg = TrainConfig(task=task_name, task_options=dict(task.options), model=dict(model or {}),
                       algorithm=algorithm, learner=dict(learner or {}), optimizer=optimizer,
-                      lr=lr, batch_size=batch_size, steps=steps, eval_every=eval_every,
+                      lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, steps=steps, eval_every=eval_every,
                       checkpoint_every=steps, seed=seed, out_dir=str(out_dir))
     t0 = time.perf_counter()
     res = fit(cfg, task=task, progress=progress, plots=False, log=lambda s: None)

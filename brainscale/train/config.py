@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "load_config", "config_from_dict"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "LR_SCHEDULES", "load_config", "config_from_dict"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine")
 MESH = re.compile(r"(\d+)x(\d+)")      # batch x neurons devices
 # a registered name, or a factory as "package.module:function"
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z_][A-Za-z0-9_.]*)?")
@@ -32,7 +33,9 @@ class TrainConfig:
     ten evaluations a run. Every ``checkpoint_every`` steps (and on SIGINT /
     SIGTERM) a checkpoint is written atomically. ``devices`` > 1 shards the
     batch over that many devices (``batch_size`` must divide evenly).
-    ``mesh`` ``"BxN"`` (e.g. ``"2x2"``) runs on a batch x neurons mesh of
+    ``lr_schedule`` ``"cosine"`` decays ``lr`` to 0 over ``steps`` (optax's
+    cosine decay; the optimizer's step count is in the checkpoint, so a
+    resumed run continues the schedule). ``mesh`` ``"BxN"`` (e.g. ``"2x2"``) runs on a batch x neurons mesh of
     B * N devices: the batch split B ways and every population's neurons
     (weights, hidden state, traces) N ways (``brainscale.model_parallel``).
     In a run over several processes (``brainscale.train.distributed``) the
@@ -47,6 +50,7 @@ class TrainConfig:
     learner: dict = field(default_factory=dict)
     optimizer: str = "adam"
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     grad_clip: float | None = None
     batch_size: int = 32
     steps: int = 1000
@@ -76,6 +80,7 @@ class TrainConfig:
                f"one of {sorted(brainscale.ALGORITHMS)}")
         _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}")
         _check(_num(self.lr) and self.lr > 0, "lr", "a positive number")
+        _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}")
         _check(self.grad_clip is None or (_num(self.grad_clip) and self.grad_clip > 0),
                "grad_clip", "null or a positive number")
         for name in ("batch_size", "steps", "checkpoint_every"):

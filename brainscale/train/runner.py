@@ -54,8 +54,10 @@ METRICS_LOG = "metrics.jsonl"
 def _optimizer(cfg: TrainConfig):
     import optax
 
+    lr = cfg.lr if cfg.lr_schedule == "constant" else optax.cosine_decay_schedule(
+        cfg.lr, cfg.steps)
     opt = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd,
-           "rmsprop": optax.rmsprop}[cfg.optimizer](cfg.lr)
+           "rmsprop": optax.rmsprop}[cfg.optimizer](lr)
     if cfg.grad_clip is not None:
         opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
     return opt

@@ -1,0 +1,194 @@
+"""The online learners against truncated BPTT at equal memory.
+
+A user whose sequences do not fit BPTT's memory truncates: TBPTT-k carries
+the hidden state forward but each loss's gradient back through its chunk of
+k steps only, so memory grows with k. The online learners (ES-D-RTRL,
+D-RTRL) keep the whole temporal path in traces whose size does not depend
+on T. The claim tested: once the delay a task must bridge exceeds k, the
+online learners beat TBPTT-k at equal or lower memory.
+
+For each delay of ``--delays`` (DMTS, evidence accumulation; ``smnist`` has
+its own fixed length) every algorithm trains from the same initial weights
+on the same batches (``brainscale.train.compare``); printed per run: held-out
+accuracy (final and best), XLA's temp and total memory of one training step
+(read from the compiled program, independent of load) and ms per step. Then,
+for each k, the crossover delay: the smallest delay from which on ES-D-RTRL
+is ahead of TBPTT-k at no more memory (``--margin`` points). Written to
+``--out``: ``vs_truncated.csv``, ``vs_truncated.json`` and
+``accuracy_vs_memory.png`` (one panel per delay).
+
+    python benchmarks/vs_truncated.py --task dmts --delays 50 200 1000 \\
+        --algorithms es_d_rtrl d_rtrl tbptt:10 tbptt:50 tbptt:200 bptt --steps 400
+    python benchmarks/vs_truncated.py --quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import write_csv  # noqa: E402
+
+from brainscale.train.compare import program_memory, run_algorithm  # noqa: E402
+from brainscale.train.registry import make_task  # noqa: E402
+
+TASKS_WITH_DELAY = ("dmts", "evidence")
+QUICK = dict(task="dmts", delays=[4.0, 24.0], algorithms=["es_d_rtrl", "tbptt:4", "bptt"],
+             steps=4, batch_size=8, lr=1e-2, eval_every=2,
+             task_options={"fixation": 2.0, "sample": 6.0, "test": 6.0, "n_eval": 16},
+             model={"hidden": [8]})
+
+
+def parse_algorithm(spec: str):
+    """``"tbptt:50"`` -> ("tbptt", {"k": 50}); ``"es_d_rtrl"`` -> (name, {})."""
+    name, _, k = spec.partition(":")
+    if name == "tbptt":
+        if not k.isdigit() or int(k) < 1:
+            raise ValueError(f"--algorithms {spec!r}: write truncated BPTT as tbptt:K with K "
+                             "a positive number of steps, e.g. tbptt:50")
+        return name, {"k": int(k)}
+    if k:
+        raise ValueError(f"--algorithms {spec!r}: only tbptt takes ':K'")
+    return name, {}
+
+
+def label(spec: str) -> str:
+    name, opts = parse_algorithm(spec)
+    from brainscale.train.plot_labels import algorithm_label
+    return algorithm_label(name) + (f"-{opts['k']}" if "k" in opts else "")
+
+
+def run_delay(args, delay, log):
+    """Every algorithm at one delay: one row each."""
+    options = dict(args.task_options)
+    if delay is not None:
+        options["delay"] = delay
+    task = make_task(args.task, options)
+    rows = []
+    for spec in args.algorithms:
+        name, learner = parse_algorithm(spec)
+        if name == "es_d_rtrl":
+            learner = {"decay": args.decay}
+        out = os.path.join(args.out, f"delay{delay:g}" if delay is not None else "run", spec)
+        run = run_algorithm(task, args.task, name, out.replace(":", "_"), steps=args.steps,
+                            batch_size=args.batch_size, lr=args.lr,
+                            eval_every=args.eval_every, model=args.model, learner=learner,
+                            seed=args.seed)
+        xs, ys = task.train_batch(args.seed, 0, args.batch_size)
+        mem = program_memory(run, xs, ys)
+        row = {"task": args.task, "delay": delay, "T": int(xs.shape[0]), "algorithm": spec,
+               "final_accuracy": run.final_accuracy, "best_accuracy": run.best_accuracy,
+               "temp_MiB": mem["temp"], "total_MiB": mem["total"],
+               "ms_per_step": run.ms_per_step, "wall_s": run.wall_s}
+        rows.append(row)
+        log(f"{args.task} delay {delay} (T {row['T']})  {label(spec):10s} accuracy "
+            f"{row['final_accuracy']:.3f} (best {row['best_accuracy']:.3f})  temp "
+            f"{row['temp_MiB']:.2f} MiB, total {row['total_MiB']:.2f} MiB  "
+            f"{row['ms_per_step']:.0f} ms/step")
+    return rows
+
+
+def crossovers(rows, margin: float, online: str = "es_d_rtrl") -> dict:
+    """{tbptt spec: the smallest delay from which on ``online`` beats it by
+    more than ``margin`` at no more total memory, or None}."""
+    delays = sorted({r["delay"] for r in rows if r["delay"] is not None})
+    at = {(r["delay"], r["algorithm"]): r for r in rows}
+    out = {}
+    for spec in sorted({r["algorithm"] for r in rows if r["algorithm"].startswith("tbptt")},
+                       key=lambda s: parse_algorithm(s)[1]["k"]):
+        wins = []
+        for d in delays:
+            a, b = at.get((d, online)), at.get((d, spec))
+            wins.append(a is not None and b is not None and a["total_MiB"] <= b["total_MiB"]
+                        and a["final_accuracy"] > b["final_accuracy"] + margin)
+        first = next((i for i in range(len(delays)) if all(wins[i:])), None)
+        out[spec] = None if first is None else delays[first]
+    return out
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    delays = sorted({r["delay"] for r in rows}, key=lambda d: (d is None, d or 0))
+    fig, axes = plt.subplots(1, len(delays), figsize=(4 * len(delays), 3.4), squeeze=False)
+    for ax, d in zip(axes[0], delays):
+        for r in (r for r in rows if r["delay"] == d):
+            ax.scatter(r["total_MiB"], r["final_accuracy"], s=25)
+            ax.annotate(label(r["algorithm"]), (r["total_MiB"], r["final_accuracy"]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("memory of one training step (MiB, XLA)")
+        ax.set_title(f"{rows[0]['task']}" + (f", delay {d:g}" if d is not None else ""))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("held-out accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny DMTS, a few steps")
+    p.add_argument("--task", choices=list(TASKS_WITH_DELAY) + ["smnist", "psmnist"])
+    p.add_argument("--delays", type=float, nargs="+", help="task delays (ms = steps at dt 1)")
+    p.add_argument("--algorithms", nargs="+",
+                   help="es_d_rtrl, d_rtrl, e_prop, bptt, tbptt:K ...")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--decay", type=float, default=0.9, help="ES-D-RTRL's presynaptic decay")
+    p.add_argument("--margin", type=float, default=0.02,
+                   help="accuracy lead that counts as beating TBPTT (default 2 points)")
+    p.add_argument("--task-options", type=json.loads, help="JSON object of task options")
+    p.add_argument("--model", type=json.loads, help="JSON object of model options")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench_out/vs_truncated")
+    args = p.parse_args(argv)
+    full = dict(task="dmts", delays=[50.0, 200.0, 1000.0],
+                algorithms=["es_d_rtrl", "d_rtrl", "tbptt:10", "tbptt:50", "tbptt:200", "bptt"],
+                steps=400, batch_size=32, lr=5e-3, eval_every=100,
+                task_options={"sample": 200.0, "test": 200.0, "n_eval": 256}, model={})
+    for k, v in (QUICK if args.quick else full).items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    for spec in args.algorithms:
+        try:
+            parse_algorithm(spec)
+        except ValueError as e:
+            p.error(str(e))
+    if args.task not in TASKS_WITH_DELAY:
+        args.delays = [None]
+    for name in ("task_options", "model"):
+        if not isinstance(getattr(args, name), dict):
+            p.error(f"--{name.replace('_', '-')} must be a JSON object")
+    return args
+
+
+def main(argv=None, log=print):
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    rows = [r for d in args.delays for r in run_delay(args, d, log)]
+    cross = crossovers(rows, args.margin) if args.task in TASKS_WITH_DELAY else {}
+    for spec, d in cross.items():
+        log(f"crossover vs {label(spec)}: " + (
+            f"ES-D-RTRL ahead by > {args.margin:.0%} at no more memory from delay {d:g} on"
+            if d is not None else "not reached in this sweep"))
+    write_csv(os.path.join(args.out, "vs_truncated.csv"), rows)
+    with open(os.path.join(args.out, "vs_truncated.json"), "w") as f:
+        json.dump({"args": vars(args), "rows": rows,
+                   "crossover": {k: (None if v is None or math.isnan(v) else v)
+                                 for k, v in cross.items()}}, f, indent=1)
+    plot(rows, os.path.join(args.out, "accuracy_vs_memory.png"))
+    return rows, cross
+
+
+if __name__ == "__main__":
+    main()
