@@ -228,3 +228,23 @@ def test_vs_truncated_quick_and_its_crossover_rule(tmp_path):
         vt.main(["--quick", "--algorithms", "tbptt:0"])
     with pytest.raises(SystemExit):
         vt.main(["--quick", "--algorithms", "bptt:5"])
+
+
+def test_copy_curriculum_quick(tmp_path):
+    """The curriculum lengthens the string only after the loss window meets
+    the threshold: lengths never drop, grow by one at a time, and the
+    learned length is one less than the one being trained."""
+    cc = load("copy_curriculum")
+    rows = cc.main(["--quick", "--out", str(tmp_path)], log=lambda *a: None)
+    assert [r["algorithm"] for r in rows] == ["d_rtrl", "bptt"]
+    for r in rows:
+        rec = r["records"]
+        assert [x["step"] for x in rec] == list(range(1, len(rec) + 1))
+        learned = [x["learned"] for x in rec]
+        assert all(0 <= b - a <= 1 for a, b in zip(learned, learned[1:]))
+        assert all(x["learned"] in (x["L"] - 1, x["L"]) for x in rec)
+        assert r["learned"] == learned[-1] >= 2
+        assert all(math.isfinite(x["bits"]) and x["bits"] >= 0 for x in rec)
+    assert (tmp_path / "copy_curriculum.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        cc.main(["--algorithms", "rtrl"])

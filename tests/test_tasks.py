@@ -233,3 +233,20 @@ def test_dmts_input_rates_follow_the_formula():
     np.testing.assert_allclose(rates[10:510], np.broadcast_to(expected, (500, 256, 100)), rtol=1e-5)
     np.testing.assert_allclose(rates[:10], 1.0)
     np.testing.assert_allclose(rates[510:810], 1.0)
+
+
+def test_binary_copy_layout_by_hand():
+    """String, delimiter, recall, padding: inputs one-hot then silent,
+    labels the same bits during recall only; seeded."""
+    from brainscale.tasks.binary_copy import binary_copy_batch, padded_length
+
+    xs, ys = binary_copy_batch([3, 1], 4, 5, padded_length(5))
+    assert padded_length(5) == 16 and xs.shape == (16, 4, 3) and ys.shape == (16, 4)
+    bits = xs[:5, :, 1].astype(np.int32)
+    assert np.array_equal(xs[:5].sum(-1), np.ones((5, 4))) and (xs[:5, :, 2] == 0).all()
+    assert (xs[5, :, 2] == 1).all() and (xs[5, :, :2] == 0).all() and (xs[6:] == 0).all()
+    assert (ys[:6] == -1).all() and np.array_equal(ys[6:11], bits) and (ys[11:] == -1).all()
+    again, _ = binary_copy_batch([3, 1], 4, 5, 16)
+    assert np.array_equal(again, xs)
+    with pytest.raises(ValueError, match="T >= 2 L"):
+        binary_copy_batch(0, 2, 5, 10)

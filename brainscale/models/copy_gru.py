@@ -23,10 +23,12 @@ class CopyGRUOptions:
 
 
 class CopyGRU(nnx.Module):
-    """One-hot token -> GRU(n_hidden) -> linear readout: ``logits = h @ W + b``."""
+    """One-hot token -> GRU(n_hidden) -> linear readout: ``logits = h @ W + b``.
+    ``n_in``: the input width when it is not ``n_classes`` (e.g. the binary
+    copy task's bit, bit, delimiter)."""
 
-    def __init__(self, n_hidden: int, *, rngs, n_classes: int = 10):
-        self.rnn = GRU(n_classes, n_hidden, rngs=rngs)
+    def __init__(self, n_hidden: int, *, rngs, n_classes: int = 10, n_in: int | None = None):
+        self.rnn = GRU(n_classes if n_in is None else int(n_in), n_hidden, rngs=rngs)
         self.out = LinearReadout(n_hidden, n_classes, rngs=rngs)
 
     def __call__(self, x):
