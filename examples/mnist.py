@@ -24,7 +24,7 @@ from brainscale.train.registry import make_task
 
 FULL = {"mnist": dict(steps=4000, batch_size=32, lr=2e-3, eval_every=500,
                       model={"hidden": [512]}, task_options={"T": 25, "max_shift": 2}),
-        "smnist": dict(steps=3000, batch_size=32, lr=2e-3, eval_every=250, model={},
+        "smnist": dict(steps=3000, batch_size=32, lr=5e-3, eval_every=500, model={},
                        task_options={})}
 FULL["psmnist"] = FULL["smnist"]
 QUICK = dict(steps=6, batch_size=8, lr=5e-3, eval_every=3, model={"hidden": [16]},

@@ -136,6 +136,7 @@ def test_tasks_batches_labels_and_options(cache):
     assert xs.shape == (12, 4, 784) and set(np.unique(xs)) <= {0.0, 1.0} and (ys[-4:] >= 0).all()
     assert m.resolve_model({})["neuron"] == "lif" and t.resolve_model({})["neuron"] == "alif"
     assert t.resolve_model({})["neuron_options"]["tau_a"] == 175.0
+    assert t.resolve_model({})["hidden"] == [256]
 
     for name, opts, msg in [("smnist", {"pixels_per_step": 3}, "must divide 784"),
                             ("smnist", {"encoding": "rate"}, "'threshold' or 'gray'"),

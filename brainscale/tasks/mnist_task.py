@@ -40,9 +40,9 @@ MNIST_DEFAULTS = {"hidden": [256], "neuron": "lif",
 
 def sequential_defaults(pixels_per_step: int) -> dict:
     """Recurrent ALIF whose adaptation lasts about the image (700 pixels)."""
-    return {"hidden": [128], "neuron": "alif",
-            "neuron_options": {"tau": 20.0, "tau_a": 700.0 / pixels_per_step, "beta": 1.8},
-            "w_in_scale": 1.0, "w_rec_scale": 1.0, "tau_out": 20.0}
+    return {"hidden": [256], "neuron": "alif",
+            "neuron_options": {"tau": 20.0, "tau_a": 700.0 / pixels_per_step, "beta": 0.5},
+            "w_in_scale": 20.0, "w_rec_scale": 2.0, "tau_out": 20.0}
 
 
 @functools.lru_cache(maxsize=2)
