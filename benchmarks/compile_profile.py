@@ -48,7 +48,6 @@ def brainscale_phases(algo, T, B, size):
 
 
 def peer_phases(algo, T, B, size):
-    import brainstate
     import jax
     sys.path.insert(0, str(HERE))
     import lif_delta as ld
@@ -58,14 +57,7 @@ def peer_phases(algo, T, B, size):
     xs, ys = ld.make_data(T, B, 1, n_in=n_in, n_out=n_out)
     net = vb.peer_model(0, size)
     t0 = time.perf_counter()
-    grad_fn, pstates, _ = vb.peer_grad_fn(net, algo, B, xs[0], 0.99)
-
-    @brainstate.transform.jit
-    def fn(xs, ys):
-        grads, loss = grad_fn(xs, ys)
-        for k, st in pstates.items():
-            st.value = jax.tree.map(lambda w, g: w - 1e-3 * g, st.value, grads[k])
-        return loss
+    fn = vb.peer_train_fn(net, algo, B, xs[0], 0.99)
     t1 = time.perf_counter()
     jax.block_until_ready(fn(xs, ys))
     t2 = time.perf_counter()

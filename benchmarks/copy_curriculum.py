@@ -85,11 +85,9 @@ def learned_by(records, step):
 
 
 def plot(rows, path):
-    import matplotlib
+    from brainscale.train.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for r in rows:
         rec = r["records"]
@@ -102,9 +100,7 @@ def plot(rows, path):
         ax.set_ylabel("string length learned")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv=None):

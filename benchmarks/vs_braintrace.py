@@ -139,6 +139,22 @@ def peer_grad_fn(net, algo, B, x0, decay):
 
 
 # -- one timed configuration (run in a subprocess) -------------------------------
+def peer_train_fn(net, algo, B, x0, decay, lr=1e-3):
+    """The peer's jitted training step: gradient over the sequence, SGD."""
+    import brainstate
+    import jax
+
+    grad_fn, pstates, _ = peer_grad_fn(net, algo, B, x0, decay)
+
+    @brainstate.transform.jit
+    def fn(xs, ys):
+        grads, loss = grad_fn(xs, ys)
+        for k, st in pstates.items():
+            st.value = jax.tree.map(lambda w, g: w - lr * g, st.value, grads[k])
+        return loss
+    return fn
+
+
 def run_one(lib, algo, T, B, decay, reps, seed, size=None):
     import jax
     import optax
@@ -162,15 +178,7 @@ def run_one(lib, algo, T, B, decay, reps, seed, size=None):
         args = (params, xs, ys)
         call = lambda: fn(*args)
     else:
-        import brainstate
-        grad_fn, pstates, _ = peer_grad_fn(net, algo, B, xs[0], decay)
-
-        @brainstate.transform.jit
-        def fn(xs, ys):
-            grads, loss = grad_fn(xs, ys)
-            for k, st in pstates.items():
-                st.value = jax.tree.map(lambda w, g: w - 1e-3 * g, st.value, grads[k])
-            return loss
+        fn = peer_train_fn(net, algo, B, xs[0], decay)
         args = (xs, ys)
         call = lambda: fn(*args)
     t_build = time.time() - t0

@@ -111,11 +111,9 @@ def crossovers(rows, margin: float, online: str = "es_d_rtrl") -> dict:
 
 
 def plot(rows, path):
-    import matplotlib
+    from brainscale.train.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     delays = sorted({r["delay"] for r in rows}, key=lambda d: (d is None, d or 0))
     fig, axes = plt.subplots(1, len(delays), figsize=(4 * len(delays), 3.4), squeeze=False)
     for ax, d in zip(axes[0], delays):
@@ -128,9 +126,7 @@ def plot(rows, path):
         ax.set_title(f"{rows[0]['task']}" + (f", delay {d:g}" if d is not None else ""))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("held-out accuracy")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv=None):

@@ -23,6 +23,7 @@ import os
 
 from brainscale.tasks.dmts_task import make_task
 from brainscale.train.compare import run_algorithm
+from brainscale.train.plots import plot_accuracy_curves
 
 FULL = dict(delay=1000.0, fixation=10.0, sample=500.0, test=500.0, steps=800, batch_size=32,
             lr=5e-3, n_eval=512, eval_every=50, model={}, learner={"decay": 0.9})
@@ -55,24 +56,8 @@ def run_one(algorithm, args, log=print):
 
 
 def plot(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for r in rows:
-        ax.plot(r["eval_step"], r["eval_accuracy"], marker="o", ms=3, label=r["algorithm"])
-    ax.axhline(0.95, color="k", ls="--", lw=0.8, label="95 %")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0.4, 1.0)
-    ax.set_title(f"DMTS, delay {rows[0]['delay']:g} ms")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_accuracy_curves(rows, path, f"DMTS, delay {rows[0]['delay']:g} ms", ylim=(0.4, 1.0),
+                         hline=(0.95, "95 %"))
 
 
 def parse_args(argv=None):

@@ -14,7 +14,8 @@ import os
 
 import numpy as np
 
-__all__ = ["record_hidden", "spike_trains", "plot_learning_curve", "plot_raster", "plot_run"]
+__all__ = ["record_hidden", "spike_trains", "plot_learning_curve", "plot_raster", "plot_run",
+           "plot_accuracy_curves", "pyplot", "save_figure"]
 
 
 def _save(fig, path):
@@ -72,6 +73,40 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+pyplot = _pyplot
+
+
+def save_figure(fig, path):
+    """``fig`` laid out, written atomically as PNG, and closed."""
+    fig.tight_layout()
+    _save(fig, path)
+    _pyplot().close(fig)
+
+
+def plot_accuracy_curves(rows, png: str, title: str = "", ylabel: str = "test accuracy",
+                         ylim=None, hline=None):
+    """Accuracy at each evaluation, one line per algorithm (rows with
+    ``algorithm``, ``eval_step``, ``eval_accuracy``); ``hline``: (value,
+    label) of a dashed reference line."""
+    from brainscale.train.plot_labels import algorithm_label
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for r in rows:
+        ax.plot(r["eval_step"], r["eval_accuracy"], marker="o", ms=3,
+                label=algorithm_label(r["algorithm"]))
+    if hline is not None:
+        ax.axhline(hline[0], color="k", ls="--", lw=0.8, label=hline[1])
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, png)
 
 
 def _num(v):
