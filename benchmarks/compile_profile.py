@@ -98,7 +98,8 @@ def main(argv=None):
                    *map(str, size), "--one", lib, algo]
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode:
-                print(f"| {lib} | {algo} | failed: {run.stderr.strip().splitlines()[-1]} |")
+                why = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
+                print(f"| {lib} | {algo} | failed: {why} |")
                 continue
             phases, lines = json.loads(run.stdout.strip().splitlines()[-1])
             total = sum(v for v in phases.values() if v == v)

@@ -22,8 +22,6 @@ import collections
 import json
 import math
 import os
-import pathlib
-import sys
 import time
 
 import jax
@@ -31,19 +29,19 @@ import numpy as np
 import optax
 from flax import nnx
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from vs_truncated import label, parse_algorithm  # noqa: E402
-
 import brainscale as bs  # noqa: E402
 from brainscale.models.copy_gru import CopyGRU  # noqa: E402
-from brainscale.tasks.binary_copy import N_CLASSES, N_IN, binary_copy_batch, padded_length  # noqa: E402,E501
+from brainscale.tasks.binary_copy import (N_CLASSES, N_IN, binary_copy_batch,  # noqa: E402
+                                          padded_length)
+from brainscale.train.batches import loss_per_label  # noqa: E402
+from brainscale.train.compare import learner_options  # noqa: E402
+from brainscale.train.plot_labels import algorithm_label as label  # noqa: E402
 
 
 def run(spec, args, log=print):
     """One curriculum run; its per-step records."""
-    name, opts = parse_algorithm(spec)
-    algorithm = bs.es_d_rtrl(decay=args.decay) if name == "es_d_rtrl" else \
-        bs.ALGORITHMS[name](**opts)
+    name, opts = learner_options(spec, args.decay)
+    algorithm = bs.ALGORITHMS[name](**opts)
     model = CopyGRU(args.hidden, rngs=nnx.Rngs(args.seed), n_classes=N_CLASSES, n_in=N_IN)
     learner = bs.online(model, algorithm, optimizer=optax.adam(args.lr))
     xs, _ = binary_copy_batch([args.seed, 0], args.batch_size, 1)
@@ -57,7 +55,7 @@ def run(spec, args, log=print):
         loss = float(metrics["loss"])
         if not math.isfinite(loss):
             raise FloatingPointError(f"{spec}: the loss is {loss} at step {step + 1} (L {L})")
-        bits = loss * ys.size / np.sum(ys >= 0) / math.log(2)
+        bits = loss_per_label(loss, ys) / math.log(2)
         data_steps += 2 * L + 1
         recent.append(bits)
         trained_on = L
@@ -106,30 +104,33 @@ def plot(rows, path):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny GRU, a few dozen steps")
-    p.add_argument("--algorithms", nargs="+", default=["d_rtrl", "es_d_rtrl", "bptt", "tbptt:10"])
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--algorithms", nargs="+",
+                   help="default d_rtrl es_d_rtrl bptt tbptt:10 (--quick: d_rtrl bptt)")
+    p.add_argument("--hidden", type=int, help="GRU units (default 128)")
+    p.add_argument("--steps", type=int, help="training steps (default 3000)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--threshold", type=float, default=0.15,
-                   help="bits per recalled bit below which L grows (Mujika et al.: 0.15)")
-    p.add_argument("--window", type=int, default=20,
-                   help="steps at the current L whose mean loss is compared with the threshold")
+    p.add_argument("--threshold", type=float,
+                   help="bits per recalled bit below which L grows (default 0.15, Mujika et al.)")
+    p.add_argument("--window", type=int,
+                   help="steps at the current L whose mean loss is compared with the threshold "
+                        "(default 20)")
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--decay", type=float, default=0.9, help="ES-D-RTRL's presynaptic decay")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/copy_curriculum")
     args = p.parse_args(argv)
-    if args.quick:
-        args.hidden, args.steps, args.window, args.threshold = 16, 40, 2, 0.99
-        args.algorithms = ["d_rtrl", "bptt"]
+    defaults = (dict(hidden=16, steps=40, window=2, threshold=0.99, algorithms=["d_rtrl", "bptt"])
+                if args.quick else dict(hidden=128, steps=3000, window=20, threshold=0.15,
+                                        algorithms=["d_rtrl", "es_d_rtrl", "bptt", "tbptt:10"]))
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     for spec in args.algorithms:
         try:
-            name, _ = parse_algorithm(spec)
+            learner_options(spec, args.decay)
         except ValueError as e:
-            p.error(str(e))
-        if name not in bs.ALGORITHMS:
-            p.error(f"--algorithms {spec!r}: unknown; choose from {sorted(bs.ALGORITHMS)}")
+            p.error(f"--algorithms: {e}")
     for key in ("hidden", "steps", "batch_size", "window", "max_length"):
         if getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be positive")

@@ -33,33 +33,29 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import write_csv  # noqa: E402
 
-from brainscale.train.compare import program_memory, run_algorithm  # noqa: E402
+from brainscale.train.compare import (learner_options, parse_algorithm,  # noqa: E402
+                                      program_memory, run_algorithm)
+from brainscale.train.plot_labels import algorithm_label as label  # noqa: E402
 from brainscale.train.registry import make_task  # noqa: E402
 
 TASKS_WITH_DELAY = ("dmts", "evidence")
-QUICK = dict(task="dmts", delays=[4.0, 24.0], algorithms=["es_d_rtrl", "tbptt:4", "bptt"],
-             steps=4, batch_size=8, lr=1e-2, eval_every=2,
-             task_options={"fixation": 2.0, "sample": 6.0, "test": 6.0, "n_eval": 16},
-             model={"hidden": [8]})
-
-
-def parse_algorithm(spec: str):
-    """``"tbptt:50"`` -> ("tbptt", {"k": 50}); ``"es_d_rtrl"`` -> (name, {})."""
-    name, _, k = spec.partition(":")
-    if name == "tbptt":
-        if not k.isdigit() or int(k) < 1:
-            raise ValueError(f"--algorithms {spec!r}: write truncated BPTT as tbptt:K with K "
-                             "a positive number of steps, e.g. tbptt:50")
-        return name, {"k": int(k)}
-    if k:
-        raise ValueError(f"--algorithms {spec!r}: only tbptt takes ':K'")
-    return name, {}
-
-
-def label(spec: str) -> str:
-    name, opts = parse_algorithm(spec)
-    from brainscale.train.plot_labels import algorithm_label
-    return algorithm_label(name) + (f"-{opts['k']}" if "k" in opts else "")
+QUICK = dict(delays=[4.0, 24.0], algorithms=["es_d_rtrl", "tbptt:4", "bptt"],
+             steps=4, batch_size=8, lr=1e-2, eval_every=2)
+TASK_OPTIONS = {      # each task's defaults here (shorter cues than the tasks' own)
+    "dmts": {"sample": 200.0, "test": 200.0, "n_eval": 256},
+    "evidence": {"n_eval": 256},
+    "smnist": {"pixels_per_step": 4},
+    "psmnist": {"pixels_per_step": 4},
+}
+QUICK_MODEL = {"dmts": {"hidden": [8]}, "evidence": {"n_rec": 10},
+               "smnist": {"hidden": [8]}, "psmnist": {"hidden": [8]}}
+QUICK_TASK_OPTIONS = {
+    "dmts": {"fixation": 2.0, "sample": 6.0, "test": 6.0, "n_eval": 16},
+    "evidence": {"n_cues": 2, "cue_duration": 3.0, "cue_spacing": 4.0, "recall": 4.0,
+                 "n_per_group": 2, "n_eval": 16},
+    "smnist": {"pixels_per_step": 28, "max_eval": 16},
+    "psmnist": {"pixels_per_step": 28, "max_eval": 16},
+}
 
 
 def run_delay(args, delay, log):
@@ -70,9 +66,7 @@ def run_delay(args, delay, log):
     task = make_task(args.task, options)
     rows = []
     for spec in args.algorithms:
-        name, learner = parse_algorithm(spec)
-        if name == "es_d_rtrl":
-            learner = {"decay": args.decay}
+        name, learner = learner_options(spec, args.decay)
         out = os.path.join(args.out, f"delay{delay:g}" if delay is not None else "run", spec)
         run = run_algorithm(task, args.task, name, out.replace(":", "_"), steps=args.steps,
                             batch_size=args.batch_size, lr=args.lr,
@@ -143,18 +137,23 @@ def parse_args(argv=None):
     p.add_argument("--decay", type=float, default=0.9, help="ES-D-RTRL's presynaptic decay")
     p.add_argument("--margin", type=float, default=0.02,
                    help="accuracy lead that counts as beating TBPTT (default 2 points)")
-    p.add_argument("--task-options", type=json.loads, help="JSON object of task options")
+    p.add_argument("--task-options", type=json.loads,
+                   help="JSON object of task options (default: shorter cues, see TASK_OPTIONS)")
     p.add_argument("--model", type=json.loads, help="JSON object of model options")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/vs_truncated")
     args = p.parse_args(argv)
-    full = dict(task="dmts", delays=[50.0, 200.0, 1000.0],
+    full = dict(delays=[50.0, 200.0, 1000.0],
                 algorithms=["es_d_rtrl", "d_rtrl", "tbptt:10", "tbptt:50", "tbptt:200", "bptt"],
-                steps=400, batch_size=32, lr=5e-3, eval_every=100,
-                task_options={"sample": 200.0, "test": 200.0, "n_eval": 256}, model={})
+                steps=400, batch_size=32, lr=5e-3, eval_every=100)
+    args.task = args.task or "dmts"
     for k, v in (QUICK if args.quick else full).items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
+    if args.task_options is None:
+        args.task_options = dict((QUICK_TASK_OPTIONS if args.quick else TASK_OPTIONS)[args.task])
+    if args.model is None:
+        args.model = dict(QUICK_MODEL[args.task]) if args.quick else {}
     for spec in args.algorithms:
         try:
             parse_algorithm(spec)

@@ -19,7 +19,7 @@ import argparse
 import json
 import os
 
-from brainscale.train.compare import run_algorithm
+from brainscale.train.compare import learner_options, run_algorithm
 from brainscale.train.plots import plot_accuracy_curves
 from brainscale.train.registry import make_task
 
@@ -33,25 +33,27 @@ QUICK = dict(steps=6, batch_size=8, lr=5e-3, eval_every=3, model={"hidden": [16]
              task_options={"max_eval": 40}, decay=0.9)
 
 
-def run_one(algorithm, args, log=print):
-    """One ``fit`` run of ``algorithm``; its numbers and accuracy curve."""
+def run_one(spec, args, log=print):
+    """One ``fit`` run of algorithm ``spec`` (a name, or tbptt:K); its
+    numbers and accuracy curve."""
     options = dict(args.task_options)
     if args.task != "mnist":
         options["pixels_per_step"] = args.pixels_per_step
     task = make_task(args.task, options)
-    learner = {"decay": args.decay} if algorithm == "es_d_rtrl" else {}
-    run = run_algorithm(task, args.task, algorithm, os.path.join(args.out, algorithm),
+    algorithm, learner = learner_options(spec, args.decay)
+    run = run_algorithm(task, args.task, algorithm,
+                        os.path.join(args.out, spec.replace(":", "_")),
                         steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         eval_every=args.eval_every, model=args.model, learner=learner,
                         seed=args.seed, lr_schedule=args.lr_schedule,
                         progress=not args.quick)
-    row = {"task": args.task, "task_options": dict(task.options), "algorithm": algorithm,
+    row = {"task": args.task, "task_options": dict(task.options), "algorithm": spec,
            "steps": args.steps, "final_accuracy": run.final_accuracy,
            "best_accuracy": run.best_accuracy, "ms_per_step": run.ms_per_step,
            "wall_s": run.wall_s, "eval_step": [r["step"] for r in run.evals],
            "eval_accuracy": [r["accuracy"] for r in run.evals],
            "config": run.config.to_dict()}
-    log(f"{args.task} {algorithm:9s}  accuracy {row['final_accuracy']:.4f} "
+    log(f"{args.task} {spec:9s}  accuracy {row['final_accuracy']:.4f} "
         f"(best {row['best_accuracy']:.4f})  {row['ms_per_step']:.0f} ms/step  "
         f"({run.wall_s:.0f} s)")
     return row
@@ -94,6 +96,11 @@ def parse_args(argv=None):
     if args.quick and args.task != "mnist":
         args.pixels_per_step = 28
     args.algorithms = [s.strip() for s in args.algorithms.split(",") if s.strip()]
+    for spec in args.algorithms:
+        try:
+            learner_options(spec, args.decay)
+        except ValueError as e:
+            p.error(f"--algorithms: {e}")
     return args
 
 
@@ -101,12 +108,12 @@ def _pairs(parser, flag, items):
     out = {}
     for item in items:
         key, eq, text = item.partition("=")
+        if not eq or not key:
+            parser.error(f"{flag} expects KEY=JSON, got {item!r}")
         try:
             out[key] = json.loads(text)
         except json.JSONDecodeError as e:
             parser.error(f"{flag} {item}: the value is not JSON ({e.msg})")
-        if not eq or not key:
-            parser.error(f"{flag} expects KEY=JSON, got {item!r}")
     return out
 
 

@@ -201,7 +201,7 @@ def test_compile_profile_tiny(capsys):
     assert total == pytest.approx(sum(phases), abs=0.02), out
 
 
-def test_vs_truncated_quick_and_its_crossover_rule(tmp_path):
+def test_vs_truncated_quick_and_its_crossover_rule(tmp_path, monkeypatch):
     """Every algorithm at every delay with accuracy and XLA memory; BPTT's
     memory grows with T faster than TBPTT-k's; the crossover is the first
     delay from which ES-D-RTRL stays ahead at no more memory."""
@@ -222,8 +222,18 @@ def test_vs_truncated_quick_and_its_crossover_rule(tmp_path):
                  row(100, "es_d_rtrl", 0.9, 1), row(100, "tbptt:50", 0.5, 2),
                  row(100, "tbptt:10", 0.5, 0.5),          # less memory: not a win
                  row(400, "es_d_rtrl", 0.9, 1), row(400, "tbptt:50", 0.5, 2),
-                 row(400, "tbptt:10", 0.5, 2), row(10, "tbptt:10", 0.9, 2)]
-    assert vt.crossovers(synthetic, 0.02) == {"tbptt:10": 400, "tbptt:50": 100}
+                 row(400, "tbptt:10", 0.5, 2), row(10, "tbptt:10", 0.9, 2),
+                 row(10, "tbptt:200", 0.5, 2), row(100, "tbptt:200", 0.95, 2),   # win, loss,
+                 row(400, "tbptt:200", 0.5, 2)]                                  # win again
+    assert vt.crossovers(synthetic, 0.02) == {"tbptt:10": 400, "tbptt:50": 100,
+                                              "tbptt:200": 400}
+    assert vt.crossovers(synthetic, 0.5) == {"tbptt:10": None, "tbptt:50": None,
+                                             "tbptt:200": None}
+    monkeypatch.setenv("BRAINSCALE_CACHE", str(tmp_path / "cache"))
+    for task in ("evidence", "psmnist"):      # each task brings its own quick options
+        rows, _ = vt.main(["--quick", "--task", task, "--algorithms", "tbptt:4",
+                           "--out", str(tmp_path / task)], log=lambda *a: None)
+        assert rows and all(0 <= r["final_accuracy"] <= 1 for r in rows)
     with pytest.raises(SystemExit):
         vt.main(["--quick", "--algorithms", "tbptt:0"])
     with pytest.raises(SystemExit):
@@ -245,6 +255,15 @@ def test_copy_curriculum_quick(tmp_path):
         assert all(x["learned"] in (x["L"] - 1, x["L"]) for x in rec)
         assert r["learned"] == learned[-1] >= 2
         assert all(math.isfinite(x["bits"]) and x["bits"] >= 0 for x in rec)
+        # a length is learned exactly when the window's mean loss is under the threshold
+        since, window = 0, []
+        for x in rec:
+            window = (window + [x["bits"]])[-2:]                 # --quick: window 2
+            grew = x["learned"] > since
+            assert grew == (len(window) == 2 and sum(window) / 2 < 0.99), (x, window)
+            if grew:
+                since, window = x["learned"], []
     assert (tmp_path / "copy_curriculum.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         cc.main(["--algorithms", "rtrl"])
+    assert cc.parse_args(["--quick", "--steps", "7"]).steps == 7     # flags win over --quick

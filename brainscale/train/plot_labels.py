@@ -15,8 +15,10 @@ ALGORITHM_LABELS = {"es_d_rtrl": "ES-D-RTRL", "d_rtrl": "D-RTRL", "e_prop": "e-p
 
 
 def algorithm_label(name: str) -> str:
-    """The usual spelling of an algorithm (``es_d_rtrl`` -> ``ES-D-RTRL``)."""
-    return ALGORITHM_LABELS.get(name, name)
+    """The usual spelling of an algorithm (``es_d_rtrl`` -> ``ES-D-RTRL``,
+    ``tbptt:50`` -> ``TBPTT-50``)."""
+    base, colon, option = name.partition(":")
+    return ALGORITHM_LABELS.get(base, base) + (f"-{option}" if colon else "")
 
 
 def run_title(task: str, algorithm: str | None) -> str:

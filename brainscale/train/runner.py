@@ -35,7 +35,7 @@ from contextlib import ExitStack, contextmanager, nullcontext
 import numpy as np
 
 from brainscale.train import distributed
-from brainscale.train.batches import check_batch
+from brainscale.train.batches import check_batch, loss_per_label
 from brainscale.train.callbacks import call
 from brainscale.train.checkpoint import atomic_write, previous_path, save_checkpoint
 from brainscale.train.config import TrainConfig
@@ -318,10 +318,7 @@ def _train(cfg: TrainConfig, built, mesh, opened, resume, log, progress, plots,
                     refuse(step, f"{bad} holds NaN or inf after the update")
                 state = new_state
                 done = step + 1
-                # the learner's loss averages over all T x B entries, masked ones as 0;
-                # per labelled entry it is larger by T B / (number labelled)
-                n_lab = max(int(np.sum(np.asarray(ys) >= 0)), 1)
-                per_label = loss * np.size(ys) / n_lab
+                per_label = loss_per_label(loss, ys)
                 rec = {"kind": "train", "step": done, "loss": loss, "loss_per_label": per_label,
                        "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
                 emit(rec)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import operator
 from typing import Any, ClassVar
 
 from transforms.errors import UnsupportedAlgorithmError
@@ -232,8 +234,13 @@ def bptt() -> BPTT:
 
 
 def tbptt(k: int = 50) -> TBPTT:
-    return TBPTT(k if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k)
-                 else int(k))
+    """``TBPTT(k)``; an integral number of any numeric type is taken as int."""
+    if isinstance(k, numbers.Integral) and not isinstance(k, bool):
+        k = operator.index(k)
+    elif isinstance(k, numbers.Real) and not isinstance(k, bool) and math.isfinite(k) \
+            and k == int(k):
+        k = int(k)
+    return TBPTT(k)
 
 
 BY_NAME = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "e_prop": e_prop, "ostl": ostl,
