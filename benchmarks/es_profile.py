@@ -22,11 +22,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import lif_delta as ld  # noqa: E402
-import brainscale as bs  # noqa: E402
 from transforms.learning.signals import (linearized_cut, readout_signal, run_step,  # noqa: E402
                                          step_signals, weight_grads)
 
@@ -90,12 +88,7 @@ def phase_fn(learner, graph, params, xs, ys, level):
 
 def profile(T, B, size, window=None, readout_paths=False, reps=15, decay=0.99):
     """{phase: median ms per sequence} and the window used."""
-    n_in, n_rec, n_out = size
-    params = ld.init_params(0, n_in, n_rec, n_out)
-    xs, ys = ld.make_data(T, B, 1, n_in=n_in, n_out=n_out)
-    learner = bs.online(ld.model(params), bs.es_d_rtrl(decay=decay, window=window),
-                        optimizer=optax.sgd(1e-3), readout_paths=readout_paths)
-    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    learner, state, xs, ys = ld.es_setup(T, B, size, window, readout_paths, decay)
     graph = learner.graph
     h0 = jax.tree_util.tree_leaves(state.hidden)
     calls = {name: (lambda f=phase_fn(learner, graph, state.params, xs, ys, lvl):

@@ -73,6 +73,22 @@ def model(params) -> StepModel:
     return StepModel(lambda rng, x: (params, hidden), apply)
 
 
+def es_setup(T, B, size, window=None, readout_paths=False, decay=0.99):
+    """(learner, state, xs, ys): ES-D-RTRL with SGD on the network of
+    ``size`` (IN, HIDDEN, OUT) and data of T steps, batch B."""
+    import jax
+    import optax
+
+    import brainscale as bs
+
+    n_in, n_rec, n_out = size
+    params = init_params(0, n_in, n_rec, n_out)
+    xs, ys = make_data(T, B, 1, n_in=n_in, n_out=n_out)
+    learner = bs.online(model(params), bs.es_d_rtrl(decay=decay, window=window),
+                        optimizer=optax.sgd(1e-3), readout_paths=readout_paths)
+    return learner, learner.init(jax.random.PRNGKey(0), xs[0]), xs, ys
+
+
 def make_data(T, B, seed=1, rate=0.05, n_in=N_IN, n_out=N_OUT):
     rng = np.random.RandomState(seed)
     xs = (rng.rand(T, B, n_in) < rate).astype(np.float32)

@@ -20,7 +20,6 @@ import time
 
 import jax
 import numpy as np
-import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import lif_delta as ld  # noqa: E402
@@ -29,12 +28,7 @@ import brainscale as bs  # noqa: E402
 
 def measure(T, B, size, window, readout_paths=False, reps=5, decay=0.99):
     """(ms per time step, XLA temp MiB, XLA compile s) for one window."""
-    n_in, n_rec, n_out = size
-    params = ld.init_params(0, n_in, n_rec, n_out)
-    xs, ys = ld.make_data(T, B, 1, n_in=n_in, n_out=n_out)
-    learner = bs.online(ld.model(params), bs.es_d_rtrl(decay=decay, window=window),
-                        optimizer=optax.sgd(1e-3), readout_paths=readout_paths)
-    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    learner, state, xs, ys = ld.es_setup(T, B, size, window, readout_paths, decay)
     lowered = learner.train_sequence.lower(state, xs, ys)
     t = time.perf_counter()
     compiled = lowered.compile()

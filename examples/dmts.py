@@ -18,11 +18,10 @@ evaluation), ``results.json`` and one ``fit`` run directory per algorithm.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from brainscale.tasks.dmts_task import make_task
-from brainscale.train.compare import run_algorithm
+from brainscale.train.compare import run_algorithm, save_results
 from brainscale.train.plots import plot_accuracy_curves
 
 FULL = dict(delay=1000.0, fixation=10.0, sample=500.0, test=500.0, steps=800, batch_size=32,
@@ -88,9 +87,7 @@ def main(argv=None, log=print):
     rows = [run_one(algo, args, log) for algo in args.algorithms]
     png = os.path.join(args.out, "dmts.png")
     plot(rows, png)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"args": vars(args), "results": rows}, f, indent=1)
-    log(f"wrote {png} and {os.path.join(args.out, 'results.json')}")
+    log(f"wrote {png} and {save_results(args.out, args, rows)}")
     return rows
 
 

@@ -19,7 +19,7 @@ import argparse
 import json
 import os
 
-from brainscale.train.compare import learner_options, run_algorithm
+from brainscale.train.compare import learner_options, run_algorithm, save_results
 from brainscale.train.plots import plot_accuracy_curves
 from brainscale.train.registry import make_task
 
@@ -124,9 +124,7 @@ def main(argv=None, log=print):
     rows = [run_one(algo, args, log) for algo in args.algorithms]
     png = os.path.join(args.out, f"{args.task}.png")
     plot(rows, png)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"args": vars(args), "results": rows}, f, indent=1)
-    log(f"wrote {png} and {os.path.join(args.out, 'results.json')}")
+    log(f"wrote {png} and {save_results(args.out, args, rows)}")
     return rows
 
 

@@ -22,7 +22,7 @@ from brainscale.train.config import TrainConfig
 from brainscale.train.runner import METRICS_LOG, fit
 
 __all__ = ["Run", "run_algorithm", "program_memory", "read_log", "parse_algorithm",
-           "learner_options"]
+           "learner_options", "save_results"]
 
 
 def parse_algorithm(spec: str):
@@ -111,3 +111,11 @@ def program_memory(run: Run, xs, ys) -> dict:
     total = (mem.argument_size_in_bytes + mem.output_size_in_bytes
              - mem.alias_size_in_bytes + mem.temp_size_in_bytes)
     return {"temp": mem.temp_size_in_bytes / mib, "total": total / mib}
+
+
+def save_results(out_dir, args, rows) -> str:
+    """``results.json`` in ``out_dir``: the script's arguments and its rows."""
+    path = os.path.join(out_dir, "results.json")
+    with open(path, "w") as f:
+        json.dump({"args": vars(args), "results": rows}, f, indent=1)
+    return path
