@@ -19,15 +19,16 @@ import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import lif_delta as ld  # noqa: E402
+
 PHASES = ("build", "init", "trace + lower", "XLA compile", "first run")
 
 
 def brainscale_phases(algo, T, B, size):
     import jax
     import optax
-    sys.path.insert(0, str(HERE))
     import common
-    import lif_delta as ld
     import brainscale as bs
 
     n_in, n_rec, n_out = size
@@ -49,8 +50,6 @@ def brainscale_phases(algo, T, B, size):
 
 def peer_phases(algo, T, B, size):
     import jax
-    sys.path.insert(0, str(HERE))
-    import lif_delta as ld
     import vs_braintrace as vb
 
     n_in, _, n_out = size
@@ -72,10 +71,7 @@ def peer_phases(algo, T, B, size):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--T", type=int, default=100)
-    ap.add_argument("--B", type=int, default=32)
-    ap.add_argument("--size", type=int, nargs=3, default=[100, 200, 10],
-                    metavar=("IN", "HIDDEN", "OUT"))
+    ld.add_network_args(ap)
     ap.add_argument("--algos", nargs="+", default=["bptt", "es_d_rtrl", "d_rtrl"],
                     choices=["bptt", "es_d_rtrl", "d_rtrl"])
     ap.add_argument("--libs", nargs="+", default=["brainscale", "braintrace"],

@@ -108,10 +108,7 @@ def profile(T, B, size, window=None, readout_paths=False, reps=15, decay=0.99):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--T", type=int, default=100)
-    ap.add_argument("--B", type=int, default=32)
-    ap.add_argument("--size", type=int, nargs=3, default=[100, 200, 10],
-                    metavar=("IN", "HIDDEN", "OUT"))
+    ld.add_network_args(ap)
     ap.add_argument("--window", type=int, default=None, help="steps per window (default: auto)")
     ap.add_argument("--readout-paths", action="store_true", help="the default learner's paths")
     ap.add_argument("--reps", type=int, default=15)

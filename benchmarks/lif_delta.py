@@ -73,6 +73,14 @@ def model(params) -> StepModel:
     return StepModel(lambda rng, x: (params, hidden), apply)
 
 
+def add_network_args(ap, T=100, B=32):
+    """``--T``, ``--B`` and ``--size IN HIDDEN OUT`` (default 100 200 10)."""
+    ap.add_argument("--T", type=int, default=T)
+    ap.add_argument("--B", type=int, default=B)
+    ap.add_argument("--size", type=int, nargs=3, default=[N_IN, N_REC, N_OUT],
+                    metavar=("IN", "HIDDEN", "OUT"))
+
+
 def es_setup(T, B, size, window=None, readout_paths=False, decay=0.99):
     """(learner, state, xs, ys): ES-D-RTRL with SGD on the network of
     ``size`` (IN, HIDDEN, OUT) and data of T steps, batch B."""

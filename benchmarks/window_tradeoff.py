@@ -46,10 +46,7 @@ def measure(T, B, size, window, readout_paths=False, reps=5, decay=0.99):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--T", type=int, default=1000)
-    ap.add_argument("--B", type=int, default=32)
-    ap.add_argument("--size", type=int, nargs=3, default=[100, 200, 10],
-                    metavar=("IN", "HIDDEN", "OUT"))
+    ld.add_network_args(ap, T=1000)
     ap.add_argument("--windows", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--readout-paths", action="store_true", help="the default learner's paths")
     ap.add_argument("--reps", type=int, default=5)

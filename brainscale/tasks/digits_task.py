@@ -27,7 +27,8 @@ from brainscale.tasks.digits import (latency_encode, load_digits_split, rank_ord
 from brainscale.models.recurrent_snn import RecurrentSNNOptions as MODEL_OPTIONS
 from brainscale.train.task import Task
 
-__all__ = ["make_task", "label_sequence", "train_indices", "padded_batches", "model_options_with_defaults",
+__all__ = ["make_task", "label_sequence", "train_indices", "padded_batches",
+           "check_coding_options", "model_options_with_defaults",
            "ENCODINGS", "MODEL_DEFAULTS", "MODEL_OPTIONS", "EVAL_KEY_SEED"]
 
 ENCODINGS = ("rate", "latency", "rank_order")
@@ -79,6 +80,20 @@ def train_indices(seed: int, step: int, batch_size: int, n_train: int) -> np.nda
     return perm[i * batch_size:(i + 1) * batch_size]
 
 
+def check_coding_options(T, label_fraction=1.0, max_rate=0.0, max_eval=None) -> int:
+    """The options every spike-coded image task shares, checked; ``T`` as int."""
+    T = int(T)
+    if T < 1:
+        raise ValueError(f"T must be a positive number of steps, got {T}")
+    if not 0.0 < label_fraction <= 1.0:
+        raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
+    if max_eval is not None and int(max_eval) < 1:
+        raise ValueError(f"max_eval must be positive or None, got {max_eval}")
+    if not 0.0 <= max_rate <= 1.0:
+        raise ValueError(f"max_rate is a probability per step, got {max_rate}")
+    return T
+
+
 def padded_batches(xs, labels, batch_size: int, label_fn) -> list:
     """An encoded evaluation set ``xs`` (T, N, D) in batches of
     ``batch_size``, labels ``label_fn(y) -> (T, b)``; the last batch padded
@@ -126,15 +141,7 @@ def make_task(encoding: str = "rate", T: int = 24, max_rate: float = 1.0,
     """
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-    T = int(T)
-    if T < 1:
-        raise ValueError(f"T must be a positive number of steps, got {T}")
-    if not 0.0 < label_fraction <= 1.0:
-        raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
-    if max_eval is not None and int(max_eval) < 1:
-        raise ValueError(f"max_eval must be positive or None, got {max_eval}")
-    if not 0.0 <= max_rate <= 1.0:
-        raise ValueError(f"max_rate is a probability per step, got {max_rate}")
+    T = check_coding_options(T, label_fraction, max_rate, max_eval)
 
     import jax
 

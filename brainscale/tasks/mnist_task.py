@@ -23,7 +23,7 @@ import numpy as np
 
 from brainscale.models.recurrent_snn import RecurrentSNNOptions as MODEL_OPTIONS
 from brainscale.tasks.digits import latency_encode, rate_encode
-from brainscale.tasks.digits_task import (EVAL_KEY_SEED, label_sequence,
+from brainscale.tasks.digits_task import (EVAL_KEY_SEED, check_coding_options, label_sequence,
                                           model_options_with_defaults, padded_batches,
                                           train_indices)
 from brainscale.tasks.mnist import (load_mnist_split, pixel_order, sequential_pixels,
@@ -51,11 +51,6 @@ def _split(cache_dir):
     for a in arrays:
         a.setflags(write=False)
     return arrays
-
-
-def _check_common(max_eval):
-    if max_eval is not None and int(max_eval) < 1:
-        raise ValueError(f"max_eval must be positive or None, got {max_eval}")
 
 
 def _task(name, encode, T, n_in, label_fn, model_defaults, options, max_eval, cache_dir,
@@ -107,14 +102,7 @@ def make_mnist_task(encoding: str = "rate", T: int = 25, max_rate: float = 0.5,
     direction (seeded by seed and step; the held-out digits never)."""
     if encoding not in ("rate", "latency"):
         raise ValueError(f"encoding must be 'rate' or 'latency', got {encoding!r}")
-    T = int(T)
-    if T < 1:
-        raise ValueError(f"T must be a positive number of steps, got {T}")
-    if not 0.0 < label_fraction <= 1.0:
-        raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
-    if not 0.0 <= max_rate <= 1.0:
-        raise ValueError(f"max_rate is a probability per step, got {max_rate}")
-    _check_common(max_eval)
+    T = check_coding_options(T, label_fraction, max_rate, max_eval)
     if not 0 <= int(max_shift) <= 8:
         raise ValueError(f"max_shift must be in 0..8 pixels, got {max_shift}")
     import jax
@@ -151,7 +139,7 @@ def make_smnist_task(encoding: str = "threshold", pixels_per_step: int = 1,
     label_steps = max(1, 28 // pixels_per_step) if label_steps is None else int(label_steps)
     if not 1 <= label_steps <= T:
         raise ValueError(f"label_steps must be in 1..{T}, got {label_steps}")
-    _check_common(max_eval)
+    check_coding_options(T, max_eval=max_eval)
     order = pixel_order(bool(permuted), int(permutation_seed))
     n_in = 2 * int(n_thresholds) if encoding == "threshold" else pixels_per_step
 

@@ -90,7 +90,8 @@ def run_algorithm(task, task_name: str, algorithm: str, out_dir, *, steps: int,
     cfg = TrainConfig(task=task_name, task_options=dict(task.options),
                       model=dict(model or {}), algorithm=algorithm,
                       learner=dict(learner or {}), optimizer=optimizer,
-                      lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, steps=steps, eval_every=eval_every,
+                      lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, steps=steps,
+                      eval_every=eval_every,
                       checkpoint_every=steps, seed=seed, out_dir=str(out_dir))
     t0 = time.perf_counter()
     res = fit(cfg, task=task, progress=progress, plots=False, log=lambda s: None)
