@@ -199,6 +199,9 @@ def peak_rss_mib() -> float:
 
 def algorithm(name: str, decay: float):
     """The algorithm ``name`` for a side-by-side run; ``decay`` is
-    ES-D-RTRL's smoothing factor (the other algorithms have none)."""
+    ES-D-RTRL's smoothing factor (the other algorithms have none);
+    ``es_adaptive`` is ES-D-RTRL with modal decays (``adaptive=True``)."""
     import brainscale as bs
-    return bs.es_d_rtrl(decay=decay) if name == "es_d_rtrl" else bs.ALGORITHMS[name]()
+    if name in ("es_d_rtrl", "es_adaptive"):
+        return bs.es_d_rtrl(decay=decay, adaptive=name == "es_adaptive")
+    return bs.ALGORITHMS[name]()

@@ -41,8 +41,8 @@ from brainscale.nn.readout import LeakyReadout, LinearReadout  # noqa: E402
 from brainscale.nn.state import HiddenState, default_float  # noqa: E402
 from brainscale.nn.synapses import STD, STP, DualExpon, Expon  # noqa: E402
 
-ALGORITHMS = ("bptt", "d_rtrl", "es_d_rtrl")
-ONLINE = ("d_rtrl", "es_d_rtrl")
+ALGORITHMS = ("bptt", "d_rtrl", "es_d_rtrl", "es_adaptive")
+ONLINE = ALGORITHMS[1:]
 GROUPS = ("l1", "l2", "out")
 LOW_RATE, HIGH_RATE = 0.01, 0.40
 EXPLODING = 1e3   # a BPTT gradient norm above this (cross-entropy loss) is flagged
@@ -76,6 +76,46 @@ class PreSynRecurrent(nnx.Module):
         s = self.neuron(self.linear(jnp.concatenate([self.syn(x), self.spk[...]])))
         self.spk[...] = s
         return s
+
+
+class Resonator(nnx.Module):
+    """Resonate-and-fire neuron (Izhikevich 2001) as a user writes it: a
+    damped rotation of two states by omega dt per step, spike on the
+    imaginary part, both states reset::
+
+        re' = r (cos(omega dt) re - sin(omega dt) im) + I
+        im' = r (sin(omega dt) re + cos(omega dt) im),   r = exp(b dt)
+        s = H(im' - thr);   (re, im) <- (re', im') (1 - s)
+
+    ``omega`` per neuron, uniform in ``omega_range`` (fixed)."""
+
+    def __init__(self, n, *, b=-0.05, dt=0.5, thr=0.5, omega_range=(0.5, 1.5), seed=0):
+        self.r, self.thr = float(np.exp(b * dt)), thr
+        omega = np.random.default_rng(seed).uniform(*omega_range, n)
+        self.cos = jnp.asarray(np.cos(omega * dt), jnp.float32)
+        self.sin = jnp.asarray(np.sin(omega * dt), jnp.float32)
+        self.re = HiddenState(jnp.zeros((n,), default_float()))
+        self.im = HiddenState(jnp.zeros((n,), default_float()))
+
+    def __call__(self, current):
+        re, im = self.re[...], self.im[...]
+        re_new = self.r * (self.cos * re - self.sin * im) + current
+        im_new = self.r * (self.sin * re + self.cos * im)
+        s = _superspike(im_new - self.thr)
+        self.re[...] = re_new * (1 - s)
+        self.im[...] = im_new * (1 - s)
+        return s
+
+
+@jax.custom_jvp
+def _superspike(x):
+    return (x >= 0).astype(x.dtype)
+
+
+@_superspike.defjvp
+def _superspike_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return _superspike(x), dx / (10.0 * jnp.abs(x) + 1.0) ** 2
 
 
 class TwoLayerNet(nnx.Module):
@@ -136,6 +176,10 @@ MODELS = {
                     "AlignPre STP on input spikes, U 0.2, tau_f 100, tau_d 50"),
     "gif": Spec("GIF", _recurrent(lambda n: GIF(n)), (50.0, 8.0, 40.0, 8.0),
                 "GIF (Mihalas-Niebur) defaults"),
+    "resonator": Spec("Resonator", _recurrent(lambda n: Resonator(n)), (2.0, 1.0, 2.0, 1.0),
+                      "resonate-and-fire (damped rotation of two states), b -0.02, dt 0.5, omega 0.5-1.5"),
+    "resonator_ff": Spec("Resonator ff", _recurrent(lambda n: Resonator(n)), (2.0, 0.0, 2.0, 0.0),
+                         "the same, recurrent weights zero (feed-forward layers)"),
     "izhikevich": Spec("Izhikevich", _recurrent(lambda n: Izhikevich(n)), (45.0, 5.0, 45.0, 5.0),
                        "Izhikevich regular spiking, dt 1 ms"),
 }
@@ -207,8 +251,8 @@ def measure_model(name, args, progress=None) -> list[dict]:
             rows.append(row)
         by = {r["algorithm"]: r for r in rows[-len(ALGORITHMS):]}
         if progress:
-            progress.done(i, f"cos d_rtrl {by['d_rtrl']['cos_all']:.3f}, es_d_rtrl "
-                          f"{by['es_d_rtrl']['cos_all']:.3f}; rates l1 {rates.get('l1', 0):.3f} "
+            progress.done(i, ", ".join(f"cos {a} {by[a]['cos_all']:.3f}" for a in ONLINE)
+                          + f"; rates l1 {rates.get('l1', 0):.3f} "
                           f"l2 {rates.get('l2', 0):.3f}")
     return rows
 
@@ -322,7 +366,7 @@ def plot(path, rows):
     labels = [MODELS[n].label for n in names]
     parts = (("all", "overall"), ("l1", "layer 1"), ("l2", "layer 2"))
     fig, axes = plt.subplots(2, 3, figsize=(max(12, 2.4 * len(names) + 4), 7.5), sharex=True)
-    x, w = np.arange(len(names)), 0.38
+    x, w = np.arange(len(names)), 0.8 / len(ONLINE)
     for row, (metric, what) in enumerate((("cos", "cosine to BPTT"),
                                           ("ratio", "norm ratio online / BPTT"))):
         for ax, (part, title) in zip(axes[row], parts):
@@ -330,7 +374,7 @@ def plot(path, rows):
             for i, alg in enumerate(ONLINE):
                 vals = [[r[key] for r in rows if r["model"] == n and r["algorithm"] == alg]
                         for n in names]
-                ax.bar(x + (i - 0.5) * w, [np.nanmean(v) for v in vals], w,
+                ax.bar(x + (i - (len(ONLINE) - 1) / 2) * w, [np.nanmean(v) for v in vals], w,
                        yerr=[np.nanstd(v) for v in vals], capsize=3,
                        color=f"C{i}", label=alg.replace("_", "-"))
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
@@ -340,7 +384,7 @@ def plot(path, rows):
     for ax in axes[1]:
         ax.set_xticks(x, labels, rotation=35, ha="right")
     handles, names_ = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names_, loc="upper center", ncol=2)
+    fig.legend(handles, names_, loc="upper center", ncol=len(ONLINE))
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -34,6 +34,7 @@ from transforms.ir.graph import MIXING, Graph
 from transforms.ir.patch_forms import patch_form
 from transforms.learning import d_rtrl as d_rtrl_traces
 from transforms.learning import es_d_rtrl as es_d_rtrl_traces
+from transforms.learning import modal_es
 from transforms.learning.feedback import random_feedback
 from transforms.learning.readout_paths import linear_groups
 
@@ -127,9 +128,14 @@ class ESDRTRL:
     single products of ``window`` x B rows; the result is the same.
     ``window=None`` picks about ``WINDOW_ROWS`` rows (a divisor of T if one is
     near, else a last, shorter window): memory O(window B N), independent
-    of T."""
+    of T. ``adaptive``: each hidden group's input traces follow its own modes
+    (``modal_es``: decays from the group's mean Jacobian, complex for
+    rotating groups, kept as a running mean with rate ``adapt_rate``);
+    ``decay`` then smooths the neuron factors."""
     decay: float = 0.9
     window: int | None = None
+    adaptive: bool = False
+    adapt_rate: float = 0.99
     name: ClassVar[str] = "es_d_rtrl"
     online: ClassVar[bool] = True
     WINDOW_ROWS: ClassVar[int] = 256
@@ -139,21 +145,28 @@ class ESDRTRL:
             raise ValueError(f"decay must be in [0, 1), got {self.decay}")
         if self.window is not None and int(self.window) < 1:
             raise ValueError(f"window must be a positive number of steps, got {self.window}")
+        if not 0.0 <= self.adapt_rate < 1.0:
+            raise ValueError(f"adapt_rate must be in [0, 1), got {self.adapt_rate}")
+
+    @property
+    def _traces(self):
+        return modal_es if self.adaptive else es_d_rtrl_traces
 
     def prepare(self, graph: Graph) -> Graph:
         return dataclasses.replace(graph, linear_groups=linear_groups(graph))
 
     def init(self, graph, batch, dtype):
-        return es_d_rtrl_traces.init(graph, batch, dtype)
+        return self._traces.init(graph, batch, dtype)
 
     def batch_axes(self, graph):
-        return es_d_rtrl_traces.batch_axes(graph)
+        return self._traces.batch_axes(graph)
 
     def contract(self, graph, traces, signal, readout_signal, xs, dys):
-        return es_d_rtrl_traces.contract(graph, traces, signal, self.decay, readout_signal,
-                                         xs, dys)
+        return self._traces.contract(graph, traces, signal, self.decay, readout_signal, xs, dys)
 
     def advance(self, graph, traces, per_sample, xs):
+        if self.adaptive:
+            return modal_es.advance(graph, traces, per_sample, self.decay, self.adapt_rate)
         return es_d_rtrl_traces.advance(graph, traces, per_sample, self.decay)
 
     def window_for(self, T: int, batch: int) -> int:
@@ -168,11 +181,10 @@ class ESDRTRL:
     def neuron_cotangents(self, graph, traces, signal, readout_signal):
         """u_t per op (the trace term is sum_b ex_{t-1} (x) u_t); ``traces``
         needs no input traces."""
-        return es_d_rtrl_traces.neuron_cotangents(graph, traces, signal, self.decay,
-                                                  readout_signal)
+        return self._traces.neuron_cotangents(graph, traces, signal, self.decay, readout_signal)
 
     def window_factors(self, graph, ex0, xs, dys, us):
-        return es_d_rtrl_traces.window_factors(graph, self.decay, ex0, xs, dys, us)
+        return self._traces.window_factors(graph, self.decay, ex0, xs, dys, us)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,8 +237,10 @@ def ostl(trace_dtype=None) -> OSTL:
     return OSTL(trace_dtype)
 
 
-def es_d_rtrl(decay: float = 0.9, window: int | None = None) -> ESDRTRL:
-    return ESDRTRL(float(decay), None if window is None else int(window))
+def es_d_rtrl(decay: float = 0.9, window: int | None = None, adaptive: bool = False,
+              adapt_rate: float = 0.99) -> ESDRTRL:
+    return ESDRTRL(float(decay), None if window is None else int(window), bool(adaptive),
+                   float(adapt_rate))
 
 
 def bptt() -> BPTT:

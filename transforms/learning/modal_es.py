@@ -1,0 +1,319 @@
+"""ES-D-RTRL with modal decays: each hidden group's input traces follow the
+group's own dynamics instead of one fixed decay.
+
+Per sample, the group's mean Jacobian block M (K x K, the average over its
+neurons of D_t, kept as a running mean with rate ``rate``) is diagonalised,
+M = V diag(lam) W, W = V^-1, modes ordered by angle then modulus. In modal
+coordinates the exact trace E_t = D_t E_{t-1} + Df_t (x) x_t is, for D_t = M,
+a sum of K rank-one terms, one per mode m:
+
+    ex_m,t = lam_m ex_m,t-1 + x_t                       (complex, shape of x)
+    ef_m,t = a_m (d_m,t / lam_m) ef_m,t-1 + (1 - a_m) (W Df_t)_m   (per neuron)
+    E_t ~ Re sum_m V[:, m] ef_m,t (x) ex_m,t / c_m,t,  c_m = 1 - prod a_m
+
+with d_m = (W D_t V)_mm the neuron's own modal Jacobian (its deviation from
+the mean rides in ef), a_m = min(a, |lam_m|) (a mode with no memory needs no
+smoothing) and c_m the warm-up correction. A rotating group (complex lam) is
+followed exactly when its neurons share the rotation and Df is constant; a
+slow mode (adaptation) keeps its long memory while the fast ones keep
+theirs. Memory per sample: K complex input traces per op and K complex
+neuron factors per mode. Ops driving a linear group keep the exact
+factorisation of ``es_d_rtrl``; readout paths keep its fixed-decay form.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from transforms.ir.graph import Graph
+from transforms.learning.es_d_rtrl import _linear
+from transforms.learning.signals import jacobians, op_slots, weight_grads
+
+
+class ModalTraces(NamedTuple):
+    x: dict      # op -> input traces: per mode (complex), then ex of decay a if it has a
+                 # readout path; [ex filtered by kappa] for an op driving a linear group
+    f: dict      # op -> per mode: the modal neuron factor ef_m (complex, group shape)
+    xi: list     # per readout path: {"m": per mode of its op (complex), "z": direct term}
+    s: dict      # group -> running mean of the Jacobian block (K, K)
+    lam: dict    # group -> modal decays (K,), complex
+    v: dict      # group -> eigenvectors as columns (K, K), complex
+    q: dict      # group -> prod of a_m over the updates so far (K,) (warm-up)
+    n: jax.Array  # trace updates so far
+
+
+def modal_groups(graph: Graph) -> list[int]:
+    """Groups whose ops get modal traces: every driven group but linear ones."""
+    return sorted({g for op in graph.trained_ops() if _linear(graph, op) is None
+                   for g in op.groups})
+
+
+def modes(graph: Graph, op) -> list[tuple[int, int]]:
+    """(group, mode) pairs of an op, in group order."""
+    return [(g, m) for g in op.groups for m in range(graph.groups[g].k)]
+
+
+def _paths(graph: Graph, op):
+    return [n for n, p in enumerate(graph.readout_paths) if p.op == op.index]
+
+
+def _complex(dtype):
+    return jnp.result_type(dtype, jnp.complex64)
+
+
+def _n_modes(graph: Graph, op) -> int:
+    """Modes of an op: one (the linear group's kappa) for an op driving a linear group."""
+    return 1 if _linear(graph, op) else len(modes(graph, op))
+
+
+def init(graph: Graph, batch: int, dtype) -> ModalTraces:
+    c = _complex(dtype)
+    x, f = {}, {}
+    for op in graph.trained_ops():
+        xshape = (batch,) + op.x_shape
+        paths = [jnp.zeros(xshape, dtype) for _ in _paths(graph, op)]
+        if _linear(graph, op):
+            x[op.index], f[op.index] = [jnp.zeros(xshape, dtype)] + paths, []
+            continue
+        x[op.index] = [jnp.zeros(xshape, c) for _ in modes(graph, op)] + paths
+        f[op.index] = [jnp.zeros((batch,) + graph.groups[g].shape, c)
+                       for g, _ in modes(graph, op)]
+    gs = modal_groups(graph)
+    k = {g: graph.groups[g].k for g in gs}
+    xi = [{"m": [jnp.zeros((batch,) + graph.groups[p.group].shape, c)
+                 for _ in range(_n_modes(graph, graph.ops[p.op]))],
+           "z": jnp.zeros((batch,) + graph.groups[p.group].shape, dtype)}
+          for p in graph.readout_paths]
+    return ModalTraces(
+        x=x, f=f, xi=xi,
+        s={g: jnp.zeros((batch, k[g], k[g]), dtype) for g in gs},
+        lam={g: jnp.zeros((batch, k[g]), c) for g in gs},
+        v={g: jnp.broadcast_to(jnp.eye(k[g], dtype=c), (batch, k[g], k[g])) for g in gs},
+        q={g: jnp.ones((batch, k[g]), dtype) for g in gs},
+        n=jnp.zeros((), jnp.int32))
+
+
+def batch_axes(graph: Graph) -> ModalTraces:
+    """Every trace keeps the batch on axis 0; the counter is shared."""
+    return jax.tree.map(lambda _: 0, init(graph, 1, jnp.float32))._replace(n=None)
+
+
+def basis(m):
+    """Eigen-decomposition of a real (K, K) block: (lam (K,), V, W = V^-1),
+    modes ordered by angle (real ones first) then by falling modulus, so a
+    mode keeps its index from step to step."""
+    lam, v = jnp.linalg.eig(m)
+    real = lam.imag == 0
+    angle = jnp.where(real, jnp.where(lam.real < 0, math.pi, 0.0), jnp.angle(lam))
+    order = jnp.lexsort((-jnp.abs(lam), angle))
+    lam, v = lam[order], v[:, order]
+    return lam, v, jnp.linalg.inv(v)
+
+
+def _group_block(graph, D, g):
+    """Per-neuron Jacobian block of group g as (K, K, *shape)."""
+    sl = graph.groups[g].slots
+    return jnp.stack([jnp.stack([D[(j, jj)] for jj in sl]) for j in sl])
+
+
+def advance_one(graph: Graph, tr, lin, hidden, ys, xs, decay: float, rate: float, corr):
+    """One sample's update (``tr`` without the counter). ``corr`` = 1 / (1 -
+    rate^(n + 1)) makes the running mean of the Jacobian block unbiased."""
+    a = decay
+    D, Df, Jh, Jy = jacobians(graph, lin, hidden, ys)
+    s, lam, v, q, w, ratio, am, keep = {}, {}, {}, {}, {}, {}, {}, {}
+    for g in modal_groups(graph):
+        k = graph.groups[g].k
+        block = _group_block(graph, D, g)
+        s[g] = rate * tr.s[g] + (1.0 - rate) * block.reshape(k, k, -1).mean(-1)
+        lam[g], v[g], w[g] = basis(s[g] * corr)
+        c = lam[g].dtype
+        d = jnp.einsum("mj,jk...,km->m...", w[g], block.astype(c), v[g])
+        big = jnp.abs(lam[g]) > 1e-6
+        ratio[g] = d * jnp.where(big, 1.0 / jnp.where(big, lam[g], 1.0), 0.0).reshape(
+            (k,) + (1,) * (d.ndim - 1))
+        am[g] = jnp.minimum(a, jnp.abs(lam[g])).astype(tr.q[g].dtype)
+        keep[g] = jnp.diagonal(w[g] @ tr.v[g])        # old mode m seen in the new basis
+        q[g] = am[g] * tr.q[g]
+    new_x, new_f, new_xi = {}, {}, list(tr.xi)
+    for op in graph.trained_ops():
+        k, x = op.index, xs[op.index]
+        paths = _paths(graph, op)
+        lin_g = _linear(graph, op)
+        if lin_g is not None:
+            exs, efs = [lin_g[0] * tr.x[k][0] + x], []
+            side = [lambda n: Jh[n][op_slots(graph, op)[0]] * lin_g[1]]
+        else:
+            df = dict(zip(op_slots(graph, op), Df[k]))
+            exs, efs, side = [], [], []
+            for i, (g, m) in enumerate(modes(graph, op)):
+                sl = graph.groups[g].slots
+                b = sum(w[g][m, r] * df[j] for r, j in enumerate(sl))
+                efs.append(am[g][m] * ratio[g][m] * keep[g][m] * tr.f[k][i]
+                           + (1.0 - am[g][m]) * b)
+                exs.append(lam[g][m] * tr.x[k][i] + x)
+                c = 1.0 - tr.q[g][m]       # the old factor, in the old basis: ~ d h_{t-1}/dW
+                scale = jnp.where(c > 0, 1.0 / jnp.where(c > 0, c, 1.0), 0.0)
+                side.append(lambda n, g=g, m=m, i=i, sl=sl, scale=scale: scale * tr.f[k][i] * sum(
+                    Jh[n][j] * tr.v[g][r, m] for r, j in enumerate(sl)))
+        for pi, n in enumerate(paths):
+            kappa = graph.readout_paths[n].kappa
+            new_xi[n] = {"m": [kappa * xm + fn(n) for xm, fn in zip(tr.xi[n]["m"], side)],
+                         "z": kappa * tr.xi[n]["z"] + Jy[n]}
+            exs.append(kappa * tr.x[k][len(tr.x[k]) - len(paths) + pi] + x)
+        new_x[k], new_f[k] = exs, efs
+    return ModalTraces(new_x, new_f, new_xi, s, lam, v, q, None)
+
+
+def advance(graph: Graph, traces, per_sample, decay: float, rate: float):
+    """Batched update; ``per_sample(fn, traces_without_counter)`` vmaps
+    ``fn(traces, lin, hidden, ys, xs)`` over the batch."""
+    dtype = jax.tree_util.tree_leaves(traces.s)[0].dtype if traces.s else jnp.float32
+    corr = 1.0 / (1.0 - jnp.asarray(rate, dtype) ** (traces.n + 1).astype(dtype))
+    new = per_sample(lambda tr, lin, h, ys, xs: advance_one(graph, tr, lin, h, ys, xs, decay,
+                                                            rate, corr),
+                     traces._replace(n=None))
+    return new._replace(n=traces.n + 1)
+
+
+def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal):
+    """Per trained op index (batched): ``m`` the per-mode cotangents u_m
+    (complex; the trace term is Re sum_b ex_m (x) u_m) with ``lam`` the decays
+    the last update gave each ex_m (in a window, step t's ex uses the next
+    step's), ``lin`` c_o L for an op driving a linear group, and ``k`` one
+    cotangent per readout path, paired with the input filtered by its kappa.
+
+    u_m = (L . V[:, m]) ef_m / c_m. A readout path p (r_t = kappa r_{t-1} +
+    c_o core_o(x_o, W_o)) carries d r_{t-1}/dW through xi_m (the kappa-filtered
+    Jx_h V_m ef_m / c_m) and z (the kappa-filtered Jx_y); with the mean
+    xbar = (1 - kappa) xi / (1 - kappa^n') (n' the terms it holds), since sum_s kappa^(t-1-s) ex_m,s-1 =
+    (ex_kappa,t-1 - ex_m,t-1) / (kappa - lam_m), it adds
+    Lx xbar_m / (kappa - lam_m) to the ex_kappa cotangent, minus the same to
+    u_m, and Lx zbar to the ex_kappa cotangent: exact for linear dynamics."""
+    n = traces.n
+    ref = jax.tree_util.tree_leaves(signal)[0]
+    dtype = jnp.real(ref).dtype
+    us = {}
+    for op in graph.trained_ops():
+        k = op.index
+        y0 = jnp.zeros(ref.shape[:1] + op.y_shape, dtype)
+        paths = _paths(graph, op)
+        lin = _linear(graph, op)
+        if lin is not None:
+            um = [y0 + lin[1] * signal[op_slots(graph, op)[0]]]
+            lams = [jnp.full(ref.shape[:1], lin[0], dtype)]
+        else:
+            um, lams = [], []
+            for i, (g, m) in enumerate(modes(graph, op)):
+                sl = graph.groups[g].slots
+                nd = signal[sl[0]].ndim - 1
+                col = lambda r, g=g, m=m, nd=nd: traces.v[g][:, r, m].reshape(  # noqa: E731
+                    (-1,) + (1,) * nd)
+                c = (1.0 - traces.q[g][:, m]).reshape((-1,) + (1,) * nd)
+                inv = jnp.where(c > 0, 1.0 / jnp.where(c > 0, c, 1.0), 0.0)
+                um.append(y0 + sum(signal[j] * col(r) for r, j in enumerate(sl))
+                          * traces.f[k][i] * inv)
+                lams.append(traces.lam[g][:, m])
+        uk = []
+        for p in paths:
+            kappa = graph.readout_paths[p].kappa
+            u = y0 + readout_signal[p] * _mean_weight(kappa, n, dtype) * traces.xi[p]["z"]
+            lx = readout_signal[p] * _mean_weight(kappa, n - 1, dtype)   # xi_m: from step 1 on
+            for i, lam in enumerate(lams):
+                d = kappa - lam
+                d = jnp.where(jnp.abs(d) < 1e-4, 1e-4, d).reshape((-1,) + (1,) * (lx.ndim - 1))
+                t = lx * traces.xi[p]["m"][i] / d
+                um[i] = um[i] - (jnp.real(t) if lin is not None else t)
+                u = u + jnp.real(t)
+            uk.append(u)
+        us[k] = ({"lin": um[0]} if lin is not None else {"m": um, "lam": lams}) | {"k": uk}
+    return us
+
+
+def _mean_weight(kappa, n, dtype):
+    """(1 - kappa) / (1 - kappa^n): turns a kappa-filtered sum of n terms into
+    their weighted mean (0 before any term)."""
+    c = 1.0 - jnp.asarray(kappa, dtype) ** jnp.maximum(n, 0).astype(dtype)
+    return jnp.where(n > 0, (1.0 - kappa) / jnp.where(n > 0, c, 1.0), 0.0)
+
+
+def _rows(e, u):
+    """Stacked factors of Re sum_b e (x) u for complex e, u: [Re e; Im e] and
+    [Re u; -Im u]."""
+    return [jnp.real(e), jnp.imag(e)], [jnp.real(u), -jnp.imag(u)]
+
+
+def contract(graph: Graph, traces, signal, decay: float, readout_signal, xs, dys):
+    """This step's gradient per trained op: sum_b x_t (x) dy_t + Re sum_m
+    ex_m,t-1 (x) u_m + the linear-group and readout-path terms, one
+    contraction on stacked factors."""
+    us = neuron_cotangents(graph, traces, signal, decay, readout_signal)
+    X, Y = {}, {}
+    for k, u in us.items():
+        ex = traces.x[k]
+        xr, yr = [xs[k].astype(dys[k].dtype)], [dys[k]]
+        if "lin" in u:
+            xr.append(ex[0])
+            yr.append(u["lin"])
+        for e, um in zip(ex, u.get("m", [])):
+            a, b = _rows(e, um)
+            xr += a
+            yr += b
+        xr += ex[len(ex) - len(u["k"]):]
+        yr += u["k"]
+        X[k], Y[k] = jnp.concatenate(xr), jnp.concatenate(yr)
+    return weight_grads(graph, X, Y)
+
+
+def _filters(lams, u):
+    """For a window of n steps with per-step, per-sample decays ``lams``
+    (n, B) (the decay step t's update applies) and cotangents ``u`` (n, B, ...):
+    ubar_s = sum_{t>s} (prod_{s<r<t} lam_r) u_t and v = sum_t (prod_{r<t} lam_r) u_t,
+    since ex_{t-1} = (prod_{r<t} lam_r) ex0 + sum_{s<t} (prod_{s<r<t} lam_r) x_s."""
+    n = u.shape[0]
+    t, r = jnp.arange(n)[:, None], jnp.arange(n)[None, :]
+    lam = jnp.moveaxis(lams, 0, -1)[..., None, :]                     # (B, 1, n)
+    fac = jnp.where(r < t, lam, jnp.ones((), lam.dtype))               # (B, n, n): [t, r]
+    tail = jnp.flip(jnp.cumprod(jnp.flip(fac, -1), -1), -1)           # prod_{r' >= r}
+    tail = jnp.concatenate([tail, jnp.ones(tail.shape[:-1] + (1,), tail.dtype)], -1)
+    g = jnp.where(r < t, tail[..., 1:], 0.0)                          # [t, s]: prod_{s<r<t}
+    ubar = jnp.einsum("bts,tb...->sb...", g.astype(u.dtype), u)
+    v = jnp.einsum("bt,tb...->b...", tail[..., 0].astype(u.dtype), u)
+    return ubar, v
+
+
+def window_factors(graph: Graph, decay: float, ex0, xs, dys, us):
+    """Stacked factors of a window of k steps (see ``es_d_rtrl.window_factors``),
+    each mode's decays varying per step and sample: one contraction over k B
+    rows of inputs and B rows per real trace (2 B per complex one)."""
+    X, Y = {}, {}
+    flat = lambda v: v.reshape((-1,) + v.shape[2:])  # noqa: E731
+    for k, u in us.items():
+        x, dy, e0 = xs[k], dys[k], ex0[k]
+        n, b = dy.shape[:2]
+        xr, yr, back = [], [], dy
+        if "lin" in u:
+            ubar, v = _filters(jnp.full((n, b), _linear(graph, graph.ops[k])[0], dy.dtype),
+                               u["lin"])
+            back = back + ubar
+            xr.append(e0[0])
+            yr.append(v)
+        for e, um, lam in zip(e0, u.get("m", []), u.get("lam", [])):
+            ubar, v = _filters(jnp.concatenate([lam[1:], lam[:1]]), um)
+            back = back + jnp.real(ubar)
+            a, c = _rows(e, v)
+            xr += a
+            yr += c
+        paths = _paths(graph, graph.ops[k])
+        for e, uk, p in zip(e0[len(e0) - len(paths):], u["k"], paths):
+            kappa = graph.readout_paths[p].kappa
+            ubar, v = _filters(jnp.full((n, b), kappa, dy.dtype), uk)
+            back = back + ubar
+            xr.append(e)
+            yr.append(v)
+        X[k] = jnp.concatenate([flat(x).astype(dy.dtype)] + xr)
+        Y[k] = jnp.concatenate([flat(back)] + yr)
+    return X, Y
