@@ -51,7 +51,7 @@ def test_fidelity_tiny(tmp_path, capsys):
     for name in ("fidelity.csv", "fidelity.md", "fidelity.png"):
         assert (tmp_path / name).stat().st_size > 0
     rows = read_rows(tmp_path / "fidelity.csv")
-    assert len(rows) == 2 * 2 * 3                      # models x seeds x algorithms
+    assert len(rows) == 2 * 2 * len(fid.ALGORITHMS)      # models x seeds x algorithms
     numeric = [k for k in fid.FIELDS if k not in ("model", "label", "algorithm")]
     for r in rows:
         for k in numeric:
@@ -62,7 +62,7 @@ def test_fidelity_tiny(tmp_path, capsys):
             assert abs(float(r["cos_all"]) - 1.0) < 1e-6
         assert 0.0 <= float(r["rate_l1"]) <= 1.0 and 0.0 <= float(r["rate_l2"]) <= 1.0
     md = (tmp_path / "fidelity.md").read_text()
-    assert "d_rtrl" in md and "es_d_rtrl" in md and "jax" in md
+    assert "d_rtrl" in md and "es_d_rtrl" in md and "es_adaptive" in md and "jax" in md
 
 
 def test_memory_time_tiny(tmp_path, capsys):

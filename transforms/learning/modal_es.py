@@ -179,6 +179,9 @@ def advance(graph: Graph, traces, per_sample, decay: float, rate: float):
     return new._replace(n=traces.n + 1)
 
 
+NEAR = 0.05   # |kappa - lam_m| below which a readout path's partial fractions are not used
+
+
 def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal):
     """Per trained op index (batched): ``m`` the per-mode cotangents u_m
     (complex; the trace term is Re sum_b ex_m (x) u_m) with ``lam`` the decays
@@ -192,7 +195,9 @@ def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal
     xbar = (1 - kappa) xi / (1 - kappa^n') (n' the terms it holds), since sum_s kappa^(t-1-s) ex_m,s-1 =
     (ex_kappa,t-1 - ex_m,t-1) / (kappa - lam_m), it adds
     Lx xbar_m / (kappa - lam_m) to the ex_kappa cotangent, minus the same to
-    u_m, and Lx zbar to the ex_kappa cotangent: exact for linear dynamics."""
+    u_m, and Lx zbar to the ex_kappa cotangent: exact for linear dynamics.
+    Where |kappa - lam_m| < NEAR the difference would cancel; xbar_m is then
+    paired with ex_m / (1 - kappa)."""
     n = traces.n
     ref = jax.tree_util.tree_leaves(signal)[0]
     dtype = jnp.real(ref).dtype
@@ -223,11 +228,13 @@ def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal
             u = y0 + readout_signal[p] * _mean_weight(kappa, n, dtype) * traces.xi[p]["z"]
             lx = readout_signal[p] * _mean_weight(kappa, n - 1, dtype)   # xi_m: from step 1 on
             for i, lam in enumerate(lams):
-                d = kappa - lam
-                d = jnp.where(jnp.abs(d) < 1e-4, 1e-4, d).reshape((-1,) + (1,) * (lx.ndim - 1))
-                t = lx * traces.xi[p]["m"][i] / d
-                um[i] = um[i] - (jnp.real(t) if lin is not None else t)
-                u = u + jnp.real(t)
+                d = (kappa - lam).reshape((-1,) + (1,) * (lx.ndim - 1))
+                near = jnp.abs(d) < NEAR
+                t = lx * traces.xi[p]["m"][i] / jnp.where(near, 1.0, d)
+                # near kappa the difference cancels: pair xbar_m with ex_m / (1 - kappa) alone
+                t_m = jnp.where(near, -lx * traces.xi[p]["m"][i] / (1.0 - kappa), t)
+                um[i] = um[i] - (jnp.real(t_m) if lin is not None else t_m)
+                u = u + jnp.where(near, 0.0, jnp.real(t))
             uk.append(u)
         us[k] = ({"lin": um[0]} if lin is not None else {"m": um, "lam": lams}) | {"k": uk}
     return us
