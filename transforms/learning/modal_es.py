@@ -36,11 +36,10 @@ from transforms.learning.signals import jacobians, op_slots, weight_grads
 class ModalTraces(NamedTuple):
     x: dict      # op -> input traces: per mode (complex), then ex of decay a if it has a
                  # readout path; [ex filtered by kappa] for an op driving a linear group
-    f: dict      # op -> per mode: the modal neuron factor ef_m (complex, group shape)
+    f: dict      # op -> per mode, per state slot of its group: ef_m (complex, group shape)
     xi: list     # per readout path: {"m": per mode of its op (complex), "z": direct term}
     s: dict      # group -> running mean of the Jacobian block (K, K)
     lam: dict    # group -> modal decays (K,), complex
-    v: dict      # group -> eigenvectors as columns (K, K), complex
     q: dict      # group -> prod of a_m over the updates so far (K,) (warm-up)
     n: jax.Array  # trace updates so far
 
@@ -79,7 +78,7 @@ def init(graph: Graph, batch: int, dtype) -> ModalTraces:
             x[op.index], f[op.index] = [jnp.zeros(xshape, dtype)] + paths, []
             continue
         x[op.index] = [jnp.zeros(xshape, c) for _ in modes(graph, op)] + paths
-        f[op.index] = [jnp.zeros((batch,) + graph.groups[g].shape, c)
+        f[op.index] = [[jnp.zeros((batch,) + graph.groups[g].shape, c)] * graph.groups[g].k
                        for g, _ in modes(graph, op)]
     gs = modal_groups(graph)
     k = {g: graph.groups[g].k for g in gs}
@@ -91,7 +90,6 @@ def init(graph: Graph, batch: int, dtype) -> ModalTraces:
         x=x, f=f, xi=xi,
         s={g: jnp.zeros((batch, k[g], k[g]), dtype) for g in gs},
         lam={g: jnp.zeros((batch, k[g]), c) for g in gs},
-        v={g: jnp.broadcast_to(jnp.eye(k[g], dtype=c), (batch, k[g], k[g])) for g in gs},
         q={g: jnp.ones((batch, k[g]), dtype) for g in gs},
         n=jnp.zeros((), jnp.int32))
 
@@ -106,8 +104,8 @@ def basis(m):
     modes ordered by angle (real ones first) then by falling modulus, so a
     mode keeps its index from step to step."""
     lam, v = jnp.linalg.eig(m)
-    real = lam.imag == 0
-    angle = jnp.where(real, jnp.where(lam.real < 0, math.pi, 0.0), jnp.angle(lam))
+    real = (lam.imag == 0) | (jnp.abs(lam) < 1e-3)     # a vanishing mode's sign is noise
+    angle = jnp.where(real, jnp.where(lam.real < -1e-3, math.pi, 0.0), jnp.angle(lam))
     order = jnp.lexsort((-jnp.abs(lam), angle))
     lam, v = lam[order], v[:, order]
     return lam, v, jnp.linalg.inv(v)
@@ -124,19 +122,15 @@ def advance_one(graph: Graph, tr, lin, hidden, ys, xs, decay: float, rate: float
     rate^(n + 1)) makes the running mean of the Jacobian block unbiased."""
     a = decay
     D, Df, Jh, Jy = jacobians(graph, lin, hidden, ys)
-    s, lam, v, q, w, ratio, am, keep = {}, {}, {}, {}, {}, {}, {}, {}
+    s, lam, v, q, w, inv, am = {}, {}, {}, {}, {}, {}, {}
     for g in modal_groups(graph):
         k = graph.groups[g].k
         block = _group_block(graph, D, g)
         s[g] = rate * tr.s[g] + (1.0 - rate) * block.reshape(k, k, -1).mean(-1)
         lam[g], v[g], w[g] = basis(s[g] * corr)
-        c = lam[g].dtype
-        d = jnp.einsum("mj,jk...,km->m...", w[g], block.astype(c), v[g])
         big = jnp.abs(lam[g]) > 1e-6
-        ratio[g] = d * jnp.where(big, 1.0 / jnp.where(big, lam[g], 1.0), 0.0).reshape(
-            (k,) + (1,) * (d.ndim - 1))
+        inv[g] = jnp.where(big, 1.0 / jnp.where(big, lam[g], 1.0), 0.0)
         am[g] = jnp.minimum(a, jnp.abs(lam[g])).astype(tr.q[g].dtype)
-        keep[g] = jnp.diagonal(w[g] @ tr.v[g])        # old mode m seen in the new basis
         q[g] = am[g] * tr.q[g]
     new_x, new_f, new_xi = {}, {}, list(tr.xi)
     for op in graph.trained_ops():
@@ -151,21 +145,23 @@ def advance_one(graph: Graph, tr, lin, hidden, ys, xs, decay: float, rate: float
             exs, efs, side = [], [], []
             for i, (g, m) in enumerate(modes(graph, op)):
                 sl = graph.groups[g].slots
-                b = sum(w[g][m, r] * df[j] for r, j in enumerate(sl))
-                efs.append(am[g][m] * ratio[g][m] * keep[g][m] * tr.f[k][i]
-                           + (1.0 - am[g][m]) * b)
+                f = tr.f[k][i]
+                b = sum(w[g][m, r] * df[j] for r, j in enumerate(sl))    # (V^-1 Df)_m
+                step = am[g][m] * inv[g][m]
+                efs.append([step * sum(D[(j, jj)] * f[rr] for rr, jj in enumerate(sl))
+                            + (1.0 - am[g][m]) * v[g][r, m] * b for r, j in enumerate(sl)])
                 exs.append(lam[g][m] * tr.x[k][i] + x)
-                c = 1.0 - tr.q[g][m]       # the old factor, in the old basis: ~ d h_{t-1}/dW
+                c = 1.0 - tr.q[g][m]       # the old factor: ~ d h_{t-1}/dW
                 scale = jnp.where(c > 0, 1.0 / jnp.where(c > 0, c, 1.0), 0.0)
-                side.append(lambda n, g=g, m=m, i=i, sl=sl, scale=scale: scale * tr.f[k][i] * sum(
-                    Jh[n][j] * tr.v[g][r, m] for r, j in enumerate(sl)))
+                side.append(lambda n, f=f, sl=sl, scale=scale: scale * sum(
+                    Jh[n][j] * f[r] for r, j in enumerate(sl)))
         for pi, n in enumerate(paths):
             kappa = graph.readout_paths[n].kappa
             new_xi[n] = {"m": [kappa * xm + fn(n) for xm, fn in zip(tr.xi[n]["m"], side)],
                          "z": kappa * tr.xi[n]["z"] + Jy[n]}
             exs.append(kappa * tr.x[k][len(tr.x[k]) - len(paths) + pi] + x)
         new_x[k], new_f[k] = exs, efs
-    return ModalTraces(new_x, new_f, new_xi, s, lam, v, q, None)
+    return ModalTraces(new_x, new_f, new_xi, s, lam, q, None)
 
 
 def advance(graph: Graph, traces, per_sample, decay: float, rate: float):
@@ -214,13 +210,9 @@ def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal
             um, lams = [], []
             for i, (g, m) in enumerate(modes(graph, op)):
                 sl = graph.groups[g].slots
-                nd = signal[sl[0]].ndim - 1
-                col = lambda r, g=g, m=m, nd=nd: traces.v[g][:, r, m].reshape(  # noqa: E731
-                    (-1,) + (1,) * nd)
-                c = (1.0 - traces.q[g][:, m]).reshape((-1,) + (1,) * nd)
+                c = (1.0 - traces.q[g][:, m]).reshape((-1,) + (1,) * (signal[sl[0]].ndim - 1))
                 inv = jnp.where(c > 0, 1.0 / jnp.where(c > 0, c, 1.0), 0.0)
-                um.append(y0 + sum(signal[j] * col(r) for r, j in enumerate(sl))
-                          * traces.f[k][i] * inv)
+                um.append(y0 + sum(signal[j] * f for j, f in zip(sl, traces.f[k][i])) * inv)
                 lams.append(traces.lam[g][:, m])
         uk = []
         for p in paths:
