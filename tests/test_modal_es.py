@@ -88,3 +88,16 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="adapt_rate"):
         bs.es_d_rtrl(adaptive=True, adapt_rate=1.0)
     assert bs.es_d_rtrl(adaptive=True) != bs.es_d_rtrl()
+
+
+def test_side_by_side_runs_name_the_adaptive_variant():
+    from brainscale.train.compare import learner_options
+    from brainscale.train.plot_labels import algorithm_label
+
+    assert learner_options("es_d_rtrl:adaptive", 0.8) == (
+        "es_d_rtrl", {"decay": 0.8, "adaptive": True})
+    assert learner_options("es_d_rtrl", 0.8) == ("es_d_rtrl", {"decay": 0.8})
+    assert algorithm_label("es_d_rtrl:adaptive") == "ES-D-RTRL-adaptive"
+    for bad in ("es_d_rtrl:fast", "bptt:adaptive"):
+        with pytest.raises(ValueError, match="adaptive"):
+            learner_options(bad, 0.9)

@@ -27,7 +27,8 @@ __all__ = ["Run", "run_algorithm", "program_memory", "read_log", "parse_algorith
 
 def parse_algorithm(spec: str):
     """An algorithm as a side-by-side run names it: ``"tbptt:50"`` ->
-    ("tbptt", {"k": 50}); ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
+    ("tbptt", {"k": 50}); ``"es_d_rtrl:adaptive"`` -> ("es_d_rtrl",
+    {"adaptive": True}); ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
     import brainscale
 
     name, colon, k = spec.partition(":")
@@ -39,8 +40,13 @@ def parse_algorithm(spec: str):
             raise ValueError(f"algorithm {spec!r}: write truncated BPTT as tbptt:K with K a "
                              "positive number of steps, e.g. tbptt:50")
         return name, {"k": int(k)}
+    if name == "es_d_rtrl" and colon:
+        if k != "adaptive":
+            raise ValueError(f"algorithm {spec!r}: ES-D-RTRL's variant is es_d_rtrl:adaptive")
+        return name, {"adaptive": True}
     if colon:
-        raise ValueError(f"algorithm {spec!r}: only tbptt takes ':K'")
+        raise ValueError(f"algorithm {spec!r}: only tbptt (tbptt:K) and es_d_rtrl "
+                         "(es_d_rtrl:adaptive) take a ':' suffix")
     return name, {}
 
 
@@ -48,7 +54,7 @@ def learner_options(spec: str, decay: float) -> tuple[str, dict]:
     """(algorithm name, its ``bs.online`` options) for ``spec``; ES-D-RTRL
     gets ``decay``, the others their own options only."""
     name, opts = parse_algorithm(spec)
-    return name, ({"decay": decay} if name == "es_d_rtrl" else opts)
+    return name, ({"decay": decay} | opts if name == "es_d_rtrl" else opts)
 
 
 @dataclasses.dataclass
