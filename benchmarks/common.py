@@ -200,8 +200,11 @@ def peak_rss_mib() -> float:
 def algorithm(name: str, decay: float):
     """The algorithm ``name`` for a side-by-side run; ``decay`` is
     ES-D-RTRL's smoothing factor (the other algorithms have none);
-    ``es_adaptive`` is ES-D-RTRL with modal decays (``adaptive=True``)."""
+    ``es_adaptive`` is ES-D-RTRL with modal decays (``adaptive=True``),
+    ``es_layers`` with paths through the spiking layers above
+    (``through_layers=True``)."""
     import brainscale as bs
-    if name in ("es_d_rtrl", "es_adaptive"):
-        return bs.es_d_rtrl(decay=decay, adaptive=name == "es_adaptive")
+    if name in ("es_d_rtrl", "es_adaptive", "es_layers"):
+        return bs.es_d_rtrl(decay=decay, adaptive=name == "es_adaptive",
+                            through_layers=name == "es_layers")
     return bs.ALGORITHMS[name]()

@@ -39,6 +39,7 @@ from brainscale.nn.neurons import ALIF, GIF, LIF, Izhikevich  # noqa: E402
 from brainscale.nn.projections import Linear, Recurrent  # noqa: E402
 from brainscale.nn.readout import LeakyReadout, LinearReadout  # noqa: E402
 from brainscale.nn.state import HiddenState, default_float  # noqa: E402
+from brainscale.nn.surrogate import SuperSpike  # noqa: E402
 from brainscale.nn.synapses import STD, STP, DualExpon, Expon  # noqa: E402
 
 ALGORITHMS = ("bptt", "d_rtrl", "es_d_rtrl", "es_adaptive")
@@ -101,21 +102,10 @@ class Resonator(nnx.Module):
         re, im = self.re[...], self.im[...]
         re_new = self.r * (self.cos * re - self.sin * im) + current
         im_new = self.r * (self.sin * re + self.cos * im)
-        s = _superspike(im_new - self.thr)
+        s = SuperSpike(10.0)(im_new - self.thr)
         self.re[...] = re_new * (1 - s)
         self.im[...] = im_new * (1 - s)
         return s
-
-
-@jax.custom_jvp
-def _superspike(x):
-    return (x >= 0).astype(x.dtype)
-
-
-@_superspike.defjvp
-def _superspike_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    return _superspike(x), dx / (10.0 * jnp.abs(x) + 1.0) ** 2
 
 
 class TwoLayerNet(nnx.Module):

@@ -128,8 +128,10 @@ class Learner:
                 graph = local_terms.resolve(graph, self.rules)
             if self.algorithm.online:
                 graph = self.algorithm.prepare(graph)
-                if self.readout_paths:
-                    graph = dataclasses.replace(graph, readout_paths=readout_paths(graph))
+                found = readout_paths(graph) if self.readout_paths else []
+                extra = getattr(self.algorithm, "extra_paths", lambda g, f: [])(graph, found)
+                if found or extra:
+                    graph = dataclasses.replace(graph, readout_paths=found + extra)
             self._graphs[key] = graph
         return self._graphs[key]
 
@@ -209,8 +211,9 @@ class Learner:
         slopes = local_terms.post_slopes(graph, self.rules, p, h, xx)
         dws, local = local_terms.updates(graph, self.rules, p, sig.extra, local, None, slopes,
                                          y, sig.hidden)
-        args = (graph, traces, sig.signal, readout_signal(graph, p, sig.signal, graph.feedback),
-                sig.x, sig.dy)
+        weights = getattr(algo, "path_weights", lambda g, t: None)(graph, traces)
+        args = (graph, traces, sig.signal,
+                readout_signal(graph, p, sig.signal, graph.feedback, weights), sig.x, sig.dy)
         if self.skip_silent:  # no loss at this step: every gradient term is exactly zero
             live = jnp.any(jnp.stack([jnp.any(s != 0)
                                       for s in list(sig.signal) + list(sig.dy.values())]))

@@ -101,7 +101,9 @@ def window_terms(learner, graph, p, hidden, traces, xs, ys):
     ex0 = traces.x
     (h_end, traces), (h_prev, tr_prev, held) = jax.lax.scan(forward, (hidden, traces), xs)
     sig = step_signals(graph, learner.loss, p, h_prev, _leaves(xs), ys, held=held)
-    rsig = jax.vmap(lambda s: readout_signal(graph, p, s, graph.feedback))(sig.signal)
+    weights = getattr(algo, "path_weights", lambda g, t: None)
+    rsig = jax.vmap(lambda s, tr: readout_signal(graph, p, s, graph.feedback, weights(graph, tr)))(
+        sig.signal, tr_prev)
     us = jax.vmap(lambda tr, s, r: algo.neuron_cotangents(graph, tr, s, r))(
         tr_prev, sig.signal, rsig)
     g = weight_grads(graph, *algo.window_factors(graph, ex0, sig.x, sig.dy, us))

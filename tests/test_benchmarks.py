@@ -267,3 +267,21 @@ def test_copy_curriculum_quick(tmp_path):
     with pytest.raises(SystemExit):
         cc.main(["--algorithms", "rtrl"])
     assert cc.parse_args(["--quick", "--steps", "7"]).steps == 7     # flags win over --quick
+
+
+def test_depth_quick(tmp_path, capsys):
+    dp = load("depth")
+    assert dp.main(["--quick", "--out", str(tmp_path)]) == 0
+    rows = read_rows(tmp_path / "depth.csv")
+    assert {r["algorithm"] for r in rows} == {"d_rtrl", "es_d_rtrl", "es_layers"}
+    for r in rows:
+        for k in ("cos_l1", "cos_l2", "cos_out"):
+            assert -1.0 <= float(r[k]) <= 1.0
+    by = {r["algorithm"]: r for r in rows}
+    # the option leaves the top layer alone and gives the bottom one more credit
+    assert float(by["es_layers"]["cos_l2"]) == pytest.approx(float(by["es_d_rtrl"]["cos_l2"]),
+                                                             abs=1e-6)
+    assert float(by["es_layers"]["ratio_l1"]) > float(by["es_d_rtrl"]["ratio_l1"])
+    assert "es_layers" in (tmp_path / "depth.md").read_text()
+    with pytest.raises(SystemExit):
+        dp.main(["--models", "nonesuch"])

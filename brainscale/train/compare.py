@@ -25,10 +25,14 @@ __all__ = ["Run", "run_algorithm", "program_memory", "read_log", "parse_algorith
            "learner_options", "save_results"]
 
 
+ES_VARIANTS = {"adaptive": {"adaptive": True}, "layers": {"through_layers": True}}
+
+
 def parse_algorithm(spec: str):
     """An algorithm as a side-by-side run names it: ``"tbptt:50"`` ->
     ("tbptt", {"k": 50}); ``"es_d_rtrl:adaptive"`` -> ("es_d_rtrl",
-    {"adaptive": True}); ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
+    {"adaptive": True}); ``"es_d_rtrl:layers"`` -> ("es_d_rtrl",
+    {"through_layers": True}); ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
     import brainscale
 
     name, colon, k = spec.partition(":")
@@ -41,12 +45,13 @@ def parse_algorithm(spec: str):
                              "positive number of steps, e.g. tbptt:50")
         return name, {"k": int(k)}
     if name == "es_d_rtrl" and colon:
-        if k != "adaptive":
-            raise ValueError(f"algorithm {spec!r}: ES-D-RTRL's variant is es_d_rtrl:adaptive")
-        return name, {"adaptive": True}
+        if k not in ES_VARIANTS:
+            raise ValueError(f"algorithm {spec!r}: ES-D-RTRL's variants are "
+                             + ", ".join(f"es_d_rtrl:{v}" for v in ES_VARIANTS))
+        return name, dict(ES_VARIANTS[k])
     if colon:
         raise ValueError(f"algorithm {spec!r}: only tbptt (tbptt:K) and es_d_rtrl "
-                         "(es_d_rtrl:adaptive) take a ':' suffix")
+                         "(es_d_rtrl:adaptive, es_d_rtrl:layers) take a ':' suffix")
     return name, {}
 
 

@@ -36,7 +36,7 @@ from transforms.learning import d_rtrl as d_rtrl_traces
 from transforms.learning import es_d_rtrl as es_d_rtrl_traces
 from transforms.learning import modal_es
 from transforms.learning.feedback import random_feedback
-from transforms.learning.readout_paths import linear_groups
+from transforms.learning.readout_paths import layer_paths, linear_groups
 
 
 def _check_traceable(graph: Graph, name: str):
@@ -131,11 +131,14 @@ class ESDRTRL:
     of T. ``adaptive``: each hidden group's input traces follow its own modes
     (``modal_es``: decays from the group's mean Jacobian, complex for
     rotating groups, kept as a running mean with rate ``adapt_rate``);
-    ``decay`` then smooths the neuron factors."""
+    ``decay`` then smooths the neuron factors. ``through_layers``: a
+    lower layer's credit through the memory of the spiking layer above it is
+    carried like a readout path (``readout_paths.layer_paths``)."""
     decay: float = 0.9
     window: int | None = None
     adaptive: bool = False
     adapt_rate: float = 0.99
+    through_layers: bool = False
     name: ClassVar[str] = "es_d_rtrl"
     online: ClassVar[bool] = True
     WINDOW_ROWS: ClassVar[int] = 256
@@ -147,6 +150,19 @@ class ESDRTRL:
             raise ValueError(f"window must be a positive number of steps, got {self.window}")
         if not 0.0 <= self.adapt_rate < 1.0:
             raise ValueError(f"adapt_rate must be in [0, 1), got {self.adapt_rate}")
+        if self.adaptive and self.through_layers:
+            raise ValueError("through_layers is not available with adaptive=True")
+
+    def extra_paths(self, graph: Graph, found) -> list:
+        """Paths the learner adds to the readout paths ``found``: through
+        spiking layers."""
+        return layer_paths(graph, self.decay, found) if self.through_layers else []
+
+    def path_weights(self, graph, traces):
+        """Per readout path, the weights of a path through a spiking layer."""
+        if not self.through_layers:
+            return None
+        return es_d_rtrl_traces.path_weights(graph, traces, self.decay)
 
     @property
     def _traces(self):
@@ -238,9 +254,9 @@ def ostl(trace_dtype=None) -> OSTL:
 
 
 def es_d_rtrl(decay: float = 0.9, window: int | None = None, adaptive: bool = False,
-              adapt_rate: float = 0.99) -> ESDRTRL:
+              adapt_rate: float = 0.99, through_layers: bool = False) -> ESDRTRL:
     return ESDRTRL(float(decay), None if window is None else int(window), bool(adaptive),
-                   float(adapt_rate))
+                   float(adapt_rate), bool(through_layers))
 
 
 def bptt() -> BPTT:

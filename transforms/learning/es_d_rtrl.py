@@ -72,6 +72,28 @@ def input_decays(graph: Graph, decay: float) -> dict[int, float]:
             for op in graph.trained_ops()}
 
 
+def path_weights(graph: Graph, traces, decay: float):
+    """Per readout path through a spiking layer (``through``): the neuron
+    factor ef / c of the op driving that layer, per state slot, or for a path
+    on into a readout the readout path's xi / c (batched); None for the
+    other paths."""
+    n = traces.n
+    dtype = jax.tree_util.tree_leaves(traces.f)[0].dtype if traces.f else jnp.float32
+    c = 1.0 - jnp.asarray(decay, dtype) ** n.astype(dtype)
+    scale = jnp.where(n > 0, 1.0 / jnp.where(n > 0, c, 1.0), 0.0).astype(dtype)
+    out = []
+    for p in graph.readout_paths:
+        if not p.through:
+            out.append(None)
+            continue
+        if p.via is not None:           # the readout path's filtered trace xi / c
+            out.append([scale * traces.xi[p.via]])
+            continue
+        f = dict(zip(op_slots(graph, graph.ops[p.readout_op]), traces.f[p.readout_op]))
+        out.append([scale * f[j] for j in graph.groups[p.readout_group].slots])
+    return out
+
+
 def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal):
     """Per trained op index u_t (shape of y, batched): the trace term of the
     gradient is sum_b ex_{t-1} (x) u_t, with u = (L o ef + Lx o xi) / c, or
@@ -147,7 +169,8 @@ def advance_one(graph: Graph, traces, lin, hidden, ys, xs, decay: float):
             new_f[k] = [out[j] for j in op_slots(graph, graph.ops[k])]
         for n, p in enumerate(graph.readout_paths):
             if p.op in members:       # xi = kappa xi + (a Jx_h ef + (1 - a) Jx_y)
-                new_xi[n] = p.kappa * traces.xi[n] + extra[n]
+                e = extra[n] if p.x_slice is None else extra[n][p.x_slice[0]:p.x_slice[1]]
+                new_xi[n] = p.kappa * traces.xi[n] + e
     new_x = {k: d * traces.x[k] + xs[k] for k, d in input_decays(graph, a).items()}
     return ESTraces(new_x, new_f, new_xi, None)
 

@@ -35,6 +35,10 @@ class ReadoutPath:
     readout_group: int  # R
     kappa: float
     coeff: float
+    x_slice: tuple | None = None   # (start, stop) of G's part when x_o concatenates parts
+    through: bool = False          # R is a spiking layer: its learning signal is weighted
+                                   # by the driving op's neuron trace (``layer_paths``)
+    via: int | None = None         # through R into the readout of path ``via``
 
     def describe(self, graph: Graph) -> str:
         return (f"W{self.op} -> G{self.group} -> W{self.readout_op} -> "
@@ -122,20 +126,7 @@ def find_readout_paths(graph: Graph, deps: dict) -> list[ReadoutPath]:
 
 def _source_group(graph: Graph, d: dict, o):
     """The one group G whose neurons x_o is an elementwise function of."""
-    groups = set()
-    for (src, idx), how in d.items():
-        if how is not ELEM:
-            return None
-        if src == "h":
-            groups.add(graph.group_of_leaf[idx])
-        elif src == "y":
-            groups.update(graph.ops[idx].groups)
-        else:
-            return None
-    if len(groups) != 1:
-        return None
-    G = groups.pop()
-    return G if graph.groups[G].shape == o.x_shape and G != o.groups[0] else None
+    return _source_group_of(graph, d, o.x_shape, o)
 
 
 def readout_paths(graph: Graph) -> list[ReadoutPath]:
@@ -170,3 +161,79 @@ def linear_groups(graph: Graph) -> dict[int, LinearGroup]:
         found[R.index] = LinearGroup(form[("h", j)], {o: form.get(("y", o), 0.0)
                                                       for o in R.ops})
     return found
+
+
+def layer_paths(graph: Graph, decay: float, found=()) -> list[ReadoutPath]:
+    """Paths from a trained op k driving group G1 through a trained mixing op
+    o whose input x_o is (a concatenated part of) an elementwise function of
+    G1, into a non-linear group G2 (a spiking layer above). ES-D-RTRL
+    carries them like readout paths with kappa = its decay: G2's dependence
+    on W_k is approximated as (ef_o / c) o core_o(Xbar), ef_o the neuron
+    factor of o's own trace and Xbar the decay-filtered d x_o / d W_k, so
+    the lower layer's credit through the upper layer's memory is kept.
+    Every path q of o (a readout path of G2, or a path of o into the layer
+    above it) is continued by a path of k ``via`` q: weighted by q's
+    filtered trace, filtered by q's kappa, pulled back from q's signal; so
+    credit reaches the bottom layer through every layer and readout above.
+    Indices count from the start of ``found``, which comes first."""
+    trained = {op.index for op in graph.trained_ops()}
+    lin = linear_groups(graph)
+    links = []                 # (k, o, G1, G2, slice): k drives G1, which feeds o
+    for o in graph.trained_ops():
+        if o.kind == BIAS or not o.mixing or len(o.groups) != 1 or o.groups[0] in lin:
+            continue
+        for var, sl in _parts(graph, o):
+            G = _source_group_of(graph, graph.deps.get(var, {}), tuple(var.aval.shape), o)
+            if G is not None:
+                links += [(k, o.index, G, o.groups[0], sl) for k in graph.groups[G].ops
+                          if k in trained and k != o.index]
+    paths = list(found) + [ReadoutPath(k, o, G, G2, float(decay), 1.0, x_slice=sl, through=True)
+                           for k, o, G, G2, sl in links]
+    done, i = set(), 0
+    while i < len(paths):      # continue every path of o by each link into o
+        q = paths[i]
+        for k, o, G, G2, sl in links:
+            if q.op == o and (k, i) not in done and len(paths) < MAX_PATHS:
+                done.add((k, i))
+                paths.append(ReadoutPath(k, o, G, G2, q.kappa, 1.0, x_slice=sl, through=True,
+                                         via=i))
+        i += 1
+    return paths[len(found):]
+
+
+MAX_PATHS = 256
+
+
+def _parts(graph: Graph, o):
+    """(var, slice) of x_o: the whole input, or each part of a concatenation
+    along the one per-sample axis of a vector input."""
+    if len(o.x_shape) != 1:
+        return [(o.x_var, None)]
+    if o.x_parts is None:
+        return [(o.x_var, None)]
+    cat = graph.traced.eqns[o.x_parts[0]]
+    out, start = [], 0
+    for v in cat.invars:
+        n = v.aval.shape[cat.params["dimension"]] if len(v.aval.shape) else 1
+        out.append((v, (start, start + n)))
+        start += n
+    return out
+
+
+def _source_group_of(graph: Graph, d: dict, shape: tuple, o):
+    """The one group G (not o's own) whose neurons ``shape``-shaped d's var is
+    an elementwise function of."""
+    groups = set()
+    for (src, idx), how in d.items():
+        if how is not ELEM:
+            return None
+        if src == "h":
+            groups.add(graph.group_of_leaf[idx])
+        elif src == "y":
+            groups.update(graph.ops[idx].groups)
+        else:
+            return None
+    if len(groups) != 1:
+        return None
+    G = groups.pop()
+    return G if graph.groups[G].shape == shape and G != o.groups[0] else None

@@ -359,18 +359,29 @@ def jacobians(graph: Graph, lin, hidden, ys):
     return D, Df, Jh, Jy
 
 
-def readout_signal(graph: Graph, params, signal, feedback=None):
-    """Per readout path: c core_o^T(dl/dr_{t-1}), batched (B, *x_o); through
-    the op's feedback matrix instead of its weight where one is given."""
+def readout_signal(graph: Graph, params, signal, feedback=None, weights=None):
+    """Per readout path: c core_o^T(dl/dr_{t-1}), batched (B, *x_o) (its
+    part x_slice of x_o where given); through the op's feedback matrix
+    instead of its weight where one is given. A path through a spiking layer
+    (``through``) pulls back sum_j dl/dh_j o weights[n][j] over the layer's
+    state slots j, or on into a readout (``via``) that path's signal times
+    weights[n][0] (``weights``: the algorithm's ``path_weights``)."""
     out = []
-    for p in graph.readout_paths:
+    for n, p in enumerate(graph.readout_paths):
         o = graph.ops[p.readout_op]
         w = (feedback or {}).get(o.index)
         w = graph.weff(o, params[o.param]) if w is None else w
-        L = signal[graph.groups[p.readout_group].slots[0]]
+        slots = graph.groups[p.readout_group].slots
+        if p.via is not None:
+            L = out[p.via] * weights[n][0]
+        elif p.through:
+            L = sum(signal[j] * c for j, c in zip(slots, weights[n]))
+        else:
+            L = signal[slots[0]]
         x0 = jnp.zeros((L.shape[0],) + o.x_shape, L.dtype)
         _, pull = jax.vjp(lambda xx: jax.vmap(lambda xi: graph.core(o, xi, w))(xx), x0)
-        out.append(p.coeff * pull(L)[0])
+        g = p.coeff * pull(L)[0]
+        out.append(g if p.x_slice is None else g[:, p.x_slice[0]:p.x_slice[1]])
     return out
 
 
