@@ -2,6 +2,8 @@
 weaker of GP-only and LP-only on each task."""
 import json
 
+import pytest
+
 from test_examples import load
 
 
@@ -24,6 +26,18 @@ def test_continual_quick(tmp_path):
     c = res["curves"]
     assert all(len(curve) == 3 for curve in c.values())
     assert c["hp"][-1] >= min(c["gp"][-1], c["lp"][-1]), c
+
+
+def test_continual_on_mnist_quick(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINSCALE_CACHE", str(tmp_path / "cache"))
+    res = load("hp_continual").main(["--quick", "--dataset", "mnist", "--only", "sparse_gp",
+                                     "--out", str(tmp_path)], log=lambda *a: None)
+    assert res["dataset"] == "mnist" and res["eval_digits"] == 96
+    curve = res["curves"]["sparse_gp"]
+    assert len(curve) == 3 and all(0.0 <= a <= 1.0 for a in curve)
+    assert curve[0] > 0.3          # 784 shuffled pixels of real digits: well above chance
+    with pytest.raises(SystemExit):
+        load("hp_continual").main(["--tasks", "0"])
 
 
 def test_few_shot_quick(tmp_path):
