@@ -116,11 +116,9 @@ def parse_args(argv=None):
     if args.quick:
         args.models, args.layers, args.n_rec, args.T, args.batch, args.seeds = (
             "lif", 2, 16, 20, 2, 1)
-    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in args.models if m not in fidelity.MODELS]
-    if unknown or args.layers < 1 or args.seeds < 1:
-        ap.error(f"models must be among {','.join(fidelity.MODELS)} (got {unknown}); "
-                 "--layers and --seeds at least 1")
+    args.models = fidelity.model_list(ap, args.models)
+    if args.layers < 1 or args.seeds < 1:
+        ap.error("--layers and --seeds must be at least 1")
     args.seeds = tuple(range(args.seeds))
     return args
 

@@ -406,14 +406,21 @@ def parse_args(argv=None):
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in args.models if m not in MODELS]
-    if unknown or not args.models:
-        ap.error(f"unknown models {unknown}; choose from {','.join(MODELS)}")
+    args.models = model_list(ap, args.models)
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
     args.seeds = tuple(range(args.seeds))
     return args
+
+
+def model_list(ap, text: str) -> list[str]:
+    """The comma-separated model names of ``text``, each one of MODELS (else
+    the parser's error)."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODELS]
+    if unknown or not names:
+        ap.error(f"unknown models {unknown}; choose from {','.join(MODELS)}")
+    return names
 
 
 def main(argv=None) -> int:

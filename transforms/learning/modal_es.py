@@ -3,22 +3,23 @@ group's own dynamics instead of one fixed decay.
 
 Per sample, the group's mean Jacobian block M (K x K, the average over its
 neurons of D_t, kept as a running mean with rate ``rate``) is diagonalised,
-M = V diag(lam) W, W = V^-1, modes ordered by angle then modulus. In modal
-coordinates the exact trace E_t = D_t E_{t-1} + Df_t (x) x_t is, for D_t = M,
-a sum of K rank-one terms, one per mode m:
+M = V diag(lam) W, W = V^-1, modes ordered by angle then modulus. For
+D_t = M the exact trace E_t = D_t E_{t-1} + Df_t (x) x_t is a sum of K
+rank-one terms, one per mode m, kept as
 
-    ex_m,t = lam_m ex_m,t-1 + x_t                       (complex, shape of x)
-    ef_m,t = a_m (d_m,t / lam_m) ef_m,t-1 + (1 - a_m) (W Df_t)_m   (per neuron)
-    E_t ~ Re sum_m V[:, m] ef_m,t (x) ex_m,t / c_m,t,  c_m = 1 - prod a_m
+    ex_m,t = lam_m ex_m,t-1 + x_t                      (complex, shape of x)
+    F_m,t  = (a_m / lam_m) D_t F_m,t-1 + (1 - a_m) V[:, m] (W Df_t)_m
+    E_t   ~ Re sum_m F_m,t (x) ex_m,t / c_m,t,   c_m = 1 - prod a_m
 
-with d_m = (W D_t V)_mm the neuron's own modal Jacobian (its deviation from
-the mean rides in ef), a_m = min(a, |lam_m|) (a mode with no memory needs no
-smoothing) and c_m the warm-up correction. A rotating group (complex lam) is
-followed exactly when its neurons share the rotation and Df is constant; a
-slow mode (adaptation) keeps its long memory while the fast ones keep
-theirs. Memory per sample: K complex input traces per op and K complex
-neuron factors per mode. Ops driving a linear group keep the exact
-factorisation of ``es_d_rtrl``; readout paths keep its fixed-decay form.
+with F_m (K complex values per neuron, state coordinates) advanced by each
+neuron's own Jacobian, so a neuron that differs from the mean carries the
+difference; a_m = min(a, |lam_m|) (a mode without memory needs no
+smoothing) and c_m the warm-up correction. Exact for linear dynamics with
+constant Df, rotations included. A leaky readout's path uses partial
+fractions and one kappa-filtered input trace per path (``neuron_cotangents``).
+Memory per sample and op: K complex input traces and K^2 complex neuron
+factors per neuron. Ops driving a linear group keep the exact factorisation
+of ``es_d_rtrl``.
 """
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ from transforms.learning.signals import jacobians, op_slots, weight_grads
 
 
 class ModalTraces(NamedTuple):
-    x: dict      # op -> input traces: per mode (complex), then ex of decay a if it has a
-                 # readout path; [ex filtered by kappa] for an op driving a linear group
+    x: dict      # op -> input traces: per mode (complex), or [ex filtered by kappa] for an
+                 # op driving a linear group; then one filtered by each readout path's kappa
     f: dict      # op -> per mode, per state slot of its group: ef_m (complex, group shape)
-    xi: list     # per readout path: {"m": per mode of its op (complex), "z": direct term}
+    xi: list     # per readout path: {"m": per mode of its op (complex), "z": the direct
+                 # y -> x_o term}, each filtered by the path's kappa
     s: dict      # group -> running mean of the Jacobian block (K, K)
     lam: dict    # group -> modal decays (K,), complex
     q: dict      # group -> prod of a_m over the updates so far (K,) (warm-up)
