@@ -201,7 +201,7 @@ def layer_paths(graph: Graph, decay: float, found=()) -> list[ReadoutPath]:
     return paths[len(found):]
 
 
-MAX_PATHS = 256
+MAX_PATHS = 256   # chains stop growing here (paths grow with the square of the depth)
 
 
 def _parts(graph: Graph, o):
