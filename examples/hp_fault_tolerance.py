@@ -1,11 +1,13 @@
 """Hybrid plasticity, fault tolerance: digits with growing cropped regions
-and growing input noise (Wu et al. 2022, Fig. 4, on sklearn's 8x8 digits).
+and growing input noise (Wu et al. 2022, Fig. 4), on sklearn's 8x8 digits
+or on real MNIST (``--dataset mnist``: the fixed 4,000 / 1,000 split).
 
 GP only, LP only and HP (theta meta-learned by the bilevel step) are
 trained on complete, rate-coded digits from the same initial weights
 (``examples/hp_network.py``); then each is tested on
 
-- crops: a k x k square (k = 0..5 pixels of 8) at a random position set to 0;
+- crops: a k x k square at a random position set to 0 (k = 0..5 pixels of 8;
+  on 28 x 28 MNIST the same fractions of the side: 0, 4, 7, 10, 14, 18);
 - noise: each pixel replaced, with probability p, by a uniform intensity;
 
 reporting accuracy, and the distance between the hidden-layer rates of the
@@ -15,7 +17,7 @@ after which the running readout's decision no longer changes), per variant.
 Writes ``--out/fault_tolerance.json`` and ``fault_tolerance.png``.
 
     python examples/hp_fault_tolerance.py [--quick] [--steps 300] [--first-order]
-        [--only gp lp hp] [--out hp_out]
+        [--dataset digits] [--only gp lp hp] [--out hp_out]
 """
 from __future__ import annotations
 
@@ -35,11 +37,12 @@ VARIANTS = ["gp", "lp", "hp"]
 
 
 def crop(x, k, rng):
-    """Each 8x8 image with a k x k square at a random position set to 0."""
-    out = np.array(x, copy=True).reshape(-1, 8, 8)
+    """Each square image with a k x k square at a random position set to 0."""
+    side = int(round(np.sqrt(x.shape[1])))
+    out = np.array(x, copy=True).reshape(-1, side, side)
     if k:
         for img in out:
-            r, c = rng.integers(0, 9 - k, 2)
+            r, c = rng.integers(0, side + 1 - k, 2)
             img[r:r + k, c:c + k] = 0.0
     return out.reshape(len(x), -1)
 
@@ -74,6 +77,7 @@ def response_latency(learner, state, x, y, T, coding):
 
 def main(argv=None, log=print):
     from brainscale.tasks.digits import load_digits_split
+    from brainscale.tasks.mnist import load_mnist_split
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="few steps, a test subset")
@@ -83,16 +87,20 @@ def main(argv=None, log=print):
     p.add_argument("--first-order", action="store_true",
                    help="HP: the first-order meta-gradient instead of the bilevel one")
     p.add_argument("--only", nargs="*", choices=VARIANTS)
+    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
     p.add_argument("--out", default="hp_out")
     args = p.parse_args(argv)
     steps, n_test = (30, 96) if args.quick else (args.steps, None)
-    x_tr, y_tr, x_te, y_te = load_digits_split()
+    x_tr, y_tr, x_te, y_te = (load_mnist_split() if args.dataset == "mnist"
+                              else load_digits_split())
     x_te, y_te = x_te[:n_test], y_te[:n_test]
+    side = int(round(np.sqrt(x_tr.shape[1])))
+    crop_sides = [int(round(k * side / 8)) for k in CROPS]
     rng = np.random.default_rng(args.seed)
-    crops = {k: crop(x_te, k, rng) for k in CROPS}
+    crops = {k: crop(x_te, k, rng) for k in crop_sides}
     noises = {q: noisy(x_te, q, rng) for q in NOISE}
-    res = {"steps": steps, "T": args.T, "n_test": len(x_te), "first_order": args.first_order,
-           "variants": {}}
+    res = {"dataset": args.dataset, "steps": steps, "T": args.T, "n_test": len(x_te),
+           "first_order": args.first_order, "variants": {}}
     for v in args.only or VARIANTS:
         row = {}
         for coding in ("rate", "rank"):
@@ -105,7 +113,7 @@ def main(argv=None, log=print):
         learner, state = kept
         clean = N.hidden_rates(v, state, x_te, T=args.T)
         row["crop"], row["noise"] = [], []
-        for key, sets, levels in (("crop", crops, CROPS), ("noise", noises, NOISE)):
+        for key, sets, levels in (("crop", crops, crop_sides), ("noise", noises, NOISE)):
             for lv in levels:
                 acc = N.accuracy(learner, state, sets[lv], y_te, T=args.T)
                 dist, cos = hidden_distance(N.hidden_rates(v, state, sets[lv], T=args.T),

@@ -20,6 +20,15 @@ def test_fault_tolerance_quick(tmp_path):
     assert json.loads((tmp_path / "fault_tolerance.json").read_text())["variants"]
 
 
+def test_fault_tolerance_on_mnist_quick(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINSCALE_CACHE", str(tmp_path / "cache"))
+    res = load("hp_fault_tolerance").main(["--quick", "--dataset", "mnist", "--only", "gp",
+                                           "--out", str(tmp_path)], log=lambda *a: None)
+    crops = res["variants"]["gp"]["crop"]
+    assert [r["level"] for r in crops] == [0, 4, 7, 10, 14, 18]      # of a 28-pixel side
+    assert crops[0]["hidden_distance"] == 0.0 and res["dataset"] == "mnist"
+
+
 def test_continual_quick(tmp_path):
     res = load("hp_continual").main(["--quick", "--only", "gp", "lp", "hp", "--out",
                                      str(tmp_path)], log=lambda *a: None)
