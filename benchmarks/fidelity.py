@@ -109,7 +109,7 @@ MODELS = {
     "gif": Spec("GIF", _recurrent(lambda n: GIF(n)), (50.0, 8.0, 40.0, 8.0),
                 "GIF (Mihalas-Niebur) defaults"),
     "resonator": Spec("Resonator", _recurrent(lambda n: Resonator(n)), (2.0, 1.0, 2.0, 1.0),
-                      "resonate-and-fire (damped rotation of two states), b -0.02, dt 0.5, omega 0.5-1.5"),
+                      "resonate-and-fire (exact damped rotation of two states), b -0.05, dt 0.5, omega 0.5-1.5"),
     "resonator_ff": Spec("Resonator ff", _recurrent(lambda n: Resonator(n)), (2.0, 0.0, 2.0, 0.0),
                          "the same, recurrent weights zero (feed-forward layers)"),
     "izhikevich": Spec("Izhikevich", _recurrent(lambda n: Izhikevich(n)), (45.0, 5.0, 45.0, 5.0),
