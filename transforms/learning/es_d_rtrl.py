@@ -57,7 +57,7 @@ def batch_axes(graph: Graph) -> ESTraces:
                     xi=[0] * len(graph.readout_paths), n=None)
 
 
-def _linear(graph: Graph, op):
+def linear_op(graph: Graph, op):
     """(kappa, c) when the trained ``op`` drives exactly one linear group."""
     if len(op.groups) == 1 and op.groups[0] in graph.linear_groups:
         lg = graph.linear_groups[op.groups[0]]
@@ -68,7 +68,7 @@ def _linear(graph: Graph, op):
 def input_decays(graph: Graph, decay: float) -> dict[int, float]:
     """Per trained op index, the decay of its input trace ex: kappa for an op
     driving a linear group, else the algorithm's decay."""
-    return {op.index: lin[0] if (lin := _linear(graph, op)) else decay
+    return {op.index: lin[0] if (lin := linear_op(graph, op)) else decay
             for op in graph.trained_ops()}
 
 
@@ -109,7 +109,7 @@ def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal
         u = jnp.zeros(ref.shape[:1] + op.y_shape, dtype) + scale * sum(
             (lx * xi for p, lx, xi in zip(graph.readout_paths, readout_signal, traces.xi)
              if p.op == k), 0.0)
-        lin = _linear(graph, op)
+        lin = linear_op(graph, op)
         if lin is not None:        # exact: E = c ex, ex filtered by kappa
             u = u + lin[1] * signal[op_slots(graph, op)[0]]
         else:

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from transforms.ir.graph import Graph
-from transforms.learning.es_d_rtrl import _linear
+from transforms.learning.es_d_rtrl import linear_op
 from transforms.learning.signals import jacobians, op_slots, weight_grads
 
 
@@ -48,7 +48,7 @@ class ModalTraces(NamedTuple):
 
 def modal_groups(graph: Graph) -> list[int]:
     """Groups whose ops get modal traces: every driven group but linear ones."""
-    return sorted({g for op in graph.trained_ops() if _linear(graph, op) is None
+    return sorted({g for op in graph.trained_ops() if linear_op(graph, op) is None
                    for g in op.groups})
 
 
@@ -67,7 +67,7 @@ def _complex(dtype):
 
 def _n_modes(graph: Graph, op) -> int:
     """Modes of an op: one (the linear group's kappa) for an op driving a linear group."""
-    return 1 if _linear(graph, op) else len(modes(graph, op))
+    return 1 if linear_op(graph, op) else len(modes(graph, op))
 
 
 def init(graph: Graph, batch: int, dtype) -> ModalTraces:
@@ -76,7 +76,7 @@ def init(graph: Graph, batch: int, dtype) -> ModalTraces:
     for op in graph.trained_ops():
         xshape = (batch,) + op.x_shape
         paths = [jnp.zeros(xshape, dtype) for _ in _paths(graph, op)]
-        if _linear(graph, op):
+        if linear_op(graph, op):
             x[op.index], f[op.index] = [jnp.zeros(xshape, dtype)] + paths, []
             continue
         x[op.index] = [jnp.zeros(xshape, c) for _ in modes(graph, op)] + paths
@@ -138,7 +138,7 @@ def advance_one(graph: Graph, tr, lin, hidden, ys, xs, decay: float, rate: float
     for op in graph.trained_ops():
         k, x = op.index, xs[op.index]
         paths = _paths(graph, op)
-        lin_g = _linear(graph, op)
+        lin_g = linear_op(graph, op)
         if lin_g is not None:
             exs, efs = [lin_g[0] * tr.x[k][0] + x], []
             side = [lambda n: Jh[n][op_slots(graph, op)[0]] * lin_g[1]]
@@ -204,7 +204,7 @@ def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal
         k = op.index
         y0 = jnp.zeros(ref.shape[:1] + op.y_shape, dtype)
         paths = _paths(graph, op)
-        lin = _linear(graph, op)
+        lin = linear_op(graph, op)
         if lin is not None:
             um = [y0 + lin[1] * signal[op_slots(graph, op)[0]]]
             lams = [jnp.full(ref.shape[:1], lin[0], dtype)]
@@ -297,7 +297,7 @@ def window_factors(graph: Graph, decay: float, ex0, xs, dys, us):
         n, b = dy.shape[:2]
         xr, yr, back = [], [], dy
         if "lin" in u:
-            ubar, v = _filters(jnp.full((n, b), _linear(graph, graph.ops[k])[0], dy.dtype),
+            ubar, v = _filters(jnp.full((n, b), linear_op(graph, graph.ops[k])[0], dy.dtype),
                                u["lin"])
             back = back + ubar
             xr.append(e0[0])
