@@ -18,6 +18,7 @@ import jax
 from flax import nnx
 
 from brainscale.nn.state import HiddenState
+from transforms.errors import HiddenStructureError
 
 
 class StepModel(NamedTuple):
@@ -62,12 +63,30 @@ def from_nnx(module: nnx.Module) -> StepModel:
         del rng, x
         return p0, h0
 
+    r0 = rest.to_pure_dict()
+
     def apply(p, h, x):
-        m = nnx.merge(graphdef, _copy_state(params, p), _copy_state(hidden, h), rest)
+        r = _copy_state(rest, r0)            # fresh variables: a write is seen, not a trace error
+        m = nnx.merge(graphdef, _copy_state(params, p), _copy_state(hidden, h), r)
         out = m(x)
+        _check_no_other_writes(r0, r.to_pure_dict(), type(module).__name__)
         return nnx.state(m, HiddenState).to_pure_dict(), out
 
     return StepModel(init, apply)
+
+
+def _check_no_other_writes(before, after, name):
+    """A step that writes a variable other than a ``HiddenState`` would lose
+    the write between steps: name it and the fix."""
+    old = dict(jax.tree_util.tree_flatten_with_path(before)[0])
+    written = [jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_flatten_with_path(after)[0]
+               if old.get(k) is not v]
+    if written:
+        raise HiddenStructureError(
+            f"{name}'s step writes a variable that is not brainscale.HiddenState: the write "
+            "would be lost between steps", path=", ".join(written),
+            hint="declare the carried state as brainscale.HiddenState(value) (or a subclass "
+                 "of it); weights as nnx.Param")
 
 
 def to_nnx(module: nnx.Module, params, hidden=None) -> nnx.Module:

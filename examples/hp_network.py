@@ -31,21 +31,25 @@ from brainscale.tasks.digits import rank_order_encode, rate_encode
 
 VARIANTS = ("gp", "lp", "hp", "hp_fixed")
 PLASTIC = "params['fc1']['A']"
+READOUT_PLASTIC = "params['out']['A']"
 W_GP = "params['fc1']['W']"
 
 
 class HPNet(nnx.Module):
     """``gated``: the input is ``concat([spikes (n_in), gate (n_hidden)])``
-    and the hidden spikes are multiplied by the gate (context gating)."""
+    and the hidden spikes are multiplied by the gate (context gating).
+    ``assoc``: the readout is an HP synapse too (``x @ W + x @ A``, A driven
+    by ``bs.rules.hp_assoc``), starting at zero."""
 
     def __init__(self, n_in, n_hidden, n_out, *, rngs, plastic=True, scale=3.0, tau=10.0,
-                 v_th=0.5, probe=False, gated=False):
+                 v_th=0.5, probe=False, gated=False, assoc=False):
         self.n_in, self.gated = int(n_in), bool(gated)
         self.fc1 = HPLinear(n_in, n_hidden, rngs=rngs, scale=scale)
         if not plastic:                  # a plain weight: no plastic op in the graph
             self.fc1.A = nnx.Variable(self.fc1.A[...])
         self.lif1 = LIF(n_hidden, tau=tau, v_th=v_th)
-        self.out = nnx.Linear(n_hidden, n_out, rngs=rngs)
+        self.out = HPLinear(n_hidden, n_out, rngs=rngs, scale=0.0) if assoc \
+            else nnx.Linear(n_hidden, n_out, rngs=rngs)
         self.probe = bool(probe)          # also emit the hidden spikes
 
     def __call__(self, x):
@@ -57,13 +61,15 @@ class HPNet(nnx.Module):
 
 
 def make_learner(variant: str, n_in=64, n_hidden=128, n_out=10, lr=3e-3, seed=0,
-                 theta=None, scale=3.0, gated=False, first_order=False):
+                 theta=None, scale=3.0, gated=False, first_order=False, assoc=None):
     """(learner, Bilevel or None) for ``variant``; ``theta`` overrides the HP
-    rule's initial hyper-parameters (keyword arguments of ``bs.rules.hp_local``)."""
+    rule's initial hyper-parameters (keyword arguments of ``bs.rules.hp_local``);
+    ``assoc`` (a dict, keyword arguments of ``bs.rules.hp_assoc``) makes the
+    readout an HP synapse with the label-associative local rule."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     model = HPNet(n_in, n_hidden, n_out, rngs=nnx.Rngs(seed), plastic=variant != "gp",
-                  scale=scale, gated=gated)
+                  scale=scale, gated=gated, assoc=assoc is not None)
     # eps_root > 0: Adam's square root stays differentiable at a zero
     # gradient, which the bilevel step differentiates through
     adam = optax.adam(lr, eps_root=1e-12)
@@ -76,7 +82,9 @@ def make_learner(variant: str, n_in=64, n_hidden=128, n_out=10, lr=3e-3, seed=0,
                 else "train", params))
     kw = dict(alpha=0.1, beta=0.05, eta=0.0, gamma=0.95, v_th=0.5, clip=0.5)
     kw.update(theta or {})
-    rules = None if variant == "gp" else {PLASTIC: bs.rules.hp_local(**kw)}
+    rules = {} if variant == "gp" else {PLASTIC: bs.rules.hp_local(**kw)}
+    if assoc is not None:
+        rules[READOUT_PLASTIC] = bs.rules.hp_assoc(**assoc)
     learner = bs.online(model, "es_d_rtrl", optimizer=opt, rules=rules)
     meta = hybrid.Bilevel(learner, optax.adam(1e-2), first_order=first_order,
                           new_episodes=False) \

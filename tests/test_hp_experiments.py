@@ -54,4 +54,9 @@ def test_few_shot_quick(tmp_path):
     v = {k: r["accuracy"] for k, r in res["variants"].items()}
     assert all(r["ci95"] > 0.0 for r in res["variants"].values())
     assert v["hp"] >= min(v["gp"], v["lp"]), v
-    assert v["hp"] > 0.2 + res["variants"]["hp"]["ci95"]          # above chance (5-way)
+    for name in ("hp", "hp_assoc"):                                # above chance (5-way)
+        assert v[name] > 0.2 + res["variants"][name]["ci95"], (name, v)
+    for r in res["variants"].values():     # the paired difference: same test episodes
+        assert abs(r["minus_pixel_1nn"] - (r["accuracy"] - res["pixel_1nn"]["accuracy"])) \
+            < 1e-9
+    assert set(res["variants"]["hp_assoc"]["theta"]) == {"params['out']['A']"}

@@ -141,3 +141,25 @@ def test_trained_learner_survives_nnx_split_and_merge():
     for a, b in zip(jax.tree.leaves(state2.params), jax.tree.leaves(state.params)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(learner2.predict(state2, xs), expected)
+
+
+@pytest.mark.parametrize("kind", [nnx.Variable, nnx.BatchStat])
+def test_state_written_in_another_variable_type_is_named(kind):
+    """A flax user's habit: the membrane in an ``nnx.Variable`` (or a
+    BatchStat). Its write would be lost between steps; the error names the
+    variable and the fix, and a constant Variable that is only read is fine."""
+    class Leaky(nnx.Module):
+        def __init__(self, rngs):
+            self.fc = nnx.Linear(4, 3, rngs=rngs, **F64)
+            self.gain = nnx.Variable(jnp.full((3,), 2.0))       # read only: fine
+            self.layer = nnx.Dict(mem=kind(jnp.zeros((3,))))
+
+        def __call__(self, x):
+            mem = 0.9 * self.layer["mem"][...] + self.gain[...] * self.fc(x)
+            self.layer["mem"][...] = mem
+            return mem
+
+    learner = bs.online(Leaky(nnx.Rngs(0)), "es_d_rtrl")
+    with pytest.raises(bs.CompileError, match=r"(?s)Leaky's step writes.*HiddenState.*"
+                                              r"path: \['layer'\]\['mem'\]"):
+        learner.init(jax.random.PRNGKey(0), jnp.ones((2, 4)))

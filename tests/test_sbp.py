@@ -166,10 +166,10 @@ def test_sbp_snn_beats_output_plasticity_alone_on_digits():
     85.5%."""
     data = load_digits_split()
     rules = sbp_rules(eta=0.3)
-    sbp = sorted(snn_accuracy(rules, s, data) for s in (1, 2, 3))
-    alone = sorted(snn_accuracy({OUTPUT: contrastive(0.3, 0.5)}, s, data) for s in (1, 2, 3))
-    assert sbp[1] >= 0.85, sbp
-    assert sbp[1] - alone[1] >= 0.02, (sbp, alone)
+    sbp = [snn_accuracy(rules, s, data) for s in (1, 2)]          # two seeds: suite time
+    alone = [snn_accuracy({OUTPUT: contrastive(0.3, 0.5)}, s, data) for s in (1, 2)]
+    assert min(sbp) >= 0.85, sbp
+    assert np.mean(sbp) - np.mean(alone) >= 0.02, (sbp, alone)
 
 
 # -- RBM: phases against numpy ---------------------------------------------------

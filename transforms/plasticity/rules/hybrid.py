@@ -18,6 +18,9 @@ the online learners apply them) still give ``alpha H`` at its end.
 The hyper-parameters theta = (alpha, beta, eta, gamma) and H live in the
 rule's state, so a meta-gradient reaches them (``brainscale.hybrid``) and
 no gradient learner trains alpha. Kept: H per synapse, theta per neuron.
+``hp_assoc`` is the same module on a readout, driven by the label instead
+of the potential: the class-centre memory the paper's few-shot analysis
+describes.
 """
 from __future__ import annotations
 
@@ -77,4 +80,50 @@ def hp_local(alpha: float = 0.5, beta: float = 0.1, eta: float = 0.0, gamma: flo
     return Rule(init, update, needs_post=False, reset=lambda state: state, needs_state=True)
 
 
-__all__ = ["HPTheta", "HPState", "hp_update", "hp_local"]
+def hp_assoc_update(H, x, target, theta: HPTheta, n_out, clip, normalize=True):
+    """The new H of the label-associative form from presynaptic activity
+    ``x`` (B, I) and labels ``target`` (B,) (-1: no label, only the decay)."""
+    # x / |x|, with a derivative everywhere (a silent step has x = 0)
+    unit = x * jax.lax.rsqrt(jnp.sum(x * x, -1, keepdims=True) + 1e-12) if normalize else x
+    t = jnp.asarray(target)
+    teach = (jax.nn.one_hot(t, n_out, dtype=x.dtype) - theta.eta) * (t >= 0)[:, None]
+    drive = jnp.einsum("bi,bo->io", theta.beta * unit, teach)
+    gamma = jnp.clip(theta.gamma, 0.0, 1.0)
+    return jnp.clip(gamma * H + drive / x.shape[0], -clip, clip)
+
+
+def hp_assoc(alpha: float = 1.0, beta: float = 0.1, eta: float = 0.0, gamma: float = 1.0,
+             clip: float = 100.0, normalize: bool = True) -> Rule:
+    """The HP local module on a readout, in the associative form the paper
+    gives for few-shot learning: ``w_LP = sum_k y_k c_k^T``, so the local
+    part scores a query by its similarity to each class's feature centre:
+
+        H <- clip(gamma H + mean_b[(beta * x_b / |x_b|) (x) (onehot(t_b) - eta)], -c, c)
+
+    ``x`` the presynaptic activity (unit length, a cosine embedding, unless
+    ``normalize=False``), ``t`` the step's label (the learner's target;
+    steps at -1 only decay H), ``beta`` (I,) a weight per feature (the
+    metric), ``eta`` (O,) a push away from the other classes (a common eta
+    shifts every class score alike: it matters only for unbalanced
+    support sets), ``clip`` a safety bound (a saturated H loses the class
+    centres). Same state and theta as ``hp_local``, so ``brainscale.hybrid``
+    meta-learns theta and resets H per episode."""
+    def init(w, x_shape, post_shape, batch):
+        theta = HPTheta(jnp.asarray(alpha, w.dtype), jnp.full(x_shape, beta, w.dtype),
+                        jnp.full(post_shape, eta, w.dtype), jnp.asarray(gamma, w.dtype))
+        return HPState(theta, jnp.zeros(w.shape, w.dtype))
+
+    def update(state: HPState, sig: LocalSignals):
+        if sig.target is None:
+            raise ValueError("hp_assoc needs the step's label: pass target= to the "
+                             "plasticity network's step / run (an online learner passes "
+                             "its labels itself)")
+        H = hp_assoc_update(state.H, sig.x, sig.target, state.theta, state.H.shape[1], clip,
+                            normalize)
+        return state.theta.alpha * (H - state.H), HPState(state.theta, H)
+
+    return Rule(init, update, needs_post=False, reset=lambda state: state)
+
+
+__all__ = ["HPTheta", "HPState", "hp_update", "hp_local",
+           "hp_assoc_update", "hp_assoc"]
