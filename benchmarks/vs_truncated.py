@@ -13,7 +13,8 @@ on the same batches (``brainscale.train.compare``); printed per run: held-out
 accuracy (final and best), XLA's temp and total memory of one training step
 (read from the compiled program, independent of load) and ms per step. Then,
 for each k, the crossover delay: the smallest delay from which on ES-D-RTRL
-is ahead of TBPTT-k at no more memory (``--margin`` points). Written to
+is ahead of TBPTT-k at no more memory (``--margin`` points; with several
+``--seeds``, in the mean over them). Written to
 ``--out``: ``vs_truncated.csv``, ``vs_truncated.json`` and
 ``accuracy_vs_memory.png`` (one panel per delay).
 
@@ -29,6 +30,8 @@ import math
 import os
 import pathlib
 import sys
+
+import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import write_csv  # noqa: E402
@@ -59,38 +62,58 @@ QUICK_TASK_OPTIONS = {
 
 
 def run_delay(args, delay, log):
-    """Every algorithm at one delay: one row each."""
+    """Every algorithm at one delay, for each seed: one row each."""
     options = dict(args.task_options)
     if delay is not None:
         options["delay"] = delay
     task = make_task(args.task, options)
     rows = []
-    for spec in args.algorithms:
-        name, learner = learner_options(spec, args.decay)
-        out = os.path.join(args.out, f"delay{delay:g}" if delay is not None else "run", spec)
-        run = run_algorithm(task, args.task, name, out.replace(":", "_"), steps=args.steps,
-                            batch_size=args.batch_size, lr=args.lr,
-                            eval_every=args.eval_every, model=args.model, learner=learner,
-                            seed=args.seed)
-        xs, ys = task.train_batch(args.seed, 0, args.batch_size)
-        mem = program_memory(run, xs, ys)
-        row = {"task": args.task, "delay": delay, "T": int(xs.shape[0]), "algorithm": spec,
-               "final_accuracy": run.final_accuracy, "best_accuracy": run.best_accuracy,
-               "temp_MiB": mem["temp"], "total_MiB": mem["total"],
-               "ms_per_step": run.ms_per_step, "wall_s": run.wall_s}
-        rows.append(row)
-        log(f"{args.task} delay {delay} (T {row['T']})  {label(spec):10s} accuracy "
-            f"{row['final_accuracy']:.3f} (best {row['best_accuracy']:.3f})  temp "
-            f"{row['temp_MiB']:.2f} MiB, total {row['total_MiB']:.2f} MiB  "
-            f"{row['ms_per_step']:.0f} ms/step")
+    for seed in args.seeds:
+        for spec in args.algorithms:
+            name, learner = learner_options(spec, args.decay)
+            out = os.path.join(args.out, f"delay{delay:g}" if delay is not None else "run",
+                               spec if len(args.seeds) == 1 else f"{spec}_seed{seed}")
+            run = run_algorithm(task, args.task, name, out.replace(":", "_"),
+                                steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                eval_every=args.eval_every, model=args.model,
+                                learner=learner, seed=seed)
+            xs, ys = task.train_batch(seed, 0, args.batch_size)
+            mem = program_memory(run, xs, ys)
+            row = {"task": args.task, "delay": delay, "T": int(xs.shape[0]), "algorithm": spec,
+                   "seed": seed, "final_accuracy": run.final_accuracy,
+                   "best_accuracy": run.best_accuracy, "temp_MiB": mem["temp"],
+                   "total_MiB": mem["total"], "ms_per_step": run.ms_per_step,
+                   "wall_s": run.wall_s}
+            rows.append(row)
+            log(f"{args.task} delay {delay} (T {row['T']}) seed {seed}  {label(spec):10s} "
+                f"accuracy {row['final_accuracy']:.3f} (best {row['best_accuracy']:.3f})  "
+                f"temp {row['temp_MiB']:.2f} MiB, total {row['total_MiB']:.2f} MiB  "
+                f"{row['ms_per_step']:.0f} ms/step")
     return rows
+
+
+def seed_means(rows) -> dict:
+    """{(delay, algorithm): row with the final and best accuracy averaged
+    over its seeds (``final_sd``: their spread) and the largest memory}."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["delay"], r["algorithm"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        final = [r["final_accuracy"] for r in rs]
+        out[key] = {**rs[0], "seeds": len(rs), "final_accuracy": float(np.mean(final)),
+                    "final_sd": float(np.std(final))}
+        for name, how in (("best_accuracy", np.mean), ("total_MiB", max), ("temp_MiB", max)):
+            if name in rs[0]:
+                out[key][name] = float(how([r[name] for r in rs]))
+    return out
 
 
 def crossovers(rows, margin: float, online: str = "es_d_rtrl") -> dict:
     """{tbptt spec: the smallest delay from which on ``online`` beats it by
-    more than ``margin`` at no more total memory, or None}."""
+    more than ``margin`` (mean over seeds) at no more total memory, or None}."""
     delays = sorted({r["delay"] for r in rows if r["delay"] is not None})
-    at = {(r["delay"], r["algorithm"]): r for r in rows}
+    at = seed_means(rows)
     out = {}
     for spec in sorted({r["algorithm"] for r in rows if r["algorithm"].startswith("tbptt")},
                        key=lambda s: parse_algorithm(s)[1]["k"]):
@@ -111,8 +134,9 @@ def plot(rows, path):
     delays = sorted({r["delay"] for r in rows}, key=lambda d: (d is None, d or 0))
     fig, axes = plt.subplots(1, len(delays), figsize=(4 * len(delays), 3.4), squeeze=False)
     for ax, d in zip(axes[0], delays):
-        for r in (r for r in rows if r["delay"] == d):
-            ax.scatter(r["total_MiB"], r["final_accuracy"], s=25)
+        for r in (r for r in seed_means(rows).values() if r["delay"] == d):
+            ax.errorbar(r["total_MiB"], r["final_accuracy"], yerr=r["final_sd"], fmt="o",
+                        ms=5, capsize=2)
             ax.annotate(label(r["algorithm"]), (r["total_MiB"], r["final_accuracy"]),
                         fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
@@ -140,7 +164,8 @@ def parse_args(argv=None):
     p.add_argument("--task-options", type=json.loads,
                    help="JSON object of task options (default: shorter cues, see TASK_OPTIONS)")
     p.add_argument("--model", type=json.loads, help="JSON object of model options")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="one run per seed; the crossover compares the seeds' mean")
     p.add_argument("--out", default="bench_out/vs_truncated")
     args = p.parse_args(argv)
     full = dict(delays=[50.0, 200.0, 1000.0],
@@ -171,6 +196,11 @@ def main(argv=None, log=print):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     rows = [r for d in args.delays for r in run_delay(args, d, log)]
+    if len(args.seeds) > 1:
+        for r in sorted(seed_means(rows).values(), key=lambda r: (r["delay"] or 0,)):
+            log(f"{args.task} delay {r['delay']} {label(r['algorithm']):10s} mean of "
+                f"{r['seeds']} seeds {r['final_accuracy']:.3f} +- {r['final_sd']:.3f}, "
+                f"total {r['total_MiB']:.2f} MiB")
     cross = crossovers(rows, args.margin) if args.task in TASKS_WITH_DELAY else {}
     for spec, d in cross.items():
         log(f"crossover vs {label(spec)}: " + (

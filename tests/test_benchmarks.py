@@ -229,6 +229,14 @@ def test_vs_truncated_quick_and_its_crossover_rule(tmp_path, monkeypatch):
                                               "tbptt:200": 400}
     assert vt.crossovers(synthetic, 0.5) == {"tbptt:10": None, "tbptt:50": None,
                                              "tbptt:200": None}
+    # several seeds: the mean decides (seed 0 alone would win at delay 10)
+    seeds = [dict(row(d, a, acc, 1 if a == "es_d_rtrl" else 2), seed=k)
+             for k, accs in enumerate([(0.9, 0.8, 0.9, 0.5), (0.6, 0.8, 0.95, 0.5)])
+             for d, a, acc in zip((10, 10, 100, 100), ("es_d_rtrl", "tbptt:50") * 2, accs)]
+    assert vt.crossovers(seeds, 0.02) == {"tbptt:50": 100}
+    means = vt.seed_means(seeds)
+    assert means[10, "es_d_rtrl"]["final_accuracy"] == pytest.approx(0.75)
+    assert means[10, "es_d_rtrl"]["final_sd"] == pytest.approx(0.15)
     monkeypatch.setenv("BRAINSCALE_CACHE", str(tmp_path / "cache"))
     for task in ("evidence", "psmnist"):      # each task brings its own quick options
         rows, _ = vt.main(["--quick", "--task", task, "--algorithms", "tbptt:4",
