@@ -53,6 +53,8 @@ import hp_network as N  # noqa: E402  (examples/hp_network.py)
 from transforms.plasticity.rules.hybrid import HPTheta  # noqa: E402
 
 VARIANTS = ["gp", "lp", "hp", "hp_assoc"]
+LABELS = {"gp": "GP", "lp": "LP", "hp": "HP (input synapse)",
+          "hp_assoc": "HP (associative readout)"}
 # the associative readout's initial theta (bs.rules.hp_assoc)
 ASSOC = dict(alpha=1.0, beta=1.0, eta=0.0, gamma=1.0, clip=1000.0)
 
@@ -255,7 +257,7 @@ def plot(runs, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    names = ["pixel 1-NN", "GP", "LP", "HP (input synapse)", "HP (associative readout)"]
+    names = ["pixel 1-NN"] + [LABELS[v] for v in VARIANTS]
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(8.0, 4.2))
     for k, name in enumerate(names):
