@@ -14,11 +14,13 @@ from brainscale.nn.state import HiddenState
 from brainscale.plasticity import Plasticity, PlasticityState, plasticity
 from transforms.errors import CompileError
 from transforms.learning.algorithms import BY_NAME as ALGORITHMS
-from transforms.learning.algorithms import bptt, d_rtrl, e_prop, es_d_rtrl, ostl, tbptt
+from transforms.learning.algorithms import (bptt, d_rtrl, e_prop, es_d_rtrl, low_rank_d_rtrl,
+                                           ostl, tbptt)
 
 __version__ = "0.1.0"
 
 __all__ = ["ALGORITHMS", "CompileError", "HiddenState", "Learner", "LearnerState", "bptt",
-           "d_rtrl", "e_prop", "es_d_rtrl", "ostl", "tbptt", "interop", "models", "nn", "rules",
-           "Plasticity", "PlasticityState", "StepModel", "from_brainstate", "from_nnx", "losses",
-           "online", "plasticity", "to_brainstate", "to_nnx"]
+           "d_rtrl", "e_prop", "es_d_rtrl", "low_rank_d_rtrl", "ostl", "tbptt", "interop",
+           "models", "nn", "rules", "Plasticity", "PlasticityState", "StepModel",
+           "from_brainstate", "from_nnx", "losses", "online", "plasticity", "to_brainstate",
+           "to_nnx"]

@@ -377,6 +377,8 @@ def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
     equals D-RTRL), ``bs.ostl()`` (D-RTRL on feed-forward layers; recurrent
     weights refused), ``bs.bptt()`` (exact reference, memory grows with T) or
     ``bs.tbptt(k=50)`` (gradients through chunks of k steps; memory grows with k);
+    ``bs.low_rank_d_rtrl(rank=2)`` (D-RTRL's per-sample traces cut to their
+    best rank r each step: ES-D-RTRL's memory, the factors chosen by the trace);
     or its name with the algorithm's options as keywords
     (``"es_d_rtrl", decay=0.8``). An option the algorithm does not have is an
     error. ``optimizer``: any optax transformation (default

@@ -293,3 +293,24 @@ def test_depth_quick(tmp_path, capsys):
     assert "es_layers" in (tmp_path / "depth.md").read_text()
     with pytest.raises(SystemExit):
         dp.main(["--models", "nonesuch"])
+
+
+def test_gradient_rank_quick(tmp_path, monkeypatch):
+    """The per-sample rank profile rises with r to 1 at full rank (6
+    neurons), and low-rank D-RTRL at full rank (18 = 3 rows x 6 neurons) is
+    D-RTRL, row for row."""
+    pytest.importorskip("mlxtend")
+    monkeypatch.setenv("BRAINSCALE_CACHE", str(tmp_path / "cache"))
+    gr = load("gradient_rank")
+    out = gr.main(["--quick", "--out", str(tmp_path)], log=lambda *a: None)
+    at = out["at"]["0"]
+    for weight in {r["weight"] for r in at["rank"]}:
+        cos = [r["sample_cos"] for r in at["rank"] if r["weight"] == weight]
+        assert all(b >= a - 1e-9 for a, b in zip(cos, cos[1:])), cos
+        assert cos[-1] > 1 - 1e-6
+    fid = {(r["algorithm"], r["weight"]): r for r in at["fidelity"]}
+    for (alg, weight), r in fid.items():
+        if alg == "low_rank_d_rtrl:18":
+            assert r["cos"] == pytest.approx(fid["d_rtrl", weight]["cos"], abs=1e-5)
+            assert r["ratio"] == pytest.approx(fid["d_rtrl", weight]["ratio"], rel=1e-4)
+    assert (tmp_path / "gradient_rank.json").is_file()

@@ -28,6 +28,7 @@ ALGORITHM_HELP = {
     "ostl": "online spatio-temporal learning",
     "bptt": "backpropagation through time over the whole sequence (the exact reference)",
     "tbptt": "truncated BPTT: gradients through each chunk of --k steps only (memory O(k))",
+    "low_rank_d_rtrl": "D-RTRL's traces cut to their best rank --rank each step (ES's memory)",
 }
 
 
@@ -44,7 +45,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                     "every N steps and on SIGINT/SIGTERM), config.json (every value used), "
                     "learning_curve.png, raster.png and result.json into the output folder.\n\n"
                     "tasks: " + ", ".join(task_names()) + "\nalgorithms:\n" + "\n".join(
-                        f"  {k:<10} {v}" for k, v in ALGORITHM_HELP.items())
+                        f"  {k:<16} {v}" for k, v in ALGORITHM_HELP.items())
                     + "\n\nPrecedence: defaults < --config file < flags < --set. "
                     "--task T --show-options lists T's options.")
     p.add_argument("--task", help="task name, or a factory 'package.module:function' "
@@ -53,6 +54,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                    help=f"learning algorithm (default: {d.algorithm})")
     p.add_argument("--k", type=int, metavar="STEPS",
                    help="tbptt only: steps per truncation chunk (default 50)")
+    p.add_argument("--rank", type=int, metavar="R",
+                   help="low_rank_d_rtrl only: the traces' rank (default 2)")
     p.add_argument("--feedback", choices=["symmetric", "random"],
                    help="e-prop only: the learning signal's feedback weights, the readout's "
                         "own (symmetric, default) or fixed random ones (random feedback "
@@ -148,6 +151,8 @@ def config_from_args(args):
         d["learner"] = {**d.get("learner", {}), "feedback": args.feedback}
     if getattr(args, "k", None) is not None:
         d["learner"] = {**d.get("learner", {}), "k": args.k}
+    if getattr(args, "rank", None) is not None:
+        d["learner"] = {**d.get("learner", {}), "rank": args.rank}
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq or not key:

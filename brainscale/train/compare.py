@@ -32,7 +32,8 @@ def parse_algorithm(spec: str):
     """An algorithm as a side-by-side run names it: ``"tbptt:50"`` ->
     ("tbptt", {"k": 50}); ``"es_d_rtrl:adaptive"`` -> ("es_d_rtrl",
     {"adaptive": True}); ``"es_d_rtrl:layers"`` -> ("es_d_rtrl",
-    {"through_layers": True}); ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
+    {"through_layers": True}); ``"low_rank_d_rtrl:4"`` -> ("low_rank_d_rtrl",
+    {"rank": 4}); ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
     import brainscale
 
     name, colon, k = spec.partition(":")
@@ -44,14 +45,20 @@ def parse_algorithm(spec: str):
             raise ValueError(f"algorithm {spec!r}: write truncated BPTT as tbptt:K with K a "
                              "positive number of steps, e.g. tbptt:50")
         return name, {"k": int(k)}
+    if name == "low_rank_d_rtrl" and colon:
+        if not k.isdigit() or int(k) < 1:
+            raise ValueError(f"algorithm {spec!r}: write low-rank D-RTRL as "
+                             "low_rank_d_rtrl:R with R the rank, a positive integer")
+        return name, {"rank": int(k)}
     if name == "es_d_rtrl" and colon:
         if k not in ES_VARIANTS:
             raise ValueError(f"algorithm {spec!r}: ES-D-RTRL's variants are "
                              + ", ".join(f"es_d_rtrl:{v}" for v in ES_VARIANTS))
         return name, dict(ES_VARIANTS[k])
     if colon:
-        raise ValueError(f"algorithm {spec!r}: only tbptt (tbptt:K) and es_d_rtrl "
-                         "(es_d_rtrl:adaptive, es_d_rtrl:layers) take a ':' suffix")
+        raise ValueError(f"algorithm {spec!r}: only tbptt (tbptt:K), low_rank_d_rtrl "
+                         "(low_rank_d_rtrl:R) and es_d_rtrl (es_d_rtrl:adaptive, "
+                         "es_d_rtrl:layers) take a ':' suffix")
     return name, {}
 
 

@@ -11,14 +11,17 @@ __all__ = ["ALGORITHM_LABELS", "algorithm_label", "run_title", "path_keys", "pat
            "population_name", "neuron_kind", "step_ms", "trial_summary", "time_label"]
 
 ALGORITHM_LABELS = {"es_d_rtrl": "ES-D-RTRL", "d_rtrl": "D-RTRL", "e_prop": "e-prop",
-                    "ostl": "OSTL", "bptt": "BPTT", "tbptt": "TBPTT"}
+                    "ostl": "OSTL", "bptt": "BPTT", "tbptt": "TBPTT",
+                    "low_rank_d_rtrl": "low-rank D-RTRL"}
+OPTION_LABELS = {"low_rank_d_rtrl": " (rank {})"}    # others: "-{}", as TBPTT-50
 
 
 def algorithm_label(name: str) -> str:
     """The usual spelling of an algorithm (``es_d_rtrl`` -> ``ES-D-RTRL``,
-    ``tbptt:50`` -> ``TBPTT-50``)."""
+    ``tbptt:50`` -> ``TBPTT-50``, ``low_rank_d_rtrl:4`` -> ``low-rank D-RTRL (rank 4)``)."""
     base, colon, option = name.partition(":")
-    return ALGORITHM_LABELS.get(base, base) + (f"-{option}" if colon else "")
+    return ALGORITHM_LABELS.get(base, base) + (
+        OPTION_LABELS.get(base, "-{}").format(option) if colon else "")
 
 
 def run_title(task: str, algorithm: str | None) -> str:

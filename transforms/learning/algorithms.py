@@ -34,6 +34,7 @@ from transforms.ir.graph import MIXING, Graph
 from transforms.ir.patch_forms import patch_form
 from transforms.learning import d_rtrl as d_rtrl_traces
 from transforms.learning import es_d_rtrl as es_d_rtrl_traces
+from transforms.learning import low_rank_d_rtrl as low_rank_traces
 from transforms.learning import modal_es
 from transforms.learning.feedback import random_feedback
 from transforms.learning.readout_paths import layer_paths, linear_groups
@@ -204,6 +205,39 @@ class ESDRTRL:
 
 
 @dataclasses.dataclass(frozen=True)
+class LowRankDRTRL:
+    """D-RTRL's per-sample traces kept as their best rank-``rank``
+    approximation (``low_rank_d_rtrl``): ES-D-RTRL's memory class (r input
+    and r neuron factors per op), with the factors chosen by the trace
+    itself rather than by a fixed input decay."""
+    rank: int = 2
+    name: ClassVar[str] = "low_rank_d_rtrl"
+    online: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"low_rank_d_rtrl's rank must be an integer >= 1, got {self.rank!r}")
+
+    def prepare(self, graph: Graph) -> Graph:
+        return graph
+
+    def init(self, graph, batch, dtype):
+        return low_rank_traces.init(graph, batch, dtype, self.rank)
+
+    def batch_axes(self, graph):
+        return low_rank_traces.batch_axes(graph)
+
+    def contract(self, graph, traces, signal, readout_signal, xs, dys):
+        return low_rank_traces.contract(graph, traces, signal, readout_signal, xs, dys)
+
+    def advance(self, graph, traces, per_sample, xs):
+        return low_rank_traces.advance(graph, traces, per_sample, self.rank)
+
+    def window_for(self, T: int, batch: int) -> int:
+        return 1
+
+
+@dataclasses.dataclass(frozen=True)
 class BPTT:
     """The exact reference: ``jax.grad`` of a scan over the step."""
     name: ClassVar[str] = "bptt"
@@ -259,6 +293,12 @@ def es_d_rtrl(decay: float = 0.9, window: int | None = None, adaptive: bool = Fa
                    float(adapt_rate), bool(through_layers))
 
 
+def low_rank_d_rtrl(rank: int = 2) -> LowRankDRTRL:
+    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
+        rank = operator.index(rank)
+    return LowRankDRTRL(rank)
+
+
 def bptt() -> BPTT:
     return BPTT()
 
@@ -273,7 +313,8 @@ def tbptt(k: int = 50) -> TBPTT:
     return TBPTT(k)
 
 
-BY_NAME = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "e_prop": e_prop, "ostl": ostl,
+BY_NAME = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "low_rank_d_rtrl": low_rank_d_rtrl,
+           "e_prop": e_prop, "ostl": ostl,
            "bptt": bptt, "tbptt": tbptt}
 
 
