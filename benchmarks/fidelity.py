@@ -164,13 +164,15 @@ def measure_model(name, args, progress=None) -> list[dict]:
             g, ls = learners[alg].sequence_grad(state, xs, ys)
             grads[alg], losses[alg] = jax.device_get(g), float(jnp.mean(ls))
         rates = {k: float(v) for k, v in rates_fn(params, states["bptt"].hidden, xs).items()}
+        ms = {alg: step_ms(learners[alg], states[alg]._replace(params=params), xs, ys,
+                           args.time_reps) for alg in ALGORITHMS}
         ref = grads["bptt"]
         for alg in ALGORITHMS:
             g = grads[alg]
             row = {"model": name, "label": MODELS[name].label, "seed": seed, "algorithm": alg,
                    "cos_all": common.cosine(g, ref), "ratio_all": common.ratio(g, ref),
                    "norm_all": common.norm(g), "norm_bptt": common.norm(ref),
-                   "loss": losses[alg],
+                   "loss": losses[alg], "ms_step": ms[alg],
                    "loss_diff_vs_bptt": abs(losses[alg] - losses["bptt"])}
             for k in GROUPS:
                 row[f"cos_{k}"] = common.cosine(g[k], ref[k])
@@ -189,12 +191,23 @@ def measure_model(name, args, progress=None) -> list[dict]:
     return rows
 
 
+def step_ms(learner, state, xs, ys, reps) -> float:
+    """Median milliseconds per time step of ``sequence_grad`` over ``reps``
+    calls (compiled already)."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(learner.sequence_grad(state, xs, ys))
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times)) / xs.shape[0]
+
+
 # -- reporting -----------------------------------------------------------------
 
 FIELDS = (["model", "label", "seed", "algorithm", "cos_all"] + [f"cos_{k}" for k in GROUPS]
           + ["ratio_all"] + [f"ratio_{k}" for k in GROUPS]
           + ["norm_all"] + [f"norm_{k}" for k in GROUPS]
-          + ["norm_bptt", "loss", "loss_diff_vs_bptt", "rate_l1", "rate_l2",
+          + ["norm_bptt", "loss", "loss_diff_vs_bptt", "ms_step", "rate_l1", "rate_l2",
              "T", "B", "n_in", "n_rec", "n_out", "p_in", "decay", "seconds"])
 
 
@@ -208,7 +221,7 @@ def rate_cell(values) -> str:
 def summary_table(rows) -> str:
     headers = (["model", "algorithm", "cos all", "cos l1", "cos l2", "cos readout",
                 "‖g‖/‖g_bptt‖ all", "ratio l1", "ratio l2", "ratio readout",
-                "rate l1", "rate l2", "‖g_bptt‖"])
+                "rate l1", "rate l2", "‖g_bptt‖", "ms / step"])
     out = []
     for name in dict.fromkeys(r["model"] for r in rows):
         for alg in ONLINE:
@@ -220,7 +233,7 @@ def summary_table(rows) -> str:
                        + [common.mean_std(col(f"cos_{k}")) for k in ("all",) + GROUPS]
                        + [common.mean_std(col(f"ratio_{k}")) for k in ("all",) + GROUPS]
                        + [rate_cell(col("rate_l1")), rate_cell(col("rate_l2")),
-                          bptt_norm_cell(col("norm_bptt"))])
+                          bptt_norm_cell(col("norm_bptt")), f"{np.median(col('ms_step')):.2f}"])
     return common.md_table(headers, out)
 
 
@@ -280,6 +293,9 @@ def write_markdown(path, rows, args, info, cmd, seconds) -> str:
               "below 1 means the online gradient points the right way but misses credit carried "
               "through state its traces do not follow (e.g. l1's effect on later losses through "
               "l2's and the readout's memory); `--tau-out 0` gives a memoryless readout",
+              "- ms / step: median over seeds of each seed's median time per step of "
+              "`sequence_grad` (forward, traces and gradient over the sequence; jit-compiled, "
+              f"{args.time_reps} timed calls)",
               f"- total time {seconds:.1f} s", "", table, ""]
     found = notes(rows)
     lines += (["Notes:", ""] + found + [""]) if found else []
@@ -342,15 +358,20 @@ def parse_args(argv=None):
     ap.add_argument("--decay", type=float, default=0.9, help="ES-D-RTRL decay alpha")
     ap.add_argument("--quick", action="store_true",
                     help="n_rec 64, T 100, B 8, 3 seeds (explicit flags win)")
+    ap.add_argument("--time-reps", type=int, default=None,
+                    help="timed calls per seed and algorithm (default 5; quick 1)")
     ap.add_argument("--out", default="bench_out/fidelity", help="output folder")
     args = ap.parse_args(argv)
-    quick, full = dict(n_rec=64, T=100, batch=8, seeds=3), dict(n_rec=200, T=1000, batch=16, seeds=3)
+    quick = dict(n_rec=64, T=100, batch=8, seeds=3, time_reps=1)
+    full = dict(n_rec=200, T=1000, batch=16, seeds=3, time_reps=5)
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.models = model_list(ap, args.models)
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
+    if args.time_reps < 1:
+        ap.error("--time-reps must be at least 1")
     args.seeds = tuple(range(args.seeds))
     return args
 

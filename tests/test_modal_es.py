@@ -60,6 +60,31 @@ def test_exact_on_a_linear_rotation(readout):
             assert err(g) < 1e-10, (window, err(g))
 
 
+def test_one_state_group_is_exact_and_real():
+    """A leaky membrane a user clips to a safe range (its Jacobian 0.7 inside
+    it): one real mode, exact to BPTT; the fixed decay 0.9 is not."""
+    def init(rng, x):
+        k1, k2 = jax.random.split(rng)
+        return ({"w": jax.random.normal(k1, (N_IN, N), x.dtype),
+                 "o": jax.random.normal(k2, (N, N_OUT), x.dtype) / 3},
+                {"v": jnp.zeros(N, x.dtype)})
+
+    def apply(p, h, x):
+        v = jnp.clip(0.7 * h["v"] + x @ p["w"], -1e3, 1e3)
+        return {"v": v}, jnp.tanh(v) @ p["o"]
+
+    with float64():
+        model = bs.StepModel(init, apply)
+        xs, ys = _data(jnp.float64)
+        ref = _grad(model, bs.bptt(), xs, ys)["w"]
+        err = lambda g: float(jnp.linalg.norm(g - ref) / jnp.linalg.norm(ref))  # noqa: E731
+        assert err(_grad(model, bs.es_d_rtrl(0.9), xs, ys)["w"]) > 0.05
+        learner = bs.online(model, bs.es_d_rtrl(0.9, adaptive=True))
+        state = learner.init(jax.random.PRNGKey(0), xs[0])
+        assert not any(jnp.iscomplexobj(t) for t in jax.tree.leaves(state))
+        assert err(learner.sequence_grad(state, xs, ys)[0]["w"]) < 1e-10
+
+
 def test_spiking_network_close_to_bptt():
     """A recurrent LIF layer written in plain JAX: modal traces give a finite
     gradient pointing the way BPTT's does."""

@@ -7,23 +7,22 @@ M = V diag(lam) W, W = V^-1, modes ordered by angle then modulus. For
 D_t = M the exact trace E_t = D_t E_{t-1} + Df_t (x) x_t is a sum of K
 rank-one terms, one per mode m, kept as
 
-    ex_m,t = lam_m ex_m,t-1 + x_t                      (complex, shape of x)
+    ex_m,t = lam_m ex_m,t-1 + x_t                      (shape of x)
     F_m,t  = (a_m / lam_m) D_t F_m,t-1 + (1 - a_m) V[:, m] (W Df_t)_m
     E_t   ~ Re sum_m F_m,t (x) ex_m,t / c_m,t,   c_m = 1 - prod a_m
 
-with F_m (K complex values per neuron, state coordinates) advanced by each
+with F_m (K values per neuron, state coordinates) advanced by each
 neuron's own Jacobian, so a neuron that differs from the mean carries the
 difference; a_m = min(a, |lam_m|) (a mode without memory needs no
 smoothing) and c_m the warm-up correction. Exact for linear dynamics with
 constant Df, rotations included. A leaky readout's path uses partial
 fractions and one kappa-filtered input trace per path (``neuron_cotangents``).
-Memory per sample and op: K complex input traces and K^2 complex neuron
-factors per neuron. Ops driving a linear group keep the exact factorisation
-of ``es_d_rtrl``.
+Memory per sample and op: K input traces and K^2 neuron factors per neuron,
+complex for K > 1 (a one-state group's mode is real). Ops driving a linear
+group keep the exact factorisation of ``es_d_rtrl``.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -31,17 +30,19 @@ import jax.numpy as jnp
 
 from transforms.ir.graph import Graph
 from transforms.learning.es_d_rtrl import linear_op
+from transforms.learning.modal_basis import basis, mode_dtype
 from transforms.learning.signals import jacobians, op_slots, weight_grads
 
 
 class ModalTraces(NamedTuple):
-    x: dict      # op -> input traces: per mode (complex), or [ex filtered by kappa] for an
-                 # op driving a linear group; then one filtered by each readout path's kappa
-    f: dict      # op -> per mode, per state slot of its group: ef_m (complex, group shape)
-    xi: list     # per readout path: {"m": per mode of its op (complex), "z": the direct
+    x: dict      # op -> input traces: per mode (complex for K > 1), or [ex filtered
+                 # by kappa] for an op driving a linear group; then one filtered by
+                 # each readout path's kappa
+    f: dict      # op -> per mode, per state slot of its group: ef_m (group shape)
+    xi: list     # per readout path: {"m": per mode of its op, "z": the direct
                  # y -> x_o term}, each filtered by the path's kappa
     s: dict      # group -> running mean of the Jacobian block (K, K)
-    lam: dict    # group -> modal decays (K,), complex
+    lam: dict    # group -> modal decays (K,), complex for K > 1
     q: dict      # group -> prod of a_m over the updates so far (K,) (warm-up)
     n: jax.Array  # trace updates so far
 
@@ -61,17 +62,15 @@ def _paths(graph: Graph, op):
     return [n for n, p in enumerate(graph.readout_paths) if p.op == op.index]
 
 
-def _complex(dtype):
-    return jnp.result_type(dtype, jnp.complex64)
-
-
-def _n_modes(graph: Graph, op) -> int:
-    """Modes of an op: one (the linear group's kappa) for an op driving a linear group."""
-    return 1 if linear_op(graph, op) else len(modes(graph, op))
+def _dtypes(graph: Graph, op, dtype) -> list:
+    """Each mode's trace dtype: real for an op driving a linear group and for
+    one-state groups, complex for the rest."""
+    if linear_op(graph, op):
+        return [jnp.dtype(dtype)]
+    return [mode_dtype(graph.groups[g].k, dtype) for g, _ in modes(graph, op)]
 
 
 def init(graph: Graph, batch: int, dtype) -> ModalTraces:
-    c = _complex(dtype)
     x, f = {}, {}
     for op in graph.trained_ops():
         xshape = (batch,) + op.x_shape
@@ -79,19 +78,20 @@ def init(graph: Graph, batch: int, dtype) -> ModalTraces:
         if linear_op(graph, op):
             x[op.index], f[op.index] = [jnp.zeros(xshape, dtype)] + paths, []
             continue
-        x[op.index] = [jnp.zeros(xshape, c) for _ in modes(graph, op)] + paths
-        f[op.index] = [[jnp.zeros((batch,) + graph.groups[g].shape, c)] * graph.groups[g].k
+        x[op.index] = [jnp.zeros(xshape, c) for c in _dtypes(graph, op, dtype)] + paths
+        f[op.index] = [[jnp.zeros((batch,) + graph.groups[g].shape,
+                                  mode_dtype(graph.groups[g].k, dtype))] * graph.groups[g].k
                        for g, _ in modes(graph, op)]
     gs = modal_groups(graph)
     k = {g: graph.groups[g].k for g in gs}
     xi = [{"m": [jnp.zeros((batch,) + graph.groups[p.group].shape, c)
-                 for _ in range(_n_modes(graph, graph.ops[p.op]))],
+                 for c in _dtypes(graph, graph.ops[p.op], dtype)],
            "z": jnp.zeros((batch,) + graph.groups[p.group].shape, dtype)}
           for p in graph.readout_paths]
     return ModalTraces(
         x=x, f=f, xi=xi,
         s={g: jnp.zeros((batch, k[g], k[g]), dtype) for g in gs},
-        lam={g: jnp.zeros((batch, k[g]), c) for g in gs},
+        lam={g: jnp.zeros((batch, k[g]), mode_dtype(k[g], dtype)) for g in gs},
         q={g: jnp.ones((batch, k[g]), dtype) for g in gs},
         n=jnp.zeros((), jnp.int32))
 
@@ -99,18 +99,6 @@ def init(graph: Graph, batch: int, dtype) -> ModalTraces:
 def batch_axes(graph: Graph) -> ModalTraces:
     """Every trace keeps the batch on axis 0; the counter is shared."""
     return jax.tree.map(lambda _: 0, init(graph, 1, jnp.float32))._replace(n=None)
-
-
-def basis(m):
-    """Eigen-decomposition of a real (K, K) block: (lam (K,), V, W = V^-1),
-    modes ordered by angle (real ones first) then by falling modulus, so a
-    mode keeps its index from step to step."""
-    lam, v = jnp.linalg.eig(m)
-    real = (lam.imag == 0) | (jnp.abs(lam) < 1e-3)     # a vanishing mode's sign is noise
-    angle = jnp.where(real, jnp.where(lam.real < -1e-3, math.pi, 0.0), jnp.angle(lam))
-    order = jnp.lexsort((-jnp.abs(lam), angle))
-    lam, v = lam[order], v[:, order]
-    return lam, v, jnp.linalg.inv(v)
 
 
 def _group_block(graph, D, g):
@@ -182,7 +170,7 @@ NEAR = 0.05   # |kappa - lam_m| below which a readout path's partial fractions a
 
 def neuron_cotangents(graph: Graph, traces, signal, decay: float, readout_signal):
     """Per trained op index (batched): ``m`` the per-mode cotangents u_m
-    (complex; the trace term is Re sum_b ex_m (x) u_m) with ``lam`` the decays
+    (the trace term is Re sum_b ex_m (x) u_m) with ``lam`` the decays
     the last update gave each ex_m (in a window, step t's ex uses the next
     step's), ``lin`` c_o L for an op driving a linear group, and ``k`` one
     cotangent per readout path, paired with the input filtered by its kappa.
@@ -242,8 +230,10 @@ def _mean_weight(kappa, n, dtype):
 
 
 def _rows(e, u):
-    """Stacked factors of Re sum_b e (x) u for complex e, u: [Re e; Im e] and
-    [Re u; -Im u]."""
+    """Stacked factors of Re sum_b e (x) u: [Re e; Im e] and [Re u; -Im u]
+    for complex e, u; [e] and [u] for real ones."""
+    if not jnp.iscomplexobj(e):
+        return [e], [jnp.real(u)]
     return [jnp.real(e), jnp.imag(e)], [jnp.real(u), -jnp.imag(u)]
 
 
