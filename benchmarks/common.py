@@ -202,9 +202,12 @@ def algorithm(name: str, decay: float):
     ES-D-RTRL's smoothing factor (the other algorithms have none);
     ``es_adaptive`` is ES-D-RTRL with modal decays (``adaptive=True``),
     ``es_layers`` with paths through the spiking layers above
-    (``through_layers=True``)."""
+    (``through_layers=True``); a side-by-side spec such as
+    ``low_rank_d_rtrl:4`` or ``tbptt:50`` gives those options."""
     import brainscale as bs
+    from brainscale.train.compare import learner_options
     if name in ("es_d_rtrl", "es_adaptive", "es_layers"):
         return bs.es_d_rtrl(decay=decay, adaptive=name == "es_adaptive",
                             through_layers=name == "es_layers")
-    return bs.ALGORITHMS[name]()
+    base, options = learner_options(name, decay)
+    return bs.ALGORITHMS[base](**options)

@@ -41,8 +41,7 @@ from brainscale.nn.readout import LeakyReadout, LinearReadout  # noqa: E402
 from brainscale.nn.synapses import STD, STP, DualExpon, Expon  # noqa: E402
 from fidelity_layers import PreSynRecurrent, Resonator  # noqa: E402
 
-ALGORITHMS = ("bptt", "d_rtrl", "es_d_rtrl", "es_adaptive")
-ONLINE = ALGORITHMS[1:]
+ALGORITHMS = ("bptt", "d_rtrl", "es_d_rtrl", "es_adaptive")     # the default; BPTT first
 GROUPS = ("l1", "l2", "out")
 LOW_RATE, HIGH_RATE = 0.01, 0.40
 EXPLODING = 1e3   # a BPTT gradient norm above this (cross-entropy loss) is flagged
@@ -152,22 +151,22 @@ def measure_model(name, args, progress=None) -> list[dict]:
                                          args.p_in, args.n_out)
         xs, ys = jnp.asarray(xs), jnp.asarray(ys)
         if not learners:  # one learner per algorithm, compiled once per model
-            for alg in ALGORITHMS:
+            for alg in args.algorithms:
                 learners[alg] = bs.online(net, common.algorithm(alg, args.decay))
                 states[alg] = learners[alg].init(jax.random.PRNGKey(0), xs[0])
             model = learners["bptt"].model
             rates_fn = jax.jit(lambda p, h, x: firing_rates(model, p, h, x))
         params = params_of(net)
         grads, losses = {}, {}
-        for alg in ALGORITHMS:
+        for alg in args.algorithms:
             state = states[alg]._replace(params=params)
             g, ls = learners[alg].sequence_grad(state, xs, ys)
             grads[alg], losses[alg] = jax.device_get(g), float(jnp.mean(ls))
         rates = {k: float(v) for k, v in rates_fn(params, states["bptt"].hidden, xs).items()}
         ms = {alg: step_ms(learners[alg], states[alg]._replace(params=params), xs, ys,
-                           args.time_reps) for alg in ALGORITHMS}
+                           args.time_reps) for alg in args.algorithms}
         ref = grads["bptt"]
-        for alg in ALGORITHMS:
+        for alg in args.algorithms:
             g = grads[alg]
             row = {"model": name, "label": MODELS[name].label, "seed": seed, "algorithm": alg,
                    "cos_all": common.cosine(g, ref), "ratio_all": common.ratio(g, ref),
@@ -183,9 +182,10 @@ def measure_model(name, args, progress=None) -> list[dict]:
                         "n_out": args.n_out, "p_in": args.p_in, "decay": args.decay,
                         "seconds": time.perf_counter() - t0})
             rows.append(row)
-        by = {r["algorithm"]: r for r in rows[-len(ALGORITHMS):]}
+        by = {r["algorithm"]: r for r in rows[-len(args.algorithms):]}
         if progress:
-            progress.done(i, ", ".join(f"cos {a} {by[a]['cos_all']:.3f}" for a in ONLINE)
+            progress.done(i, ", ".join(f"cos {a} {by[a]['cos_all']:.3f}"
+                                       for a in args.algorithms[1:])
                           + f"; rates l1 {rates.get('l1', 0):.3f} "
                           f"l2 {rates.get('l2', 0):.3f}")
     return rows
@@ -211,6 +211,11 @@ FIELDS = (["model", "label", "seed", "algorithm", "cos_all"] + [f"cos_{k}" for k
              "T", "B", "n_in", "n_rec", "n_out", "p_in", "decay", "seconds"])
 
 
+def online(rows) -> list[str]:
+    """The online algorithms of ``rows``, in the order they were run."""
+    return [a for a in dict.fromkeys(r["algorithm"] for r in rows) if a != "bptt"]
+
+
 def rate_cell(values) -> str:
     """Mean rate in percent, flagged when outside [1 %, 40 %]."""
     m = float(np.nanmean(values))
@@ -224,7 +229,7 @@ def summary_table(rows) -> str:
                 "rate l1", "rate l2", "‖g_bptt‖", "ms / step"])
     out = []
     for name in dict.fromkeys(r["model"] for r in rows):
-        for alg in ONLINE:
+        for alg in online(rows):
             sel = [r for r in rows if r["model"] == name and r["algorithm"] == alg]
             if not sel:
                 continue
@@ -251,7 +256,7 @@ def notes(rows) -> list[str]:
     for name in dict.fromkeys(r["model"] for r in rows):
         sel = [r for r in rows if r["model"] == name]
         label = sel[0]["label"]
-        for alg in ONLINE:
+        for alg in online(rows):
             zero = [k for k in GROUPS
                     if all(r[f"norm_{k}"] == 0 for r in sel if r["algorithm"] == alg)
                     and any(r[f"norm_{k}"] > 0 for r in sel if r["algorithm"] == "bptt")]
@@ -314,15 +319,16 @@ def plot(path, rows):
     labels = [MODELS[n].label for n in names]
     parts = (("all", "overall"), ("l1", "layer 1"), ("l2", "layer 2"))
     fig, axes = plt.subplots(2, 3, figsize=(max(12, 2.4 * len(names) + 4), 7.5), sharex=True)
-    x, w = np.arange(len(names)), 0.8 / len(ONLINE)
+    algs = online(rows)
+    x, w = np.arange(len(names)), 0.8 / len(algs)
     for row, (metric, what) in enumerate((("cos", "cosine to BPTT"),
                                           ("ratio", "norm ratio online / BPTT"))):
         for ax, (part, title) in zip(axes[row], parts):
             key = f"{metric}_{part}"
-            for i, alg in enumerate(ONLINE):
+            for i, alg in enumerate(algs):
                 vals = [[r[key] for r in rows if r["model"] == n and r["algorithm"] == alg]
                         for n in names]
-                ax.bar(x + (i - (len(ONLINE) - 1) / 2) * w, [np.nanmean(v) for v in vals], w,
+                ax.bar(x + (i - (len(algs) - 1) / 2) * w, [np.nanmean(v) for v in vals], w,
                        yerr=[np.nanstd(v) for v in vals], capsize=3,
                        color=f"C{i}", label=alg.replace("_", "-"))
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
@@ -332,7 +338,7 @@ def plot(path, rows):
     for ax in axes[1]:
         ax.set_xticks(x, labels, rotation=35, ha="right")
     handles, names_ = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names_, loc="upper center", ncol=len(ONLINE))
+    fig.legend(handles, names_, loc="upper center", ncol=len(algs))
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -358,6 +364,9 @@ def parse_args(argv=None):
     ap.add_argument("--decay", type=float, default=0.9, help="ES-D-RTRL decay alpha")
     ap.add_argument("--quick", action="store_true",
                     help="n_rec 64, T 100, B 8, 3 seeds (explicit flags win)")
+    ap.add_argument("--algorithms", default=",".join(ALGORITHMS[1:]),
+                    help="comma-separated online learners compared with BPTT: d_rtrl, "
+                         "es_d_rtrl, es_adaptive, e_prop, low_rank_d_rtrl:R, ...")
     ap.add_argument("--time-reps", type=int, default=None,
                     help="timed calls per seed and algorithm (default 5; quick 1)")
     ap.add_argument("--out", default="bench_out/fidelity", help="output folder")
@@ -368,6 +377,7 @@ def parse_args(argv=None):
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.models = model_list(ap, args.models)
+    args.algorithms = algorithm_list(ap, args.algorithms)
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
     if args.time_reps < 1:
@@ -384,6 +394,20 @@ def model_list(ap, text: str) -> list[str]:
     if unknown or not names:
         ap.error(f"unknown models {unknown}; choose from {','.join(MODELS)}")
     return names
+
+
+def algorithm_list(ap, text: str) -> tuple[str, ...]:
+    """("bptt", the comma-separated learners of ``text``), each checked (else
+    the parser's error naming it)."""
+    names = [a.strip() for a in text.split(",") if a.strip() and a.strip() != "bptt"]
+    for a in names:
+        try:
+            common.algorithm(a, 0.9)
+        except (ValueError, KeyError, TypeError) as e:
+            ap.error(f"--algorithms: {a!r}: {e}")
+    if not names:
+        ap.error("--algorithms: name at least one online learner")
+    return ("bptt",) + tuple(dict.fromkeys(names))
 
 
 def main(argv=None) -> int:

@@ -63,6 +63,20 @@ def test_fidelity_tiny(tmp_path, capsys):
         assert 0.0 <= float(r["rate_l1"]) <= 1.0 and 0.0 <= float(r["rate_l2"]) <= 1.0
     md = (tmp_path / "fidelity.md").read_text()
     assert "d_rtrl" in md and "es_d_rtrl" in md and "es_adaptive" in md and "jax" in md
+    assert all(float(r["ms_step"]) > 0 for r in rows)
+
+
+def test_fidelity_takes_other_learners(tmp_path, capsys):
+    fid = load("fidelity")
+    argv = ["--models", "lif", "--n-rec", "8", "-T", "12", "-B", "2", "--seeds", "1",
+            "--algorithms", "low_rank_d_rtrl:2,bptt,d_rtrl", "--out", str(tmp_path)]
+    assert fid.main(argv) == 0
+    rows = read_rows(tmp_path / "fidelity.csv")
+    assert [r["algorithm"] for r in rows] == ["bptt", "low_rank_d_rtrl:2", "d_rtrl"]
+    assert "low_rank_d_rtrl:2" in (tmp_path / "fidelity.md").read_text()
+    with pytest.raises(SystemExit):
+        fid.main(argv[:-4] + ["--algorithms", "low_rank_d_rtrl:two"])
+    assert "low_rank_d_rtrl:two" in capsys.readouterr().err
 
 
 def test_memory_time_tiny(tmp_path, capsys):
