@@ -2,8 +2,9 @@
 modal ES traces: M = V diag(lam) W, W = V^-1, modes ordered by angle then by
 falling modulus, so a mode keeps its index from step to step.
 
-K = 1 (a LIF membrane, any one-state neuron) is its own mode and stays real;
-K = 2 (ALIF, a current-based synapse, a resonator) has the closed form
+K = 1 (a membrane alone, as snnTorch's Leaky keeps it) is its own mode and
+stays real; K = 2 (a membrane with its spike, adaptation or synaptic current;
+a two-state resonator) has the closed form
 
     lam = (a + d) / 2 +- sqrt(((a - d) / 2)^2 + b c),   v = (b, lam - a) or (lam - d, c)
 
