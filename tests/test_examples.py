@@ -85,3 +85,21 @@ def test_mnist_quick_runs_every_task(tmp_path, monkeypatch):
         assert (out / f"{task}.png").stat().st_size > 0
         assert (out / "results.json").is_file()
     assert rows[0]["task_options"]["pixels_per_step"] == 28
+
+
+def test_side_by_side_runs_print_each_evaluation(tmp_path, capsys):
+    """A long side-by-side run shows its held-out accuracy as it goes, not
+    only at the end."""
+    from brainscale.tasks.dmts_task import make_task
+    from brainscale.train.compare import run_algorithm
+
+    task = make_task(delay=10.0, fixation=5.0, sample=10.0, test=10.0, n_eval=8)
+    run = run_algorithm(task, "dmts", "es_d_rtrl", tmp_path / "run", steps=4, batch_size=4,
+                        lr=1e-2, eval_every=2, model={"hidden": [8]}, progress=True)
+    out = capsys.readouterr().out
+    assert [r["step"] for r in run.evals] == [0, 2, 4]
+    for r in run.evals:
+        assert f"dmts/es_d_rtrl step {r['step']}: eval accuracy {r['accuracy']:.4f}" in out
+    quiet = run_algorithm(task, "dmts", "es_d_rtrl", tmp_path / "quiet", steps=2, batch_size=4,
+                          lr=1e-2, eval_every=2, model={"hidden": [8]})
+    assert quiet.evals and "eval accuracy" not in capsys.readouterr().out

@@ -96,13 +96,21 @@ def read_log(run_dir):
     return ([r for r in recs if r["kind"] == "train"], [r for r in recs if r["kind"] == "eval"])
 
 
+def _printer(prefix: str):
+    """Lines said during a run, printed above a terminal's progress bar."""
+    from tqdm import tqdm
+
+    return lambda s: tqdm.write(f"{prefix} {s}")
+
+
 def run_algorithm(task, task_name: str, algorithm: str, out_dir, *, steps: int,
                   batch_size: int, lr: float, eval_every: int | None = None,
                   model: dict | None = None, learner: dict | None = None, seed: int = 0,
                   optimizer: str = "adam", lr_schedule: str = "constant",
                   progress: bool = False) -> Run:
     """Train ``algorithm`` on ``task`` into a fresh ``out_dir`` (an older run
-    there is removed: ``fit`` refuses to overwrite one)."""
+    there is removed: ``fit`` refuses to overwrite one). With ``progress``
+    the bar is shown and each held-out evaluation printed as it comes."""
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
     cfg = TrainConfig(task=task_name, task_options=dict(task.options),
@@ -112,7 +120,8 @@ def run_algorithm(task, task_name: str, algorithm: str, out_dir, *, steps: int,
                       eval_every=eval_every,
                       checkpoint_every=steps, seed=seed, out_dir=str(out_dir))
     t0 = time.perf_counter()
-    res = fit(cfg, task=task, progress=progress, plots=False, log=lambda s: None)
+    res = fit(cfg, task=task, progress=progress, plots=False,
+              log=_printer(f"{task_name}/{algorithm}") if progress else lambda s: None)
     wall = time.perf_counter() - t0
     train, evals = read_log(out_dir)
     secs = [r["seconds"] for r in train[1:]] or [r["seconds"] for r in train]
