@@ -109,3 +109,17 @@ def test_random_feedback_needs_e_prop():
         bs.online(OneLayer(nnx.Rngs(0)), "d_rtrl", feedback="random")
     with pytest.raises(TypeError):
         bs.d_rtrl(feedback="random")
+
+
+def test_side_by_side_runs_name_random_feedback():
+    from brainscale.train.compare import learner_options
+    from brainscale.train.plot_labels import algorithm_label
+
+    assert learner_options("e_prop:random", 0.9) == ("e_prop", {"feedback": "random"})
+    assert learner_options("e_prop", 0.9) == ("e_prop", {})
+    assert bs.ALGORITHMS["e_prop"](**learner_options("e_prop:random", 0.9)[1]).feedback == "random"
+    assert algorithm_label("e_prop:random") == "e-prop-random"
+    with pytest.raises(ValueError, match="e_prop:random"):
+        learner_options("e_prop:symmetrical", 0.9)
+    with pytest.raises(ValueError, match="e_prop:random"):
+        learner_options("d_rtrl:random", 0.9)

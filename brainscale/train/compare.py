@@ -25,7 +25,8 @@ __all__ = ["Run", "run_algorithm", "program_memory", "read_log", "parse_algorith
            "learner_options", "save_results"]
 
 
-ES_VARIANTS = {"adaptive": {"adaptive": True}, "layers": {"through_layers": True}}
+VARIANTS = {"es_d_rtrl": {"adaptive": {"adaptive": True}, "layers": {"through_layers": True}},
+            "e_prop": {"random": {"feedback": "random"}}}    # name:variant -> its options
 
 
 def parse_algorithm(spec: str):
@@ -33,7 +34,8 @@ def parse_algorithm(spec: str):
     ("tbptt", {"k": 50}); ``"es_d_rtrl:adaptive"`` -> ("es_d_rtrl",
     {"adaptive": True}); ``"es_d_rtrl:layers"`` -> ("es_d_rtrl",
     {"through_layers": True}); ``"low_rank_d_rtrl:4"`` -> ("low_rank_d_rtrl",
-    {"rank": 4}); ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
+    {"rank": 4}); ``"e_prop:random"`` -> ("e_prop", {"feedback": "random"});
+    ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
     import brainscale
 
     name, colon, k = spec.partition(":")
@@ -50,15 +52,16 @@ def parse_algorithm(spec: str):
             raise ValueError(f"algorithm {spec!r}: write low-rank D-RTRL as "
                              "low_rank_d_rtrl:R with R the rank, a positive integer")
         return name, {"rank": int(k)}
-    if name == "es_d_rtrl" and colon:
-        if k not in ES_VARIANTS:
-            raise ValueError(f"algorithm {spec!r}: ES-D-RTRL's variants are "
-                             + ", ".join(f"es_d_rtrl:{v}" for v in ES_VARIANTS))
-        return name, dict(ES_VARIANTS[k])
+    if name in VARIANTS and colon:
+        if k not in VARIANTS[name]:
+            raise ValueError(f"algorithm {spec!r}: {name}'s variants are "
+                             + ", ".join(f"{name}:{v}" for v in VARIANTS[name]))
+        return name, dict(VARIANTS[name][k])
     if colon:
         raise ValueError(f"algorithm {spec!r}: only tbptt (tbptt:K), low_rank_d_rtrl "
-                         "(low_rank_d_rtrl:R) and es_d_rtrl (es_d_rtrl:adaptive, "
-                         "es_d_rtrl:layers) take a ':' suffix")
+                         "(low_rank_d_rtrl:R) and " + ", ".join(
+                             f"{n}:{v}" for n in VARIANTS for v in VARIANTS[n])
+                         + " take a ':' suffix")
     return name, {}
 
 
