@@ -36,8 +36,8 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import write_csv  # noqa: E402
 
-from brainscale.train.compare import (learner_options, parse_algorithm,  # noqa: E402
-                                      program_memory, run_algorithm)
+from brainscale.train.compare import (RunInterrupted, learner_options,  # noqa: E402
+                                      parse_algorithm, program_memory, run_algorithm)
 from brainscale.train.plot_labels import algorithm_label as label  # noqa: E402
 from brainscale.train.registry import make_task  # noqa: E402
 
@@ -76,14 +76,14 @@ def run_delay(args, delay, log):
             run = run_algorithm(task, args.task, name, out.replace(":", "_"),
                                 steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 eval_every=args.eval_every, model=args.model,
-                                learner=learner, seed=seed)
+                                learner=learner, seed=seed, resume=args.resume)
             xs, ys = task.train_batch(seed, 0, args.batch_size)
             mem = program_memory(run, xs, ys)
             row = {"task": args.task, "delay": delay, "T": int(xs.shape[0]), "algorithm": spec,
                    "seed": seed, "final_accuracy": run.final_accuracy,
                    "best_accuracy": run.best_accuracy, "temp_MiB": mem["temp"],
                    "total_MiB": mem["total"], "ms_per_step": run.ms_per_step,
-                   "wall_s": run.wall_s}
+                   "wall_s": run.wall_s, "resumed_from": run.resumed_from}
             rows.append(row)
             log(f"{args.task} delay {delay} (T {row['T']}) seed {seed}  {label(spec):10s} "
                 f"accuracy {row['final_accuracy']:.3f} (best {row['best_accuracy']:.3f})  "
@@ -167,6 +167,9 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="one run per seed; the crossover compares the seeds' mean")
     p.add_argument("--out", default="bench_out/vs_truncated")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each algorithm's run in --out from its last checkpoint "
+                        "(one per evaluation; a finished run is read back, not retrained)")
     args = p.parse_args(argv)
     full = dict(delays=[50.0, 200.0, 1000.0],
                 algorithms=["es_d_rtrl", "d_rtrl", "tbptt:10", "tbptt:50", "tbptt:200", "bptt"],
@@ -216,4 +219,7 @@ def main(argv=None, log=print):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunInterrupted as e:
+        raise SystemExit(str(e))

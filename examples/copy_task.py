@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from brainscale.tasks.copy_task import CHANCE_LOSS, make_task
-from brainscale.train.compare import run_algorithm
+from brainscale.train.compare import RunInterrupted, run_algorithm
 
 FULL = dict(steps=1000, lags="10,50,100", hidden=128, batch_size=32, n_eval=256, lr=3e-3)
 QUICK = dict(steps=30, lags="5", hidden=16, batch_size=8, n_eval=16, lr=3e-3, eval_every=10)
@@ -37,11 +37,11 @@ def run_one(lag, algorithm, args, log=print):
     run = run_algorithm(task, "copy", algorithm, os.path.join(args.out, f"lag{lag}", algorithm),
                         steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         eval_every=args.eval_every, model={"n_hidden": args.hidden},
-                        seed=args.seed, progress=not args.quick)
+                        seed=args.seed, progress=not args.quick, resume=args.resume)
     final = run.result["final"]
     row = {"lag": lag, "T": T, "algorithm": algorithm, "steps": args.steps,
            "final_loss": final["loss"], "final_accuracy": final["accuracy"],
-           "ms_per_step": run.ms_per_step, "wall_s": run.wall_s,
+           "ms_per_step": run.ms_per_step, "wall_s": run.wall_s, "resumed_from": run.resumed_from,
            "train_step": [r["step"] for r in run.train],
            "train_token_loss": [r["loss_per_label"] for r in run.train],
            "eval_step": [r["step"] for r in run.evals],
@@ -113,6 +113,9 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="copy_task_out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each algorithm's run in --out from its last checkpoint "
+                        "(one per evaluation; a finished run is read back, not retrained)")
     args = p.parse_args(argv)
     for k, v in (QUICK if args.quick else FULL).items():
         if getattr(args, k) is None:
@@ -141,4 +144,7 @@ def main(argv=None, log=print):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunInterrupted as e:
+        raise SystemExit(str(e))

@@ -21,7 +21,7 @@ import argparse
 import os
 
 from brainscale.tasks.dmts_task import make_task
-from brainscale.train.compare import run_algorithm, save_results
+from brainscale.train.compare import RunInterrupted, run_algorithm, save_results
 from brainscale.train.plots import plot_accuracy_curves
 
 FULL = dict(delay=1000.0, fixation=10.0, sample=500.0, test=500.0, steps=800, batch_size=32,
@@ -39,10 +39,10 @@ def run_one(algorithm, args, log=print):
     run = run_algorithm(task, "dmts", algorithm, os.path.join(args.out, algorithm),
                         steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         eval_every=args.eval_every, model=args.model, learner=learner,
-                        seed=args.seed, progress=not args.quick)
+                        seed=args.seed, progress=not args.quick, resume=args.resume)
     row = {"algorithm": algorithm, "delay": args.delay, "steps": args.steps,
            "final_accuracy": run.final_accuracy, "best_accuracy": run.best_accuracy,
-           "ms_per_step": run.ms_per_step, "wall_s": run.wall_s,
+           "ms_per_step": run.ms_per_step, "wall_s": run.wall_s, "resumed_from": run.resumed_from,
            "eval_step": [r["step"] for r in run.evals],
            "eval_accuracy": [r["accuracy"] for r in run.evals],
            "config": run.config.to_dict()}
@@ -71,6 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dmts_out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each algorithm's run in --out from its last checkpoint "
+                        "(one per evaluation; a finished run is read back, not retrained)")
     args = p.parse_args(argv)
     for k, v in (QUICK if args.quick else FULL).items():
         if getattr(args, k, None) is None:
@@ -92,4 +95,7 @@ def main(argv=None, log=print):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunInterrupted as e:
+        raise SystemExit(str(e))

@@ -19,7 +19,7 @@ import argparse
 import json
 import os
 
-from brainscale.train.compare import learner_options, run_algorithm, save_results
+from brainscale.train.compare import RunInterrupted, learner_options, run_algorithm, save_results
 from brainscale.train.plots import plot_accuracy_curves
 from brainscale.train.registry import make_task
 
@@ -46,16 +46,18 @@ def run_one(spec, args, log=print):
                         steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         eval_every=args.eval_every, model=args.model, learner=learner,
                         seed=args.seed, lr_schedule=args.lr_schedule,
-                        progress=not args.quick)
+                        progress=not args.quick, resume=args.resume)
     row = {"task": args.task, "task_options": dict(task.options), "algorithm": spec,
            "steps": args.steps, "final_accuracy": run.final_accuracy,
            "best_accuracy": run.best_accuracy, "ms_per_step": run.ms_per_step,
-           "wall_s": run.wall_s, "eval_step": [r["step"] for r in run.evals],
+           "wall_s": run.wall_s, "resumed_from": run.resumed_from,
+           "eval_step": [r["step"] for r in run.evals],
            "eval_accuracy": [r["accuracy"] for r in run.evals],
            "config": run.config.to_dict()}
     log(f"{args.task} {spec:9s}  accuracy {row['final_accuracy']:.4f} "
         f"(best {row['best_accuracy']:.4f})  {row['ms_per_step']:.0f} ms/step  "
-        f"({run.wall_s:.0f} s)")
+        f"({run.wall_s:.0f} s" + (f", resumed from step {run.resumed_from})"
+                                   if run.resumed_from is not None else ")"))
     return row
 
 
@@ -86,6 +88,9 @@ def parse_args(argv=None):
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=JSON",
                    help="a model option, e.g. hidden=[512] (repeatable)")
     p.add_argument("--out", default="mnist_out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each algorithm's run in --out from its last checkpoint "
+                        "(one per evaluation; a finished run is read back, not retrained)")
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else FULL[args.task]
     for k, v in defaults.items():
@@ -129,4 +134,7 @@ def main(argv=None, log=print):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunInterrupted as e:
+        raise SystemExit(str(e))

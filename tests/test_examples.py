@@ -103,3 +103,58 @@ def test_side_by_side_runs_print_each_evaluation(tmp_path, capsys):
     quiet = run_algorithm(task, "dmts", "es_d_rtrl", tmp_path / "quiet", steps=2, batch_size=4,
                           lr=1e-2, eval_every=2, model={"hidden": [8]})
     assert quiet.evals and "eval accuracy" not in capsys.readouterr().out
+
+
+def test_side_by_side_run_stopped_and_resumed_equals_the_whole_run(tmp_path):
+    """A side-by-side run stopped by SIGINT keeps a checkpoint and says how to
+    go on; ``resume`` continues it to the uninterrupted run's weights and
+    losses bit for bit, reads a finished run back without training, starts
+    afresh where nothing was saved, and refuses another configuration with
+    the folder unchanged. The dmts script's ``--resume`` does the same."""
+    import dataclasses
+    import os
+    import signal
+
+    import jax
+    import numpy as np
+    import pytest
+
+    from brainscale.tasks.dmts_task import make_task
+    from brainscale.train.compare import RunInterrupted, run_algorithm
+
+    task = make_task(delay=10.0, fixation=5.0, sample=10.0, test=10.0, n_eval=8)
+    kw = dict(steps=6, batch_size=4, lr=1e-2, eval_every=2, model={"hidden": [8]})
+
+    def stop_after(step):
+        def batch(seed, s, batch_size):
+            if s == step:                      # the signal lands during step `step`
+                os.kill(os.getpid(), signal.SIGINT)
+            return task.train_batch(seed, s, batch_size)
+        return dataclasses.replace(task, train_batch=batch)
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in
+                   zip(jax.tree.leaves(a.result["state"]), jax.tree.leaves(b.result["state"])))
+
+    whole = run_algorithm(task, "dmts", "es_d_rtrl", tmp_path / "whole", **kw)
+    part = tmp_path / "part"
+    with pytest.raises(RunInterrupted, match=r"after step 3.*--resume"):
+        run_algorithm(stop_after(2), "dmts", "es_d_rtrl", part, **kw)
+    on = run_algorithm(task, "dmts", "es_d_rtrl", part, resume=True, **kw)
+    assert on.resumed_from == 3 and same(on, whole)
+    assert [r["loss"] for r in on.train] == [r["loss"] for r in whole.train]
+    assert [r["step"] for r in on.evals] == [0, 2, 4, 6]
+    again = run_algorithm(task, "dmts", "es_d_rtrl", part, resume=True, **kw)
+    assert again.resumed_from == 6 and same(again, whole) and len(again.train) == 6
+    fresh = run_algorithm(task, "dmts", "es_d_rtrl", tmp_path / "none", resume=True, **kw)
+    assert fresh.resumed_from is None and same(fresh, whole)
+    before = {p.name: p.read_bytes() for p in part.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match="lr"):
+        run_algorithm(task, "dmts", "es_d_rtrl", part, resume=True, **{**kw, "lr": 5e-3})
+    assert {p.name: p.read_bytes() for p in part.iterdir() if p.is_file()} == before
+
+    args = ["--quick", "--steps", "4", "--eval-every", "2", "--out", str(tmp_path / "script")]
+    first = load("dmts").main(args, log=lambda *a: None)
+    second = load("dmts").main(args + ["--resume"], log=lambda *a: None)
+    assert second[0]["resumed_from"] == 4 and first[0]["resumed_from"] is None
+    assert second[0]["eval_accuracy"] == first[0]["eval_accuracy"]

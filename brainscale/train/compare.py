@@ -1,8 +1,9 @@
 """One fresh training run per algorithm on the same task, seed and batches,
 for the side-by-side examples and benchmarks (DMTS, copy, MNIST, TBPTT).
 
-``run_algorithm`` wraps ``fit``: it starts from an empty run folder, keeps
-the log quiet, and returns the run's records with the median time per
+``run_algorithm`` wraps ``fit``: it starts from an empty run folder (or,
+with ``resume``, continues the run there from its last checkpoint: one is
+written at each evaluation), keeps the log quiet, and returns the run's records with the median time per
 training step (the first step, which compiles, left out) and the compiled
 program's memory (``program_memory``: XLA's own figures for one
 ``train_sequence``, read without running it, so they do not depend on the
@@ -18,10 +19,11 @@ import time
 
 import numpy as np
 
+from brainscale.train.checkpoint import previous_path
 from brainscale.train.config import TrainConfig
-from brainscale.train.runner import METRICS_LOG, fit
+from brainscale.train.runner import CHECKPOINT, METRICS_LOG, fit
 
-__all__ = ["Run", "run_algorithm", "program_memory", "read_log", "parse_algorithm",
+__all__ = ["Run", "RunInterrupted", "run_algorithm", "program_memory", "read_log", "parse_algorithm",
            "learner_options", "save_results"]
 
 
@@ -81,7 +83,8 @@ class Run:
     train: list                  # the metrics log's "train" records
     evals: list                  # its "eval" records
     ms_per_step: float
-    wall_s: float
+    wall_s: float                # this call's time (a resumed run's later part only)
+    resumed_from: int | None = None
 
     @property
     def final_accuracy(self) -> float:
@@ -90,6 +93,11 @@ class Run:
     @property
     def best_accuracy(self) -> float:
         return max(r["accuracy"] for r in self.evals)
+
+
+class RunInterrupted(RuntimeError):
+    """A side-by-side run stopped by SIGINT / SIGTERM: its checkpoint is kept,
+    and the script's ``--resume`` continues it."""
 
 
 def read_log(run_dir):
@@ -110,25 +118,37 @@ def run_algorithm(task, task_name: str, algorithm: str, out_dir, *, steps: int,
                   batch_size: int, lr: float, eval_every: int | None = None,
                   model: dict | None = None, learner: dict | None = None, seed: int = 0,
                   optimizer: str = "adam", lr_schedule: str = "constant",
-                  progress: bool = False) -> Run:
-    """Train ``algorithm`` on ``task`` into a fresh ``out_dir`` (an older run
-    there is removed: ``fit`` refuses to overwrite one). With ``progress``
-    the bar is shown and each held-out evaluation printed as it comes."""
-    if os.path.isdir(out_dir):
+                  progress: bool = False, resume: bool = False) -> Run:
+    """Train ``algorithm`` on ``task`` into ``out_dir``: a fresh run (an older
+    one there is removed: ``fit`` refuses to overwrite one) or, with
+    ``resume`` and a checkpoint there, that run continued (a finished one is
+    read back; ``fit`` refuses a checkpoint of another configuration). A
+    checkpoint is saved at each evaluation; a run stopped by a signal raises
+    ``RunInterrupted``. With ``progress`` the bar is shown and each held-out
+    evaluation printed as it comes."""
+    ckpt = os.path.join(out_dir, CHECKPOINT)
+    resume = resume and any(os.path.exists(p) for p in (ckpt, previous_path(ckpt)))
+    if not resume and os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
     cfg = TrainConfig(task=task_name, task_options=dict(task.options),
                       model=dict(model or {}), algorithm=algorithm,
                       learner=dict(learner or {}), optimizer=optimizer,
                       lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, steps=steps,
                       eval_every=eval_every,
-                      checkpoint_every=steps, seed=seed, out_dir=str(out_dir))
+                      checkpoint_every=min(eval_every, steps) if eval_every else
+                      max(1, steps // 10), seed=seed, out_dir=str(out_dir))
+    say = _printer(f"{task_name}/{algorithm}") if progress else lambda s: None
     t0 = time.perf_counter()
-    res = fit(cfg, task=task, progress=progress, plots=False,
-              log=_printer(f"{task_name}/{algorithm}") if progress else lambda s: None)
+    res = fit(cfg, task=task, progress=progress, plots=False, log=say, resume=resume)
     wall = time.perf_counter() - t0
+    if res["status"] != "completed":
+        raise RunInterrupted(f"{task_name}/{algorithm} stopped by signal {res['signal']} after "
+                             f"step {res['step']}; its checkpoint is in {out_dir}: run the "
+                             "same command with --resume to continue")
     train, evals = read_log(out_dir)
     secs = [r["seconds"] for r in train[1:]] or [r["seconds"] for r in train]
-    return Run(algorithm, cfg, res, train, evals, 1e3 * float(np.median(secs)), wall)
+    return Run(algorithm, cfg, res, train, evals, 1e3 * float(np.median(secs)), wall,
+               resumed_from=res["resumed_from"])
 
 
 def program_memory(run: Run, xs, ys) -> dict:

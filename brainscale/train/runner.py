@@ -136,7 +136,7 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
     devices, and only process 0 logs, calls ``callbacks``, plots and writes.
 
     Keys of the result: ``status`` ("completed" or "interrupted"), ``step``,
-    ``final`` (the last evaluation: ``accuracy``, ``loss``...), ``history``
+    ``resumed_from`` (the checkpoint's step, or None), ``final`` (the last evaluation: ``accuracy``, ``loss``...), ``history``
     (all evaluations), ``out_dir``, ``checkpoint``, ``placement`` (devices
     and processes the batch was split over, or None), ``signal`` (the one
     that stopped it, or None), and the live ``task``, ``learner`` and
@@ -346,7 +346,7 @@ def _train(cfg: TrainConfig, built, mesh, opened, resume, log, progress, plots,
         if bar is not None:
             bar.close()
     final = history[-1] if history else None
-    summary = {"status": status, "step": done,
+    summary = {"status": status, "step": done, "resumed_from": start if resume else None,
                "final": final, "history": history, "out_dir": out, "checkpoint": ckpt,
                "task_name": task.name, "algorithm": cfg.algorithm, "placement": placement}
     if leader:
