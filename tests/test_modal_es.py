@@ -126,3 +126,24 @@ def test_side_by_side_runs_name_the_adaptive_variant():
     for bad in ("es_d_rtrl:fast", "bptt:adaptive"):
         with pytest.raises(ValueError, match="adaptive"):
             learner_options(bad, 0.9)
+
+
+def test_window_filters_match_the_explicit_sums():
+    """The window's backward sweep equals its definition, written out:
+    ubar_s = sum_{t>s} (prod_{s<r<t} lam_r) u_t, v = sum_t (prod_{r<t} lam_r) u_t,
+    for complex decays varying per step and sample."""
+    from transforms.learning.modal_es import _filters
+
+    with float64():
+        rng = np.random.default_rng(0)
+        n, b, m = 9, 3, 4
+        lams = rng.uniform(0.3, 0.95, (n, b)) * np.exp(1j * rng.uniform(-2, 2, (n, b)))
+        u = rng.normal(size=(n, b, m)) + 1j * rng.normal(size=(n, b, m))
+        ubar, v = _filters(jnp.asarray(lams), jnp.asarray(u))
+        want_ubar, want_v = np.zeros_like(u), np.zeros_like(u[0])
+        for t in range(n):
+            want_v += np.prod(lams[:t], axis=0)[:, None] * u[t]
+            for s in range(t):
+                want_ubar[s] += np.prod(lams[s + 1:t], axis=0)[:, None] * u[t]
+        np.testing.assert_allclose(ubar, want_ubar, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(v, want_v, rtol=1e-12, atol=1e-12)

@@ -263,17 +263,17 @@ def _filters(lams, u):
     """For a window of n steps with per-step, per-sample decays ``lams``
     (n, B) (the decay step t's update applies) and cotangents ``u`` (n, B, ...):
     ubar_s = sum_{t>s} (prod_{s<r<t} lam_r) u_t and v = sum_t (prod_{r<t} lam_r) u_t,
-    since ex_{t-1} = (prod_{r<t} lam_r) ex0 + sum_{s<t} (prod_{s<r<t} lam_r) x_s."""
-    n = u.shape[0]
-    t, r = jnp.arange(n)[:, None], jnp.arange(n)[None, :]
-    lam = jnp.moveaxis(lams, 0, -1)[..., None, :]                     # (B, 1, n)
-    fac = jnp.where(r < t, lam, jnp.ones((), lam.dtype))               # (B, n, n): [t, r]
-    tail = jnp.flip(jnp.cumprod(jnp.flip(fac, -1), -1), -1)           # prod_{r' >= r}
-    tail = jnp.concatenate([tail, jnp.ones(tail.shape[:-1] + (1,), tail.dtype)], -1)
-    g = jnp.where(r < t, tail[..., 1:], 0.0)                          # [t, s]: prod_{s<r<t}
-    ubar = jnp.einsum("bts,tb...->sb...", g.astype(u.dtype), u)
-    v = jnp.einsum("bt,tb...->b...", tail[..., 0].astype(u.dtype), u)
-    return ubar, v
+    since ex_{t-1} = (prod_{r<t} lam_r) ex0 + sum_{s<t} (prod_{s<r<t} lam_r) x_s.
+    One backward sweep, acc_t = u_t + lam_t acc_{t+1}: ubar_s = acc_{s+1},
+    v = acc_0 (O(n) work, not the O(n^2) of the explicit products)."""
+    lam = lams.reshape(lams.shape + (1,) * (u.ndim - 2)).astype(u.dtype)
+
+    def back(acc, step):
+        acc = step[1] + step[0] * acc
+        return acc, acc
+
+    _, acc = jax.lax.scan(back, jnp.zeros_like(u[0]), (lam, u), reverse=True)
+    return jnp.concatenate([acc[1:], jnp.zeros_like(acc[:1])]), acc[0]
 
 
 def window_factors(graph: Graph, decay: float, ex0, xs, dys, us):
