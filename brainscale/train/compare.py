@@ -1,13 +1,13 @@
-"""One fresh training run per algorithm on the same task, seed and batches,
+"""One training run per algorithm on the same task, seed and batches,
 for the side-by-side examples and benchmarks (DMTS, copy, MNIST, TBPTT).
 
 ``run_algorithm`` wraps ``fit``: it starts from an empty run folder (or,
 with ``resume``, continues the run there from its last checkpoint: one is
-written at each evaluation), keeps the log quiet, and returns the run's records with the median time per
-training step (the first step, which compiles, left out) and the compiled
-program's memory (``program_memory``: XLA's own figures for one
-``train_sequence``, read without running it, so they do not depend on the
-machine's load).
+written at each evaluation), keeps the log quiet, and returns the run's
+records with the median time per training step (the first step, which
+compiles, left out) and the compiled program's memory (``program_memory``:
+XLA's own figures for one ``train_sequence``, read without running it, so
+they do not depend on the machine's load).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from brainscale.train.checkpoint import previous_path
 from brainscale.train.config import TrainConfig
 from brainscale.train.runner import CHECKPOINT, METRICS_LOG, fit
 
-__all__ = ["Run", "RunInterrupted", "run_algorithm", "program_memory", "read_log", "parse_algorithm",
-           "learner_options", "save_results"]
+__all__ = ["Run", "RunInterrupted", "run_algorithm", "program_memory", "read_log",
+           "parse_algorithm", "learner_options", "save_results"]
 
 
 VARIANTS = {"es_d_rtrl": {"adaptive": {"adaptive": True}, "layers": {"through_layers": True}},

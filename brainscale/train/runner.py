@@ -136,11 +136,11 @@ def fit(config: TrainConfig, task: Task | None = None, resume: bool = False, log
     devices, and only process 0 logs, calls ``callbacks``, plots and writes.
 
     Keys of the result: ``status`` ("completed" or "interrupted"), ``step``,
-    ``resumed_from`` (the checkpoint's step, or None), ``final`` (the last evaluation: ``accuracy``, ``loss``...), ``history``
-    (all evaluations), ``out_dir``, ``checkpoint``, ``placement`` (devices
-    and processes the batch was split over, or None), ``signal`` (the one
-    that stopped it, or None), and the live ``task``, ``learner`` and
-    ``state``.
+    ``resumed_from`` (the checkpoint's step, or None), ``final`` (the last
+    evaluation: ``accuracy``, ``loss``...), ``history`` (all evaluations),
+    ``out_dir``, ``checkpoint``, ``placement`` (devices and processes the
+    batch was split over, or None), ``signal`` (the one that stopped it, or
+    None), and the live ``task``, ``learner`` and ``state``.
 
         cfg = TrainConfig(task="digits", steps=200, out_dir="runs/digits")
         result = fit(cfg)
