@@ -380,7 +380,8 @@ def online(model, algorithm="es_d_rtrl", optimizer=None, loss=cross_entropy,
     ``bs.low_rank_d_rtrl(rank=2)`` (D-RTRL's per-sample traces cut to their
     best rank r each step: ES-D-RTRL's memory, the factors chosen by the trace);
     or its name with the algorithm's options as keywords
-    (``"es_d_rtrl", decay=0.8``). An option the algorithm does not have is an
+    (``"es_d_rtrl", decay=0.8``), suffixed forms included (``"tbptt:50"``,
+    ``"es_d_rtrl:adaptive"``: ``transforms.learning.algorithm_specs``). An option the algorithm does not have is an
     error. ``optimizer``: any optax transformation (default
     ``optax.sgd(1e-2)``). ``loss``: per sample and step,
     ``loss(out, target)`` -> a scalar (``bs.losses``). ``readout_paths``

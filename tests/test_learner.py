@@ -281,3 +281,25 @@ def test_algorithms_are_values_with_their_own_options():
         bs.es_d_rtrl(trace_dtype=jnp.bfloat16)
     with pytest.raises(ValueError, match="decay must be in"):
         bs.es_d_rtrl(decay=1.5)
+
+
+def test_algorithm_names_take_the_command_line_suffixes():
+    """``bs.online(model, "tbptt:5")`` is what ``--algorithms tbptt:5`` runs:
+    the suffix sets the option (a keyword may repeat it, not contradict it),
+    and a wrong suffix names the forms there are."""
+    model = lif_layer(4, 5, 3)
+    for spec, kw, want in [("tbptt:5", {}, bs.tbptt(5)), ("tbptt:5", {"k": 5}, bs.tbptt(5)),
+                           ("low_rank_d_rtrl:3", {}, bs.low_rank_d_rtrl(3)),
+                           ("es_d_rtrl:adaptive", {"decay": 0.8},
+                            bs.es_d_rtrl(0.8, adaptive=True)),
+                           ("es_d_rtrl:layers", {}, bs.es_d_rtrl(through_layers=True)),
+                           ("e_prop:random", {}, bs.e_prop(feedback="random"))]:
+        assert bs.online(model, spec, **kw).algorithm == want, spec
+    with pytest.raises(ValueError, match="suffix sets k=5 and the keyword k=6"):
+        bs.online(model, "tbptt:5", k=6)
+    with pytest.raises(ValueError, match=r"tbptt:K with K a positive number.*tbptt:50"):
+        bs.online(model, "tbptt:0")
+    with pytest.raises(ValueError, match="only tbptt:K, low_rank_d_rtrl:R, es_d_rtrl:adaptive"):
+        bs.online(model, "bptt:2")
+    with pytest.raises(ValueError, match=r"unknown algorithm 'esdrtrl:adaptive'.*tbptt:K"):
+        bs.online(model, "esdrtrl:adaptive")

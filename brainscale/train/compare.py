@@ -22,49 +22,20 @@ import numpy as np
 from brainscale.train.checkpoint import previous_path
 from brainscale.train.config import TrainConfig
 from brainscale.train.runner import CHECKPOINT, METRICS_LOG, fit
+from transforms.learning.algorithm_specs import parse_spec
 
 __all__ = ["Run", "RunInterrupted", "run_algorithm", "program_memory", "read_log",
            "parse_algorithm", "learner_options", "save_results"]
 
 
-VARIANTS = {"es_d_rtrl": {"adaptive": {"adaptive": True}, "layers": {"through_layers": True}},
-            "e_prop": {"random": {"feedback": "random"}}}    # name:variant -> its options
-
-
 def parse_algorithm(spec: str):
     """An algorithm as a side-by-side run names it: ``"tbptt:50"`` ->
     ("tbptt", {"k": 50}); ``"es_d_rtrl:adaptive"`` -> ("es_d_rtrl",
-    {"adaptive": True}); ``"es_d_rtrl:layers"`` -> ("es_d_rtrl",
-    {"through_layers": True}); ``"low_rank_d_rtrl:4"`` -> ("low_rank_d_rtrl",
-    {"rank": 4}); ``"e_prop:random"`` -> ("e_prop", {"feedback": "random"});
-    ``"es_d_rtrl"`` -> ("es_d_rtrl", {})."""
+    {"adaptive": True}); ``"es_d_rtrl"`` -> ("es_d_rtrl", {}). The forms:
+    ``transforms.learning.algorithm_specs``."""
     import brainscale
 
-    name, colon, k = spec.partition(":")
-    if name not in brainscale.ALGORITHMS:
-        raise ValueError(f"algorithm {spec!r}: unknown; choose from "
-                         f"{sorted(brainscale.ALGORITHMS)} (truncated BPTT as tbptt:K)")
-    if name == "tbptt" and colon:
-        if not k.isdigit() or int(k) < 1:
-            raise ValueError(f"algorithm {spec!r}: write truncated BPTT as tbptt:K with K a "
-                             "positive number of steps, e.g. tbptt:50")
-        return name, {"k": int(k)}
-    if name == "low_rank_d_rtrl" and colon:
-        if not k.isdigit() or int(k) < 1:
-            raise ValueError(f"algorithm {spec!r}: write low-rank D-RTRL as "
-                             "low_rank_d_rtrl:R with R the rank, a positive integer")
-        return name, {"rank": int(k)}
-    if name in VARIANTS and colon:
-        if k not in VARIANTS[name]:
-            raise ValueError(f"algorithm {spec!r}: {name}'s variants are "
-                             + ", ".join(f"{name}:{v}" for v in VARIANTS[name]))
-        return name, dict(VARIANTS[name][k])
-    if colon:
-        raise ValueError(f"algorithm {spec!r}: only tbptt (tbptt:K), low_rank_d_rtrl "
-                         "(low_rank_d_rtrl:R) and " + ", ".join(
-                             f"{n}:{v}" for n in VARIANTS for v in VARIANTS[n])
-                         + " take a ':' suffix")
-    return name, {}
+    return parse_spec(spec, brainscale.ALGORITHMS)
 
 
 def learner_options(spec: str, decay: float) -> tuple[str, dict]:

@@ -36,6 +36,7 @@ from transforms.learning import d_rtrl as d_rtrl_traces
 from transforms.learning import es_d_rtrl as es_d_rtrl_traces
 from transforms.learning import low_rank_d_rtrl as low_rank_traces
 from transforms.learning import modal_es
+from transforms.learning.algorithm_specs import parse_spec, suffixes
 from transforms.learning.feedback import random_feedback
 from transforms.learning.readout_paths import layer_paths, linear_groups
 
@@ -319,11 +320,20 @@ BY_NAME = {"d_rtrl": d_rtrl, "es_d_rtrl": es_d_rtrl, "low_rank_d_rtrl": low_rank
 
 
 def from_name(name: str, **options):
-    """The algorithm ``name`` with the options given (None: not given). An
-    option it does not have is an error naming both."""
-    if name not in BY_NAME:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(BY_NAME)}")
+    """The algorithm ``name`` with the options given (None: not given); the
+    name may carry a suffix (``"tbptt:50"``, ``"es_d_rtrl:adaptive"``:
+    ``algorithm_specs``). An option it does not have, or one given twice
+    with two values, is an error naming it."""
+    if name.partition(":")[0] not in BY_NAME:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(BY_NAME)}"
+                         " (or a form with a suffix: " + ", ".join(suffixes()) + ")")
+    name, implied = parse_spec(name, BY_NAME)
     given = {k: v for k, v in options.items() if v is not None}
+    for k, v in implied.items():
+        if k in given and given[k] != v:
+            raise ValueError(f"algorithm {name!r}: the suffix sets {k}={v!r} and the "
+                             f"keyword {k}={given[k]!r}; give one")
+    given = implied | given
     try:
         return BY_NAME[name](**given)
     except TypeError:
