@@ -17,9 +17,10 @@ from flax import nnx
 
 import brainscale as bs
 from brainscale.nn.neurons import LIF
+from brainscale.nn.readout import LeakyReadout
 from gradcheck import float64
 
-TAU, VTH, ALPHA = 5.0, 0.5, 4.0
+TAU, VTH, ALPHA, KAPPA_TAU = 5.0, 0.5, 4.0, 4.0
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +46,8 @@ def data(T=25, B=4):
     return xs, ys
 
 
-def grads(algorithm, **kw):
-    learner = bs.online(OneLayer(nnx.Rngs(0)), algorithm, **kw)
+def grads(algorithm, model=None, **kw):
+    learner = bs.online((model or OneLayer)(nnx.Rngs(0)), algorithm, **kw)
     xs, ys = data()
     state = learner.init(jax.random.PRNGKey(0), xs[0])
     g, _ = learner.sequence_grad(state, xs, ys)
@@ -102,6 +103,84 @@ def test_random_e_prop_equals_numpy():
     plain = bs.online(OneLayer(nnx.Rngs(0)), "d_rtrl")
     np.testing.assert_array_equal(learner.predict(state, xs),
                                   plain.predict(plain.init(jax.random.PRNGKey(0), xs[0]), xs))
+
+
+class LeakyOut(nnx.Module):
+    """The same layer read by a leaky integrator, as e-prop's papers and
+    brainscale's own tasks read their networks: o_t = kappa o_{t-1} + s_t W_out."""
+    def __init__(self, rngs, n_in=5, n=7, n_out=3):
+        self.inp = nnx.Linear(n_in, n, rngs=rngs, dtype=jnp.float64, param_dtype=jnp.float64,
+                              use_bias=False)
+        self.lif = LIF(n, tau=TAU, v_th=VTH, detach_reset=True)
+        self.out = LeakyReadout(n, n_out, tau=KAPPA_TAU, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(self.lif(self.inp(3.0 * x)))
+
+
+def eprop_leaky_numpy(w_in, w_out, B_fb, xs, ys):
+    """e-prop with a leaky readout: the learning signal L_t = B (pi_t - pi*_t)
+    meets each eligibility trace filtered by the readout's kappa (the readout
+    carries s_<t into o_t), and W_out's gradient meets the filtered spikes."""
+    T, Bn, _ = xs.shape
+    d, kappa = math.exp(-1.0 / TAU), math.exp(-1.0 / KAPPA_TAU)
+    n = w_in.shape[1]
+    v, o = np.zeros((Bn, n)), np.zeros((Bn, w_out.shape[1]))
+    eps, ebar = np.zeros((Bn,) + w_in.shape), np.zeros((Bn,) + w_in.shape)
+    sbar = np.zeros((Bn, n))
+    g_in, g_out = np.zeros_like(w_in), np.zeros_like(w_out)
+    for t in range(T):
+        x = 3.0 * xs[t]
+        v = v * d + (x @ w_in) * (1 - d)
+        z = (v - VTH) / VTH
+        s = (z >= 0).astype(float)
+        sg = 1 / (1 + np.exp(-ALPHA * z))
+        eps = d * eps + (1 - d) * x[:, :, None]
+        ebar = kappa * ebar + (ALPHA * sg * (1 - sg) / VTH)[:, None, :] * eps
+        sbar = kappa * sbar + s
+        o = kappa * o + s @ w_out
+        p = np.exp(o - o.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        err = p - np.eye(w_out.shape[1])[ys[t]]
+        g_in += np.einsum("bj,bij->ij", err @ B_fb.T, ebar) / Bn
+        g_out += sbar.T @ err / Bn
+        v = v - VTH * s
+    return g_in / T, g_out / T
+
+
+def test_random_e_prop_through_a_leaky_readout_equals_numpy():
+    """The feedback matrix replaces the leaky readout's weights (found
+    whether or not the learner carries readout paths): the gradient equals
+    the hand-written e-prop, and differs from D-RTRL's."""
+    learner, state, g = grads("e_prop", model=LeakyOut, feedback="random", feedback_seed=5)
+    (k,) = learner.graph.feedback
+    assert learner.graph.ops[k].path == "params['out']['W']"
+    B_fb = np.asarray(learner.graph.feedback[k])
+    xs, ys = data()
+    w_in, w_out = np.asarray(state.params["inp"]["kernel"]), np.asarray(state.params["out"]["W"])
+    g_in, g_out = eprop_leaky_numpy(w_in, w_out, B_fb, np.asarray(xs), np.asarray(ys))
+    assert np.max(np.abs(g_in)) > 1e-4
+    np.testing.assert_allclose(g["inp"]["kernel"], g_in, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(g["out"]["W"], g_out, rtol=1e-9, atol=1e-14)
+    _, _, g_d = grads("d_rtrl", model=LeakyOut)
+    assert not np.allclose(g["inp"]["kernel"], g_d["inp"]["kernel"], rtol=1e-3)
+    np.testing.assert_allclose(g["out"]["W"], g_d["out"]["W"], rtol=1e-12)
+
+
+def test_random_feedback_without_a_readout_is_refused():
+    """A step whose output is a neuron's own state has no readout weights to
+    replace: random feedback would silently equal D-RTRL, so it is an error."""
+    def init(rng, x):
+        return {"w": jax.random.normal(rng, (5, 3))}, {"v": jnp.zeros(3, x.dtype)}
+
+    def apply(p, h, x):
+        v = 0.8 * h["v"] + x @ p["w"]
+        return {"v": v}, v
+
+    xs, _ = data()
+    with pytest.raises(bs.CompileError, match="feedback='random' found no readout"):
+        bs.online(bs.StepModel(init, apply), "e_prop", feedback="random").init(
+            jax.random.PRNGKey(0), xs[0])
 
 
 def test_random_feedback_needs_e_prop():

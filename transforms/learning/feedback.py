@@ -15,22 +15,35 @@ import math
 
 import jax
 
+from transforms.errors import CompileError
 from transforms.ir.graph import DENSE, Graph
+from transforms.learning.readout_paths import readout_paths
 
 
 def readout_ops(graph: Graph) -> list[int]:
+    """Output-only dense ops and the ops feeding a leaky readout, found on
+    the graph itself (whether or not the learner carries readout paths)."""
     idx = [op.index for op in graph.ops
            if not op.groups and op.kind == DENSE and op.x_var is not None]
-    idx += [p.readout_op for p in graph.readout_paths]
+    idx += [p.readout_op for p in graph.readout_paths or readout_paths(graph)]
     return sorted(set(idx))
 
 
 def random_feedback(graph: Graph, seed: int = 0) -> dict:
     """{op index: B}, B ~ N(0, 1 / fan_in) with the op's W_eff shape, fixed
-    by ``seed``."""
+    by ``seed``. A step with no readout op to replace is an error: random
+    feedback would silently be symmetric."""
+    ops = readout_ops(graph)
+    if not ops:
+        raise CompileError(
+            "e_prop with feedback='random' found no readout to draw a feedback matrix for: "
+            "no dense op whose output reaches the step's output without passing a neuron, "
+            "and no dense op feeding a linear leaky readout",
+            hint="read the output through a dense layer (e.g. nnx.Linear) or a leaky "
+                 "readout o = k o + W s, or use feedback='symmetric' (D-RTRL)")
     out = {}
     key = jax.random.PRNGKey(seed)
-    for k in readout_ops(graph):
+    for k in ops:
         op = graph.ops[k]
         key, sub = jax.random.split(key)
         fan_in = math.prod(op.x_shape)
