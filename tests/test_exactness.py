@@ -191,29 +191,37 @@ def test_negative_control_recurrent_network_is_approximate():
         assert cosine(g["d_rtrl"], g["bptt"]) > 0.5
 
 
-def leaky_readout_layer(I, N, C, kappa=0.7):
-    """One LIF layer + bias read out by a leaky integrator r = kappa r + s Wo:
-    the loss reaches the layer's weights through r's leak over time."""
+def leaky_readout_layer(I, N, C, kappa=0.7, readout_bias=False):
+    """One LIF layer + bias read out by a leaky integrator r = kappa r + s Wo
+    (+ bo, added last, as ``nnx.Linear`` and most readouts add theirs): the
+    loss reaches the layer's weights through r's leak over time."""
     base = lif_layer(I, N, C)
 
     def init(rng, x):
         params, hidden = base.init(rng, x)
+        if readout_bias:
+            params = dict(params, bo=jnp.linspace(-0.2, 0.3, C, dtype=x.dtype))
         return params, dict(hidden, r=jnp.zeros(C))
 
     def apply(p, h, x):
         hv, y = base.apply(p, {"v": h["v"]}, x)
-        return dict(hv, r=kappa * h["r"] + y), kappa * h["r"] + y
+        r = kappa * h["r"] + y
+        if readout_bias:
+            r = r + p["bo"]
+        return dict(hv, r=r), r
     return bs.StepModel(init, apply)
 
 
-def test_readout_paths_make_d_rtrl_exact_through_a_leaky_readout():
+@pytest.mark.parametrize("readout_bias", [False, True])
+def test_readout_paths_make_d_rtrl_exact_through_a_leaky_readout(readout_bias):
     """With readout paths the filtered trace carries the readout's leak:
     D-RTRL equals BPTT again; without them it does not (measured rel. error
-    ~0.5, the deficit of the published implementation)."""
+    ~0.5, the deficit of the published implementation). A readout bias
+    added after the leak keeps the readout linear."""
     with float64():
         I, N, C = 5, 6, 3
         xs, ys = data(12, 3, I, C, p=0.5)
-        model = leaky_readout_layer(I, N, C)
+        model = leaky_readout_layer(I, N, C, readout_bias=readout_bias)
         learner = bs.online(model, algorithm="d_rtrl")
         learner.init(jax.random.PRNGKey(0), xs[0])
         assert len(learner.graph.readout_paths) == 2         # weight and bias of the layer
@@ -225,17 +233,57 @@ def test_readout_paths_make_d_rtrl_exact_through_a_leaky_readout():
         assert rel_err(plain.sequence_grad(state, xs, ys)[0], g["bptt"]) > 0.05
 
 
-def test_es_d_rtrl_is_exact_for_a_linear_readout():
-    """A leaky readout r = kappa r + s Wo is a linear group: ES-D-RTRL keeps
-    its exact trace (input filtered by kappa), so the readout's gradient
+def test_snntorch_style_linear_into_a_leaky_output_is_a_readout_path():
+    """snnTorch habit: ``fc2 = nn.Linear(...)`` (with its bias) feeding an
+    output membrane kept as state, mem = beta mem + fc2(spk). The bias op's
+    output is the whole sum s Wo + b, and the readout is still found: two
+    paths (fc1's kernel and bias) and D-RTRL equal to BPTT."""
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            f64 = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+            self.fc1 = nnx.Linear(5, 6, rngs=rngs, **f64)
+            self.fc2 = nnx.Linear(6, 3, rngs=rngs, **f64)
+            self.mem1 = bs.HiddenState(jnp.zeros(6, jnp.float64))
+            self.mem2 = bs.HiddenState(jnp.zeros(3, jnp.float64))
+
+        def __call__(self, x):
+            cur1 = self.fc1(2.0 * x)
+            mem1 = 0.8 * self.mem1[...] + cur1
+            spk1 = spike(mem1 - 1.0)
+            self.mem1[...] = mem1 - spk1
+            mem2 = 0.9 * self.mem2[...] + self.fc2(spk1)
+            self.mem2[...] = mem2
+            return mem2
+
+    with float64():
+        xs, ys = data(12, 3, 5, 3, p=0.5)
+        learner = bs.online(Net(nnx.Rngs(0)), algorithm="d_rtrl")
+        state = learner.init(jax.random.PRNGKey(0), xs[0])
+        assert [(p.kappa, learner.graph.ops[p.readout_op].path)
+                for p in learner.graph.readout_paths] == [
+            (pytest.approx(0.9), "params['fc2']['kernel']")] * 2
+        g = learner.sequence_grad(state, xs, ys)[0]
+        ref = bs.online(Net(nnx.Rngs(0)), algorithm="bptt")
+        want = ref.sequence_grad(ref.init(jax.random.PRNGKey(0), xs[0]), xs, ys)[0]
+        assert rel_err(g, want) < TOL
+
+
+@pytest.mark.parametrize("readout_bias", [False, True])
+def test_es_d_rtrl_is_exact_for_a_linear_readout(readout_bias):
+    """A leaky readout r = kappa r + s Wo (+ bo) is a linear group: ES-D-RTRL
+    keeps its exact trace (input filtered by kappa), so the readout's gradient
     equals BPTT's; the layer's does not (it is factorised)."""
     with float64():
         I, N, C = 5, 6, 3
         xs, ys = data(12, 3, I, C, p=0.5)
-        model = leaky_readout_layer(I, N, C)
+        model = leaky_readout_layer(I, N, C, readout_bias=readout_bias)
         learner = bs.online(model, algorithm="es_d_rtrl")
         learner.init(jax.random.PRNGKey(0), xs[0])
         assert [learner.graph.groups[g].paths for g in learner.graph.linear_groups] == [["hidden['r']"]]
         g, _ = sequence_grads(model, xs, ys, ("bptt", "es_d_rtrl"), decay=0.6)
         assert rel_err(g["es_d_rtrl"]["wo"], g["bptt"]["wo"]) < TOL
+        if readout_bias:
+            assert rel_err(g["es_d_rtrl"]["bo"], g["bptt"]["bo"]) < TOL
         assert rel_err(g["es_d_rtrl"]["w"], g["bptt"]["w"]) > 1e-3

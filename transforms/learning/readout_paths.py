@@ -153,7 +153,10 @@ def linear_groups(graph: Graph) -> dict[int, LinearGroup]:
             continue
         j = R.leaves[0]
         seeds = {t.hidden_in_vars[j]: {("h", j): 1.0}}
-        seeds.update({graph.ops[o].y_var: {("y", o): 1.0} for o in R.ops})
+        # a bias op's y is the sum it adds b into (y = rest + b): seed b, and
+        # let the rest (e.g. a dense op feeding the same readout) through
+        seeds.update({graph.ops[o].weff_var if graph.ops[o].kind == BIAS
+                      else graph.ops[o].y_var: {("y", o): 1.0} for o in R.ops})
         form = affine_form(graph, seeds, t.hidden_out_vars[j])
         if not form or ("h", j) not in form or any(
                 src != "const" and src != ("h", j) and src[0] != "y" for src in form):
