@@ -233,11 +233,14 @@ def test_readout_paths_make_d_rtrl_exact_through_a_leaky_readout(readout_bias):
         assert rel_err(plain.sequence_grad(state, xs, ys)[0], g["bptt"]) > 0.05
 
 
-def test_snntorch_style_linear_into_a_leaky_output_is_a_readout_path():
+@pytest.mark.parametrize("leak", ["beta", "euler", "one_minus_beta"])
+def test_snntorch_style_linear_into_a_leaky_output_is_a_readout_path(leak):
     """snnTorch habit: ``fc2 = nn.Linear(...)`` (with its bias) feeding an
-    output membrane kept as state, mem = beta mem + fc2(spk). The bias op's
-    output is the whole sum s Wo + b, and the readout is still found: two
-    paths (fc1's kernel and bias) and D-RTRL equal to BPTT."""
+    output membrane kept as state, mem = beta mem + fc2(spk), or written as
+    an Euler step mem + (fc2(spk) - mem) / tau, or with (1 - beta) on the
+    input. The bias op's output is the whole sum s Wo + b, and the readout
+    is still found: two paths (fc1's kernel and bias), kappa 0.9, and
+    D-RTRL equal to BPTT."""
     from flax import nnx
 
     class Net(nnx.Module):
@@ -253,7 +256,10 @@ def test_snntorch_style_linear_into_a_leaky_output_is_a_readout_path():
             mem1 = 0.8 * self.mem1[...] + cur1
             spk1 = spike(mem1 - 1.0)
             self.mem1[...] = mem1 - spk1
-            mem2 = 0.9 * self.mem2[...] + self.fc2(spk1)
+            m = self.mem2[...]
+            mem2 = {"beta": lambda: 0.9 * m + self.fc2(spk1),
+                    "euler": lambda: m + (self.fc2(spk1) - m) / 10.0,
+                    "one_minus_beta": lambda: 0.9 * m + (1 - 0.9) * self.fc2(spk1)}[leak]()
             self.mem2[...] = mem2
             return mem2
 

@@ -78,6 +78,13 @@ def _mul(graph, eqn, ins):
     return None if k is None else {src: k * c for src, c in f.items()}
 
 
+def _div(graph, eqn, ins):
+    if ins[0] is None or ins[1] is not None:
+        return None                     # only an affine form over a constant
+    k = _scalar(graph, eqn.invars[1])
+    return None if not k else {src: c / k for src, c in ins[0].items()}
+
+
 def _neg(graph, eqn, ins):
     return {src: -c for src, c in ins[0].items()}
 
@@ -86,7 +93,7 @@ def _same(graph, eqn, ins):
     return ins[0]
 
 
-AFFINE_RULES = {"add": _add, "add_any": _add, "sub": _add, "mul": _mul, "neg": _neg,
+AFFINE_RULES = {"add": _add, "add_any": _add, "sub": _add, "mul": _mul, "div": _div, "neg": _neg,
                 "convert_element_type": _same, "copy": _same, "copy_p": _same}
 
 
