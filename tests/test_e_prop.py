@@ -4,7 +4,9 @@
 - random e-prop equals a hand-written numpy e-prop (Bellec et al. 2020) for
   a LIF layer with the reset detached and a linear readout:
   eps_t = d eps_{t-1} + (1 - d) x_t, e_t = psi_t eps_t,
-  L_t = B (pi_t - pi*_t), dW_in = <sum_t L_t e_t>, dW_out exact;
+  L_t = B (pi_t - pi*_t), dW_in = <sum_t L_t e_t>, dW_out exact; and with
+  a leaky readout (kappa), each e_t filtered by kappa;
+- a step with no readout to replace is refused;
 - feedback only changes the backward pass: the outputs are unchanged.
 """
 import math
@@ -61,12 +63,17 @@ def test_symmetric_e_prop_is_d_rtrl():
         np.testing.assert_array_equal(a, b)
 
 
-def eprop_numpy(w_in, w_out, B_fb, xs, ys):
+def eprop_numpy(w_in, w_out, B_fb, xs, ys, kappa=0.0):
+    """e-prop by hand: the learning signal L_t = B (pi_t - pi*_t) meets each
+    eligibility trace psi eps filtered by the readout's leak kappa (a leaky
+    readout o_t = kappa o_{t-1} + s_t W_out carries s_<t into o_t; kappa 0:
+    a linear readout), and W_out's gradient meets the filtered spikes."""
     T, Bn, _ = xs.shape
     d = math.exp(-1.0 / TAU)
     n = w_in.shape[1]
-    v = np.zeros((Bn, n))
-    eps = np.zeros((Bn,) + w_in.shape)
+    v, o = np.zeros((Bn, n)), np.zeros((Bn, w_out.shape[1]))
+    eps, ebar = np.zeros((Bn,) + w_in.shape), np.zeros((Bn,) + w_in.shape)
+    sbar = np.zeros((Bn, n))
     g_in, g_out = np.zeros_like(w_in), np.zeros_like(w_out)
     for t in range(T):
         x = 3.0 * xs[t]
@@ -76,13 +83,15 @@ def eprop_numpy(w_in, w_out, B_fb, xs, ys):
         sg = 1 / (1 + np.exp(-ALPHA * z))
         psi = ALPHA * sg * (1 - sg) / VTH                 # d s / d v
         eps = d * eps + (1 - d) * x[:, :, None]           # d v / d W_in, per synapse
-        logits = s @ w_out
-        p = np.exp(logits - logits.max(1, keepdims=True))
+        ebar = kappa * ebar + psi[:, None, :] * eps
+        sbar = kappa * sbar + s
+        o = kappa * o + s @ w_out
+        p = np.exp(o - o.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
         err = p - np.eye(w_out.shape[1])[ys[t]]           # pi - pi*
         L = err @ B_fb.T                                   # broadcast back: (B, n)
-        g_in += np.einsum("bj,bij->ij", L * psi, eps) / Bn
-        g_out += s.T @ err / Bn
+        g_in += np.einsum("bj,bij->ij", L, ebar) / Bn
+        g_out += sbar.T @ err / Bn
         v = v - VTH * s                                    # detached soft reset
     return g_in / T, g_out / T
 
@@ -118,36 +127,6 @@ class LeakyOut(nnx.Module):
         return self.out(self.lif(self.inp(3.0 * x)))
 
 
-def eprop_leaky_numpy(w_in, w_out, B_fb, xs, ys):
-    """e-prop with a leaky readout: the learning signal L_t = B (pi_t - pi*_t)
-    meets each eligibility trace filtered by the readout's kappa (the readout
-    carries s_<t into o_t), and W_out's gradient meets the filtered spikes."""
-    T, Bn, _ = xs.shape
-    d, kappa = math.exp(-1.0 / TAU), math.exp(-1.0 / KAPPA_TAU)
-    n = w_in.shape[1]
-    v, o = np.zeros((Bn, n)), np.zeros((Bn, w_out.shape[1]))
-    eps, ebar = np.zeros((Bn,) + w_in.shape), np.zeros((Bn,) + w_in.shape)
-    sbar = np.zeros((Bn, n))
-    g_in, g_out = np.zeros_like(w_in), np.zeros_like(w_out)
-    for t in range(T):
-        x = 3.0 * xs[t]
-        v = v * d + (x @ w_in) * (1 - d)
-        z = (v - VTH) / VTH
-        s = (z >= 0).astype(float)
-        sg = 1 / (1 + np.exp(-ALPHA * z))
-        eps = d * eps + (1 - d) * x[:, :, None]
-        ebar = kappa * ebar + (ALPHA * sg * (1 - sg) / VTH)[:, None, :] * eps
-        sbar = kappa * sbar + s
-        o = kappa * o + s @ w_out
-        p = np.exp(o - o.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        err = p - np.eye(w_out.shape[1])[ys[t]]
-        g_in += np.einsum("bj,bij->ij", err @ B_fb.T, ebar) / Bn
-        g_out += sbar.T @ err / Bn
-        v = v - VTH * s
-    return g_in / T, g_out / T
-
-
 def test_random_e_prop_through_a_leaky_readout_equals_numpy():
     """The feedback matrix replaces the leaky readout's weights (found
     whether or not the learner carries readout paths): the gradient equals
@@ -158,7 +137,8 @@ def test_random_e_prop_through_a_leaky_readout_equals_numpy():
     B_fb = np.asarray(learner.graph.feedback[k])
     xs, ys = data()
     w_in, w_out = np.asarray(state.params["inp"]["kernel"]), np.asarray(state.params["out"]["W"])
-    g_in, g_out = eprop_leaky_numpy(w_in, w_out, B_fb, np.asarray(xs), np.asarray(ys))
+    g_in, g_out = eprop_numpy(w_in, w_out, B_fb, np.asarray(xs), np.asarray(ys),
+                              kappa=math.exp(-1.0 / KAPPA_TAU))
     assert np.max(np.abs(g_in)) > 1e-4
     np.testing.assert_allclose(g["inp"]["kernel"], g_in, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(g["out"]["W"], g_out, rtol=1e-9, atol=1e-14)
