@@ -163,6 +163,27 @@ def test_random_feedback_without_a_readout_is_refused():
             jax.random.PRNGKey(0), xs[0])
 
 
+def test_random_feedback_is_not_the_users_readout():
+    """A user's init that splits PRNGKey(0) as ``k1, k2 = split(rng)`` and
+    draws W_out = normal(k2) must not get B parallel to W_out (that would
+    be symmetric e-prop): the feedback draws from a key stream of its own."""
+    def init(rng, x):
+        k1, k2 = jax.random.split(rng)
+        return ({"w": jax.random.normal(k1, (5, 6)), "wo": jax.random.normal(k2, (6, 3))},
+                {"v": jnp.zeros(6, x.dtype)})
+
+    def apply(p, h, x):
+        v = 0.8 * h["v"] + x @ p["w"]
+        return {"v": v}, jnp.tanh(v) @ p["wo"]
+
+    xs, _ = data()
+    learner = bs.online(bs.StepModel(init, apply), "e_prop", feedback="random")
+    state = learner.init(jax.random.PRNGKey(0), xs[0])
+    (B_fb,) = learner.graph.feedback.values()
+    b, w = np.ravel(B_fb), np.ravel(state.params["wo"])
+    assert abs(b @ w) / (np.linalg.norm(b) * np.linalg.norm(w)) < 0.9
+
+
 def test_random_feedback_needs_e_prop():
     with pytest.raises(ValueError, match="'d_rtrl' has no option 'feedback'"):
         bs.online(OneLayer(nnx.Rngs(0)), "d_rtrl", feedback="random")

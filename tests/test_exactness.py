@@ -276,6 +276,41 @@ def test_snntorch_style_linear_into_a_leaky_output_is_a_readout_path(leak):
         assert rel_err(g, want) < TOL
 
 
+@pytest.mark.parametrize("coupled", [True, False])
+def test_a_two_state_leaky_readout_is_two_readout_paths(coupled):
+    """Norse's leaky-integrator readout: a synaptic current i driven by the
+    spikes and a membrane v integrating it (Euler steps), the loss on v.
+    Its update r_t = A r_{t-1} + c y_t splits into A's two modes, two
+    readout paths (kappa 0.9 and 0.8), and D-RTRL equals BPTT. Two states
+    that are not coupled (v also driven directly) work the same."""
+    with float64():
+        I, N, C = 5, 6, 3
+
+        def init(rng, x):
+            k1, k2 = jax.random.split(rng)
+            return ({"w": jax.random.normal(k1, (I, N)) * 1.5,
+                     "wo": jax.random.normal(k2, (N, C))},
+                    {"v": jnp.zeros(N), "lv": jnp.zeros(C), "li": jnp.zeros(C)})
+
+        def apply(p, h, x):
+            v = 0.8 * h["v"] + x @ p["w"]
+            s = spike(v - 1.0)
+            y = s @ p["wo"]
+            li = h["li"] + 0.2 * (-h["li"]) + y
+            lv = h["lv"] + 0.1 * (-h["lv"] + (h["li"] if coupled else 0.5 * y))
+            return {"v": v - s, "lv": lv, "li": li}, lv
+        model = bs.StepModel(init, apply)
+        xs, ys = data(14, 3, I, C, p=0.5)
+        learner = bs.online(model, algorithm="d_rtrl")
+        learner.init(jax.random.PRNGKey(0), xs[0])
+        assert sorted(p.kappa for p in learner.graph.readout_paths) == pytest.approx([0.8, 0.9])
+        g, _ = sequence_grads(model, xs, ys, ("bptt", "d_rtrl"))
+        assert rel_err(g["d_rtrl"], g["bptt"]) < TOL
+        plain = bs.online(model, algorithm="d_rtrl", readout_paths=False)
+        state = plain.init(jax.random.PRNGKey(0), xs[0])
+        assert rel_err(plain.sequence_grad(state, xs, ys)[0], g["bptt"]) > 0.05
+
+
 @pytest.mark.parametrize("readout_bias", [False, True])
 def test_es_d_rtrl_is_exact_for_a_linear_readout(readout_bias):
     """A leaky readout r = kappa r + s Wo (+ bo) is a linear group: ES-D-RTRL

@@ -20,6 +20,9 @@ from transforms.ir.graph import DENSE, Graph
 from transforms.learning.readout_paths import readout_paths
 
 
+FEEDBACK_STREAM = 0x65_70_72_6F   # "epro": folded into the seed
+
+
 def readout_ops(graph: Graph) -> list[int]:
     """Output-only dense ops and the ops feeding a leaky readout, found on
     the graph itself (whether or not the learner carries readout paths)."""
@@ -31,7 +34,7 @@ def readout_ops(graph: Graph) -> list[int]:
 
 def random_feedback(graph: Graph, seed: int = 0) -> dict:
     """{op index: B}, B ~ N(0, 1 / fan_in) with the op's W_eff shape, fixed
-    by ``seed``. A step with no readout op to replace is an error: random
+    by ``seed`` (on a key stream models do not use). A step with no readout op to replace is an error: random
     feedback would silently be symmetric."""
     ops = readout_ops(graph)
     if not ops:
@@ -42,7 +45,9 @@ def random_feedback(graph: Graph, seed: int = 0) -> dict:
             hint="read the output through a dense layer (e.g. nnx.Linear) or a leaky "
                  "readout o = k o + W s, or use feedback='symmetric' (D-RTRL)")
     out = {}
-    key = jax.random.PRNGKey(seed)
+    # a stream of its own: PRNGKey(seed) split as a model's init splits it
+    # would draw B equal to (a multiple of) a W_out drawn from the same key
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), FEEDBACK_STREAM)
     for k in ops:
         op = graph.ops[k]
         key, sub = jax.random.split(key)

@@ -15,6 +15,9 @@ every op k driving G the loss at step t reaches W_k through r_{t-1} along
 so a filtered copy of the op's trace (e-prop's readout-filtered eligibility)
 adds the term c_o core_o^T(dl_t/dr_{t-1}) . Xbar_{t-1}, exact when the trace
 is. The per-neuron structure is kept because x_o is one value per neuron of G.
+A readout of K linear states (``linear_blocks``: r_t = A r_{t-1} + c y_t,
+e.g. a synaptic current into a membrane) is K such paths, one per real mode
+of A, each read through its eigenvector.
 """
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ class ReadoutPath:
     through: bool = False          # R is a spiking layer: its learning signal is weighted
                                    # by the driving op's neuron trace (``layer_paths``)
     via: int | None = None         # through R into the readout of path ``via``
+    mix: tuple | None = None       # ((slot, v), ...): a mode of a multi-state readout,
+                                   # its signal sum_j v_j dl/dr_j (``linear_blocks``)
 
     def describe(self, graph: Graph) -> str:
         return (f"W{self.op} -> G{self.group} -> W{self.readout_op} -> "
@@ -128,6 +133,18 @@ def find_readout_paths(graph: Graph, deps: dict) -> list[ReadoutPath]:
                 continue
             for k in (k for k in graph.groups[G].ops if k in trained):   # local ops: no trace
                 paths.append(ReadoutPath(k, o.index, G, R.index, kappa, lin.coeff[o.index]))
+    for r_index, blk in linear_blocks(graph).items():
+        R = graph.groups[r_index]
+        for o in (graph.ops[o] for o in R.ops):
+            if o.kind == BIAS or o.x_var is None or not o.mixing:
+                continue
+            G = _source_group(graph, deps.get(o.x_var, {}), o)
+            if G is None:
+                continue
+            for m, (lam, v, c) in enumerate(blk.modes(o.index)):
+                mix = tuple(zip(blk.slots, v))
+                paths += [ReadoutPath(k, o.index, G, R.index, lam, c, mix=mix)
+                          for k in graph.groups[G].ops if k in trained]
     return [p for p in paths if p.coeff != 0.0]
 
 
@@ -173,6 +190,56 @@ def linear_groups(graph: Graph) -> dict[int, LinearGroup]:
     return found
 
 
+@dataclasses.dataclass(frozen=True)
+class LinearBlock:
+    """A group of K one-slot leaves updated as r_t = A r_{t-1} + sum_o c_o
+    y_o,t (+ const), e.g. Norse's leaky-integrator readout (a synaptic
+    current into a membrane). With A = V diag(lam) V^-1 (real, distinct
+    modes) it is K one-state readouts: mode m has decay lam_m, input
+    coefficient (V^-1 c_o)_m and is read by the loss as sum_j V[j, m] dl/dr_j."""
+    A: np.ndarray         # (K, K)
+    coeff: dict           # op index -> (K,)
+    slots: tuple          # the leaves' slots, in A's order
+
+    def modes(self, op: int):
+        """(lam_m, V[:, m], (V^-1 c_op)_m) per mode; none if A's modes are
+        complex or repeated (no real partial fractions)."""
+        lam, V = np.linalg.eig(self.A)
+        scale = max(1.0, float(np.max(np.abs(lam))))
+        gaps = np.abs(lam[:, None] - lam[None, :]) + np.eye(len(lam)) * scale
+        if np.any(np.abs(lam.imag) > 1e-12 * scale) or np.min(gaps) < 1e-6 * scale:
+            return []
+        lam, V = lam.real, V.real
+        c = np.linalg.solve(V, self.coeff[op])
+        return [(float(lam[m]), tuple(float(x) for x in V[:, m]), float(c[m]))
+                for m in range(len(lam))]
+
+
+def linear_blocks(graph: Graph) -> dict[int, LinearBlock]:
+    """Hidden groups of two or more one-slot leaves whose updates are all
+    affine, with scalar constant coefficients, in the group's previous
+    values and the outputs of the ops driving it."""
+    t = graph.traced
+    trained = {op.index for op in graph.trained_ops()}
+    found = {}
+    for R in graph.groups:
+        slots = [graph.view.slots_of(j) for j in R.leaves]
+        if len(R.leaves) < 2 or not R.ops or any(o not in trained for o in R.ops) or any(
+                len(s) != 1 for s in slots):
+            continue
+        seeds = {t.hidden_in_vars[j]: {("h", j): 1.0} for j in R.leaves}
+        seeds.update({graph.ops[o].weff_var if graph.ops[o].kind == BIAS
+                      else graph.ops[o].y_var: {("y", o): 1.0} for o in R.ops})
+        known = {("h", j) for j in R.leaves} | {("y", o) for o in R.ops} | {"const"}
+        forms = [affine_form(graph, seeds, t.hidden_out_vars[j]) for j in R.leaves]
+        if any(not f or set(f) - known for f in forms):
+            continue
+        A = np.array([[f.get(("h", j), 0.0) for j in R.leaves] for f in forms])
+        found[R.index] = LinearBlock(A, {o: np.array([f.get(("y", o), 0.0) for f in forms])
+                                         for o in R.ops}, tuple(s[0] for s in slots))
+    return found
+
+
 def layer_paths(graph: Graph, decay: float, found=()) -> list[ReadoutPath]:
     """Paths from a trained op k driving group G1 through a trained mixing op
     o whose input x_o is (a concatenated part of) an elementwise function of
@@ -187,7 +254,7 @@ def layer_paths(graph: Graph, decay: float, found=()) -> list[ReadoutPath]:
     credit reaches the bottom layer through every layer and readout above.
     Indices count from the start of ``found``, which comes first."""
     trained = {op.index for op in graph.trained_ops()}
-    lin = linear_groups(graph)
+    lin = set(linear_groups(graph)) | set(linear_blocks(graph))
     links = []                 # (k, o, G1, G2, slice): k drives G1, which feeds o
     for o in graph.trained_ops():
         if o.kind == BIAS or not o.mixing or len(o.groups) != 1 or o.groups[0] in lin:

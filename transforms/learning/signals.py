@@ -376,6 +376,8 @@ def readout_signal(graph: Graph, params, signal, feedback=None, weights=None):
             L = out[p.via] * weights[n][0]
         elif p.through:
             L = sum(signal[j] * c for j, c in zip(slots, weights[n]))
+        elif p.mix is not None:         # one mode of a multi-state linear readout
+            L = sum(signal[j] * v for j, v in p.mix)
         else:
             L = signal[slots[0]]
         x0 = jnp.zeros((L.shape[0],) + o.x_shape, L.dtype)
