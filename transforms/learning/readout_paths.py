@@ -119,33 +119,28 @@ def affine_form(graph: Graph, seeds: dict, target, rules=AFFINE_RULES):
 
 
 def find_readout_paths(graph: Graph, deps: dict) -> list[ReadoutPath]:
-    trained = {op.index for op in graph.trained_ops()}
     paths = []
     for r_index, lin in linear_groups(graph).items():
-        R = graph.groups[r_index]
-        feeding = [graph.ops[o] for o in R.ops]
-        kappa = lin.kappa
-        for o in feeding:
-            if o.kind == BIAS or o.x_var is None or not o.mixing:
-                continue
-            G = _source_group(graph, deps.get(o.x_var, {}), o)
-            if G is None:
-                continue
-            for k in (k for k in graph.groups[G].ops if k in trained):   # local ops: no trace
-                paths.append(ReadoutPath(k, o.index, G, R.index, kappa, lin.coeff[o.index]))
+        for o, G, k in _links(graph, deps, r_index):
+            paths.append(ReadoutPath(k, o, G, r_index, lin.kappa, lin.coeff[o]))
     for r_index, blk in linear_blocks(graph).items():
-        R = graph.groups[r_index]
-        for o in (graph.ops[o] for o in R.ops):
-            if o.kind == BIAS or o.x_var is None or not o.mixing:
-                continue
-            G = _source_group(graph, deps.get(o.x_var, {}), o)
-            if G is None:
-                continue
-            for m, (lam, v, c) in enumerate(blk.modes(o.index)):
-                mix = tuple(zip(blk.slots, v))
-                paths += [ReadoutPath(k, o.index, G, R.index, lam, c, mix=mix)
-                          for k in graph.groups[G].ops if k in trained]
+        for o, G, k in _links(graph, deps, r_index):
+            paths += [ReadoutPath(k, o, G, r_index, lam, c, mix=tuple(zip(blk.slots, v)))
+                      for lam, v, c in blk.modes(o)]
     return [p for p in paths if p.coeff != 0.0]
+
+
+def _links(graph: Graph, deps: dict, r_index: int):
+    """(o, G, k) for each dense op o feeding readout group R whose input is
+    an elementwise function of one group G, and each trained op k driving G
+    (local ops have no trace)."""
+    trained = {op.index for op in graph.trained_ops()}
+    for o in (graph.ops[o] for o in graph.groups[r_index].ops):
+        if o.kind == BIAS or o.x_var is None or not o.mixing:
+            continue
+        G = _source_group(graph, deps.get(o.x_var, {}), o)
+        if G is not None:
+            yield from ((o.index, G, k) for k in graph.groups[G].ops if k in trained)
 
 
 def _source_group(graph: Graph, d: dict, o):
@@ -165,6 +160,18 @@ class LinearGroup:
     coeff: dict           # op index -> c_o
 
 
+def _seeds(graph: Graph, R) -> dict:
+    """Affine-form seeds of group R's update: its previous values and the
+    outputs of the ops driving it. A bias op's y is the sum it adds b into
+    (y = rest + b), so b is seeded and the rest (e.g. a dense op feeding the
+    same readout) goes through."""
+    t = graph.traced
+    seeds = {t.hidden_in_vars[j]: {("h", j): 1.0} for j in R.leaves}
+    seeds.update({graph.ops[o].weff_var if graph.ops[o].kind == BIAS
+                  else graph.ops[o].y_var: {("y", o): 1.0} for o in R.ops})
+    return seeds
+
+
 def linear_groups(graph: Graph) -> dict[int, LinearGroup]:
     """Hidden groups whose update is affine with scalar constant coefficients
     in their previous value and the outputs of the ops driving them. Their
@@ -176,12 +183,7 @@ def linear_groups(graph: Graph) -> dict[int, LinearGroup]:
         if R.k != 1 or not R.ops or any(o not in trained for o in R.ops):
             continue
         j = R.leaves[0]
-        seeds = {t.hidden_in_vars[j]: {("h", j): 1.0}}
-        # a bias op's y is the sum it adds b into (y = rest + b): seed b, and
-        # let the rest (e.g. a dense op feeding the same readout) through
-        seeds.update({graph.ops[o].weff_var if graph.ops[o].kind == BIAS
-                      else graph.ops[o].y_var: {("y", o): 1.0} for o in R.ops})
-        form = affine_form(graph, seeds, t.hidden_out_vars[j])
+        form = affine_form(graph, _seeds(graph, R), t.hidden_out_vars[j])
         if not form or ("h", j) not in form or any(
                 src != "const" and src != ("h", j) and src[0] != "y" for src in form):
             continue
@@ -227,9 +229,7 @@ def linear_blocks(graph: Graph) -> dict[int, LinearBlock]:
         if len(R.leaves) < 2 or not R.ops or any(o not in trained for o in R.ops) or any(
                 len(s) != 1 for s in slots):
             continue
-        seeds = {t.hidden_in_vars[j]: {("h", j): 1.0} for j in R.leaves}
-        seeds.update({graph.ops[o].weff_var if graph.ops[o].kind == BIAS
-                      else graph.ops[o].y_var: {("y", o): 1.0} for o in R.ops})
+        seeds = _seeds(graph, R)
         known = {("h", j) for j in R.leaves} | {("y", o) for o in R.ops} | {"const"}
         forms = [affine_form(graph, seeds, t.hidden_out_vars[j]) for j in R.leaves]
         if any(not f or set(f) - known for f in forms):
