@@ -109,7 +109,7 @@ def affine_form(graph: Graph, seeds: dict, target, rules=AFFINE_RULES):
     forms = dict(seeds)
     for eqn in graph.traced.eqns:
         ins = [forms.get(a) if not isinstance(a, jcore.Literal) else None for a in eqn.invars]
-        if eqn.outvars[0] in forms or not any(f is not None for f in ins):
+        if not eqn.outvars or eqn.outvars[0] in forms or not any(f is not None for f in ins):
             continue
         rule = rules.get(eqn.primitive.name)
         out = rule(graph, eqn, ins) if rule is not None else None
